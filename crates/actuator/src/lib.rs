@@ -1,0 +1,1 @@
+//! The actuator service: the PromScaler controller and ActuatorService

@@ -1,0 +1,1 @@
+//! PromScaler and PromScalerAuthentication CRD types, trigger metadata parsing and validation, KEDA import

@@ -1,0 +1,1 @@
+//! promscalerctl: the gRPC client of the three promscaler services

@@ -1,0 +1,1 @@
+//! The decision service: DecisionService over gRPC around promscaler-core
