@@ -1,0 +1,783 @@
+//! One decision: KEDA's ScaledObject layer (pause, activation, 0 ↔ N, cooldown, idle, fallback,
+//! scalingModifiers) on top of the HPA controller's rules (see `hpa`).
+
+use std::borrow::Cow;
+
+use crate::decision::{
+    Condition, ConditionStatus as S, ConditionType as T, Decision, Direction, Step, TriggerOutcome,
+};
+use crate::error::Error;
+use crate::formula::Formula;
+use crate::hpa::{self, BehaviorArgs, Combined, Normalized};
+use crate::input::{QueryErrorKind, QueryFailure, Tick};
+use crate::policy::{
+    Behavior, DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS, FallbackBehavior, ScalingPolicy,
+    ScalingRules, SelectPolicy,
+};
+use crate::state::{DecisionState, TimestampedValue, prune};
+use crate::time::{Timestamp, duration_millis};
+
+/// Decides the replica count for one tick. Pure: the same inputs give the same decision, and
+/// `now` is the only notion of time.
+pub fn decide(
+    policy: &ScalingPolicy,
+    tick: &Tick,
+    state: DecisionState,
+    now: Timestamp,
+) -> Result<Decision, Error> {
+    let formula = policy.validate()?;
+    validate_tick(policy, tick)?;
+    Ok(decide_validated(policy, formula.as_ref(), tick, state, now))
+}
+
+fn validate_tick(policy: &ScalingPolicy, tick: &Tick) -> Result<(), Error> {
+    let r = tick.replicas;
+    for (field, v) in [
+        ("replicas.spec", r.spec),
+        ("replicas.status", r.status),
+        ("replicas.ready", r.ready),
+    ] {
+        if v < 0 {
+            return Err(Error::invalid(field, format!("must be >= 0, got {v}")));
+        }
+    }
+    if let Some(p) = tick.pause.paused_replicas
+        && p < 0
+    {
+        return Err(Error::invalid(
+            "pause.paused_replicas",
+            format!("must be >= 0, got {p}"),
+        ));
+    }
+    if tick.observations.len() > policy.triggers.len() {
+        return Err(Error::invalid(
+            "observations",
+            format!(
+                "{} observations for {} triggers",
+                tick.observations.len(),
+                policy.triggers.len()
+            ),
+        ));
+    }
+    for (i, o) in tick.observations.iter().enumerate() {
+        if policy.trigger_index(&o.trigger).is_none() {
+            return Err(Error::invalid(
+                format!("observations[{i}].trigger"),
+                format!("no trigger named {:?} in the policy", o.trigger),
+            ));
+        }
+        if tick.observations[..i]
+            .iter()
+            .any(|p| p.trigger == o.trigger)
+        {
+            return Err(Error::invalid(
+                format!("observations[{i}].trigger"),
+                format!("second observation for trigger {:?}", o.trigger),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Per-trigger evaluation before combining.
+struct Eval {
+    value: Option<f64>,
+    proposal: Option<i32>,
+    active: bool,
+    failing: bool,
+    fallback: bool,
+}
+
+pub(crate) fn decide_validated(
+    policy: &ScalingPolicy,
+    formula: Option<&Formula>,
+    tick: &Tick,
+    mut state: DecisionState,
+    now: Timestamp,
+) -> Decision {
+    let current = tick.replicas.spec;
+    let mut steps: Vec<Step> = Vec::with_capacity(8);
+    state.created_at.get_or_insert(now);
+
+    // KEDA pause: the scale loop stops; the state is carried unchanged.
+    if tick.pause.paused_replicas.is_some() || tick.pause.paused {
+        let desired = match tick.pause.paused_replicas {
+            Some(n) => {
+                steps.push(Step::PausedAt { replicas: n });
+                n
+            }
+            None => {
+                steps.push(Step::Paused { replicas: current });
+                current
+            }
+        };
+        let triggers = policy
+            .triggers
+            .iter()
+            .map(|t| TriggerOutcome {
+                name: t.name.clone(),
+                consecutive_failures: state
+                    .consecutive_failures
+                    .get(&t.name)
+                    .copied()
+                    .unwrap_or(0),
+                ..TriggerOutcome::default()
+            })
+            .collect();
+        let conditions = vec![
+            cond(
+                T::Ready,
+                S::True,
+                "ScaledObjectReady",
+                "ScaledObject is defined correctly and is ready for scaling",
+            ),
+            cond(T::Active, S::False, "ScalerPaused", "Scaling is paused"),
+            cond(
+                T::Fallback,
+                S::False,
+                "NoFallbackFound",
+                "No fallbacks are active on this scaled object",
+            ),
+            cond(
+                T::Paused,
+                S::True,
+                "ScaledObjectPaused",
+                "ScaledObject is paused",
+            ),
+            cond(
+                T::AbleToScale,
+                S::True,
+                "ReadyForNewScale",
+                "recommended size matches current size",
+            ),
+            cond(
+                T::ScalingActive,
+                S::False,
+                "ScalingDisabled",
+                "scaling is paused",
+            ),
+            cond(
+                T::ScalingLimited,
+                S::False,
+                "DesiredWithinRange",
+                "the desired count is within the acceptable range",
+            ),
+        ];
+        return Decision {
+            desired_replicas: desired,
+            active: false,
+            fallback_active: false,
+            conditions,
+            state,
+            explanation: steps,
+            triggers,
+        };
+    }
+
+    let tolerances = policy.tolerances();
+    let ttl_ms = policy.last_known_good_ttl.map_or(0, duration_millis);
+    let threshold = policy.fallback.as_ref().map(|f| f.failure_threshold);
+    let mut outcomes: Vec<TriggerOutcome> = Vec::with_capacity(policy.triggers.len());
+    let mut evals: Vec<Eval> = Vec::with_capacity(policy.triggers.len());
+
+    for trigger in &policy.triggers {
+        let observed = tick.observations.iter().find(|o| o.trigger == trigger.name);
+        let result: Result<f64, QueryFailure> = match observed.map(|o| &o.result) {
+            Some(Ok(v)) if v.is_finite() => Ok(*v),
+            Some(Ok(v)) => Err(QueryFailure {
+                kind: QueryErrorKind::NotFinite,
+                message: format!("value {v} is not finite"),
+                http_status: 0,
+            }),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(QueryFailure {
+                kind: QueryErrorKind::Missing,
+                message: "no observation for this trigger".into(),
+                http_status: 0,
+            }),
+        };
+        let failures = match state.consecutive_failures.get_mut(&trigger.name) {
+            Some(n) => n,
+            None => state
+                .consecutive_failures
+                .entry(trigger.name.clone())
+                .or_insert(0),
+        };
+        let (value, stale, error) = match result {
+            Ok(v) => {
+                *failures = 0;
+                if ttl_ms > 0 {
+                    match state.last_good_values.get_mut(&trigger.name) {
+                        Some(lg) => *lg = TimestampedValue { value: v, at: now },
+                        None => {
+                            state.last_good_values.insert(
+                                trigger.name.clone(),
+                                TimestampedValue { value: v, at: now },
+                            );
+                        }
+                    }
+                }
+                (Some(v), false, None)
+            }
+            Err(e) => {
+                *failures = (*failures).max(0).saturating_add(1);
+                let lkg = state
+                    .last_good_values
+                    .get(&trigger.name)
+                    .filter(|lg| ttl_ms > 0 && now.millis_since(lg.at) <= ttl_ms && now >= lg.at);
+                let failures = *failures;
+                steps.push(Step::Failed {
+                    trigger: trigger.name.clone(),
+                    error: e.to_string(),
+                    failures,
+                    threshold,
+                });
+                match lkg {
+                    Some(lg) => {
+                        steps.push(Step::LastKnownGood {
+                            trigger: trigger.name.clone(),
+                            age_ms: now.millis_since(lg.at),
+                        });
+                        (Some(lg.value), true, Some(e))
+                    }
+                    None => (None, false, Some(e)),
+                }
+            }
+        };
+        let failures = state
+            .consecutive_failures
+            .get(&trigger.name)
+            .copied()
+            .unwrap_or(0);
+        let active = value.is_some_and(|v| v > trigger.activation_target);
+        let failing = value.is_none();
+        let fallback_applies = failing && threshold.is_some_and(|t| failures > t);
+        let (proposal, fallback) = if formula.is_some() {
+            (None, false)
+        } else if let Some(v) = value {
+            let p = hpa::propose(
+                trigger.metric_type,
+                v,
+                trigger.target,
+                tick.replicas,
+                tolerances,
+            );
+            steps.push(Step::Proposal {
+                trigger: trigger.name.clone(),
+                value: v,
+                target: trigger.target,
+                metric_type: trigger.metric_type,
+                pods: p.pods,
+                proposal: p.replicas,
+                within_tolerance: p.within_tolerance,
+                stale,
+                active,
+            });
+            (Some(p.replicas), false)
+        } else if fallback_applies {
+            let (b, p) = fallback_proposal(policy, current);
+            steps.push(Step::Fallback {
+                trigger: trigger.name.clone(),
+                behavior: b,
+                proposal: p,
+            });
+            (Some(p), true)
+        } else {
+            (None, false)
+        };
+        outcomes.push(TriggerOutcome {
+            name: trigger.name.clone(),
+            value,
+            proposal,
+            active,
+            error,
+            stale,
+            fallback,
+            consecutive_failures: failures,
+        });
+        evals.push(Eval {
+            value,
+            proposal,
+            active,
+            failing,
+            fallback: fallback_applies,
+        });
+    }
+
+    // scalingModifiers: one composite metric replaces the triggers.
+    let mut composite: Option<Option<i32>> = None;
+    let mut composite_active = false;
+    let mut composite_fallback = false;
+    if let (Some(f), Some(m)) = (formula, policy.scaling_modifiers.as_ref()) {
+        let values: Vec<Option<f64>> = evals.iter().map(|e| e.value).collect();
+        match f.eval(&values) {
+            Ok(v) => {
+                let p = hpa::propose(m.metric_type, v, m.target, tick.replicas, tolerances);
+                composite_active = v > m.activation_target;
+                steps.push(Step::Proposal {
+                    trigger: "formula".into(),
+                    value: v,
+                    target: m.target,
+                    metric_type: m.metric_type,
+                    pods: p.pods,
+                    proposal: p.replicas,
+                    within_tolerance: p.within_tolerance,
+                    stale: false,
+                    active: composite_active,
+                });
+                composite = Some(Some(p.replicas));
+            }
+            Err(error) => {
+                steps.push(Step::FormulaFailed { error });
+                if f.referenced_triggers().iter().any(|&i| evals[i].fallback) {
+                    let (b, p) = fallback_proposal(policy, current);
+                    steps.push(Step::Fallback {
+                        trigger: "formula".into(),
+                        behavior: b,
+                        proposal: p,
+                    });
+                    composite = Some(Some(p));
+                    composite_fallback = true;
+                } else {
+                    composite = Some(None);
+                }
+            }
+        }
+    }
+
+    let active = if formula.is_some() {
+        composite_active
+    } else {
+        evals.iter().any(|e| e.active)
+    };
+    let failing = evals.iter().any(|e| e.failing);
+    let fallback_active = if formula.is_some() {
+        composite_fallback
+    } else {
+        evals.iter().any(|e| e.fallback)
+    };
+    let proposals: Vec<Option<i32>> = match composite {
+        Some(c) => vec![c],
+        None => evals.iter().map(|e| e.proposal).collect(),
+    };
+
+    if active {
+        state.last_active_time = Some(now);
+    }
+
+    let mut hpa_conditions: Option<Normalized> = None;
+    let mut scaling_active = (S::True, "ValidMetricFound");
+    let idle = policy.idle_replicas;
+    let min = policy.min_replicas;
+    let at_rest = current == 0 || idle.is_some_and(|i| current <= i);
+    let pause = tick.pause;
+
+    let desired = if active && (current == 0 || (idle.is_some() && current < min)) {
+        // KEDA scaleFromZeroOrIdle: to minReplicaCount, or 1 when it is 0.
+        if pause.scale_out_paused {
+            steps.push(Step::DirectionPaused {
+                direction: Direction::Up,
+            });
+            current
+        } else {
+            let to = min.max(1).min(policy.max_replicas);
+            steps.push(Step::ScaleFromZero { to });
+            to
+        }
+    } else if !active && at_rest {
+        scaling_active = (S::False, "ScalingDisabled");
+        match hpa::combine(proposals.iter().copied(), current) {
+            // KEDA #7239: a fallback also applies at zero/idle.
+            Combined::Valid { replicas, .. }
+                if fallback_active && replicas > current && !pause.scale_out_paused =>
+            {
+                let to = replicas.min(policy.max_replicas);
+                steps.push(Step::FallbackFromZero { to });
+                to
+            }
+            _ if idle.is_none() && current < min && !pause.scale_out_paused => {
+                steps.push(Step::RaiseToMin { to: min });
+                min
+            }
+            _ => {
+                steps.push(Step::AtRest { current });
+                current
+            }
+        }
+    } else {
+        let mut scale_in = None;
+        if !active && (idle.is_some() || min == 0) {
+            if failing && !fallback_active {
+                // KEDA #4249: an error must not read as "inactive" and scale to zero.
+                steps.push(Step::FailureBlocksScaleIn);
+            } else if failing {
+                // Fallback proposals drive the HPA path below.
+            } else if pause.scale_in_paused {
+                steps.push(Step::DirectionPaused {
+                    direction: Direction::Down,
+                });
+            } else {
+                let (deadline, initial) = match state.last_active_time {
+                    Some(t) => (t.plus(policy.cooldown_period), false),
+                    None => (
+                        state
+                            .created_at
+                            .unwrap_or(now)
+                            .plus(policy.initial_cooldown_period),
+                        true,
+                    ),
+                };
+                if deadline < now {
+                    scale_in = Some(idle.unwrap_or(min));
+                    steps.push(Step::ScaleToIdle {
+                        to: idle.unwrap_or(min),
+                        idle: idle.is_some(),
+                    });
+                } else {
+                    steps.push(Step::CoolingDown {
+                        remaining_ms: deadline.millis_since(now),
+                        initial,
+                    });
+                }
+            }
+        }
+        match scale_in {
+            Some(to) => to,
+            None => {
+                let (d, n, sa) = hpa_path(policy, tick, &proposals, &mut state, now, &mut steps);
+                hpa_conditions = n;
+                scaling_active = sa;
+                d
+            }
+        }
+    };
+
+    prune_state(policy, &mut state, now);
+
+    let mut conditions = Vec::with_capacity(7);
+    conditions.push(if failing {
+        cond(
+            T::Ready,
+            S::False,
+            "KEDAScalerFailed",
+            "Triggers defined in ScaledObject are not working correctly",
+        )
+    } else {
+        cond(
+            T::Ready,
+            S::True,
+            "ScaledObjectReady",
+            "ScaledObject is defined correctly and is ready for scaling",
+        )
+    });
+    conditions.push(if active {
+        cond(
+            T::Active,
+            S::True,
+            "ScalerActive",
+            "Scaling is performed because triggers are active",
+        )
+    } else {
+        cond(
+            T::Active,
+            S::False,
+            "ScalerNotActive",
+            "Scaling is not performed because triggers are not active",
+        )
+    });
+    conditions.push(if fallback_active {
+        cond(
+            T::Fallback,
+            S::True,
+            "FallbackExists",
+            "At least one trigger is falling back on this scaled object",
+        )
+    } else {
+        cond(
+            T::Fallback,
+            S::False,
+            "NoFallbackFound",
+            "No fallbacks are active on this scaled object",
+        )
+    });
+    conditions.push(cond(
+        T::Paused,
+        S::False,
+        "ScaledObjectUnpaused",
+        "ScaledObject is not paused",
+    ));
+    let (able, limited, limit_reason) = match &hpa_conditions {
+        Some(n) => (n.able_reason, n.limited, n.limit_reason),
+        None => ("ReadyForNewScale", false, "DesiredWithinRange"),
+    };
+    conditions.push(cond(T::AbleToScale, S::True, able, able_message(able)));
+    conditions.push(cond(
+        T::ScalingActive,
+        scaling_active.0,
+        scaling_active.1,
+        scaling_active_message(scaling_active.1),
+    ));
+    conditions.push(cond(
+        T::ScalingLimited,
+        S::from_bool(limited),
+        limit_reason,
+        limit_message(limit_reason),
+    ));
+
+    Decision {
+        desired_replicas: desired,
+        active,
+        fallback_active,
+        conditions,
+        state,
+        explanation: steps,
+        triggers: outcomes,
+    }
+}
+
+/// The HPA controller's reconcile for a target with replicas (minReplicas = max(min, 1), as
+/// KEDA configures the HPA it owns).
+fn hpa_path(
+    policy: &ScalingPolicy,
+    tick: &Tick,
+    proposals: &[Option<i32>],
+    state: &mut DecisionState,
+    now: Timestamp,
+    steps: &mut Vec<Step>,
+) -> (i32, Option<Normalized>, (S, &'static str)) {
+    let current = tick.replicas.spec;
+    let min = policy.min_replicas.max(1);
+    let max = policy.max_replicas;
+    let ok = (S::True, "ValidMetricFound");
+    if current > max {
+        steps.push(Step::Clamped {
+            to: max,
+            bound: "maxReplicaCount",
+        });
+        let n = Normalized {
+            desired: max,
+            able_reason: "ReadyForNewScale",
+            limit_reason: "TooManyReplicas",
+            limited: true,
+        };
+        return (max, Some(n), ok);
+    }
+    if current < min {
+        steps.push(Step::Clamped {
+            to: min,
+            bound: "minReplicaCount",
+        });
+        let n = Normalized {
+            desired: min,
+            able_reason: "ReadyForNewScale",
+            limit_reason: "TooFewReplicas",
+            limited: true,
+        };
+        return (min, Some(n), ok);
+    }
+    let recommendation = match hpa::combine(proposals.iter().copied(), current) {
+        Combined::Valid { replicas, index } => {
+            if proposals.len() > 1 {
+                let trigger = policy
+                    .triggers
+                    .get(index)
+                    .map_or_else(String::new, |t| t.name.clone());
+                steps.push(Step::Combined {
+                    trigger,
+                    proposal: replicas,
+                });
+            }
+            replicas
+        }
+        Combined::BlockedScaleDown { valid_max } => {
+            steps.push(Step::InvalidBlocksScaleDown { valid_max, current });
+            return (current, None, (S::False, "FailedGetExternalMetric"));
+        }
+        Combined::AllInvalid => {
+            steps.push(Step::NoValidProposal { current });
+            return (current, None, (S::False, "FailedGetExternalMetric"));
+        }
+    };
+    // HPA: a controller that has not seen this target yet counts the current replicas as a
+    // recommendation made now, so a restart never scales down at once.
+    if state.recommendations.is_empty() {
+        state
+            .recommendations
+            .push(crate::state::TimestampedReplicas::new(current, now));
+    }
+    let behavior = effective_behavior(policy, tick);
+    let n = match behavior.as_deref() {
+        None => hpa::normalize_without_behavior(
+            current,
+            recommendation,
+            min,
+            max,
+            DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS,
+            &mut state.recommendations,
+            now,
+            steps,
+        ),
+        Some(b) => {
+            let (up, down) = (b.resolve_up(), b.resolve_down());
+            let args = BehaviorArgs {
+                up: &up,
+                down: &down,
+                min,
+                max,
+                current,
+                desired: recommendation,
+                now,
+            };
+            let n = hpa::normalize_with_behavior(
+                &args,
+                &mut state.recommendations,
+                &state.scale_up_events,
+                &state.scale_down_events,
+                steps,
+            );
+            // storeScaleEvent: only an HPA with behavior keeps events.
+            if n.desired > current {
+                state
+                    .scale_up_events
+                    .push(crate::state::TimestampedReplicas::new(
+                        n.desired - current,
+                        now,
+                    ));
+            } else if n.desired < current {
+                state
+                    .scale_down_events
+                    .push(crate::state::TimestampedReplicas::new(
+                        current - n.desired,
+                        now,
+                    ));
+            }
+            n
+        }
+    };
+    steps.push(Step::WithinRange {
+        desired: n.desired,
+        current,
+    });
+    (n.desired, Some(n), ok)
+}
+
+/// The behavior the HPA runs with: KEDA's paused-scale-in/out annotations set that direction's
+/// selectPolicy to Disabled (creating a behavior with defaults when there was none).
+fn effective_behavior<'a>(policy: &'a ScalingPolicy, tick: &Tick) -> Option<Cow<'a, Behavior>> {
+    let p = tick.pause;
+    if !p.scale_in_paused && !p.scale_out_paused {
+        return policy.behavior.as_ref().map(Cow::Borrowed);
+    }
+    let mut b = policy.behavior.clone().unwrap_or_default();
+    if p.scale_out_paused {
+        b.scale_up
+            .get_or_insert_with(ScalingRules::default)
+            .select_policy = SelectPolicy::Disabled;
+    }
+    if p.scale_in_paused {
+        b.scale_down
+            .get_or_insert_with(ScalingRules::default)
+            .select_policy = SelectPolicy::Disabled;
+    }
+    Some(Cow::Owned(b))
+}
+
+/// What a failing trigger proposes once past the threshold. `static` is exactly
+/// `fallback.replicas` (no tolerance band, unlike KEDA's synthetic metric).
+fn fallback_proposal(policy: &ScalingPolicy, current: i32) -> (FallbackBehavior, i32) {
+    let fb = policy
+        .fallback
+        .as_ref()
+        .map_or((FallbackBehavior::Static, 0), |f| (f.behavior, f.replicas));
+    let p = match fb.0 {
+        FallbackBehavior::Static => fb.1,
+        FallbackBehavior::CurrentReplicas => current,
+        FallbackBehavior::CurrentReplicasIfHigher => current.max(fb.1),
+        FallbackBehavior::CurrentReplicasIfLower => current.min(fb.1),
+    };
+    (fb.0, p)
+}
+
+/// Keeps the state bounded: histories to the longest window/period that can read them,
+/// per-trigger maps to the policy's triggers, last good values to their TTL.
+fn prune_state(policy: &ScalingPolicy, state: &mut DecisionState, now: Timestamp) {
+    let (window, period) = match &policy.behavior {
+        None => (DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS, 0),
+        Some(b) => {
+            let (up, down) = (b.resolve_up(), b.resolve_down());
+            (
+                up.stabilization_window_seconds
+                    .max(down.stabilization_window_seconds),
+                up.longest_period_seconds()
+                    .max(down.longest_period_seconds()),
+            )
+        }
+    };
+    // Entries exactly at the no-behavior cutoff still count (HPA keeps them), hence the -1 ms.
+    prune(
+        &mut state.recommendations,
+        now.add_secs(-i64::from(window))
+            .minus(std::time::Duration::from_millis(1)),
+    );
+    // Events only matter to rate policies (pause annotations may add default ones: 15 s).
+    let period = period.max(15);
+    prune(&mut state.scale_up_events, now.add_secs(-i64::from(period)));
+    prune(
+        &mut state.scale_down_events,
+        now.add_secs(-i64::from(period)),
+    );
+    if state.consecutive_failures.len() > policy.triggers.len() {
+        state
+            .consecutive_failures
+            .retain(|k, _| policy.trigger_index(k).is_some());
+    }
+    let ttl_ms = policy.last_known_good_ttl.map_or(0, duration_millis);
+    state.last_good_values.retain(|k, v| {
+        ttl_ms > 0 && now.millis_since(v.at) <= ttl_ms && policy.trigger_index(k).is_some()
+    });
+}
+
+fn cond(kind: T, status: S, reason: &'static str, message: &'static str) -> Condition {
+    Condition {
+        kind,
+        status,
+        reason,
+        message: Cow::Borrowed(message),
+    }
+}
+
+fn able_message(reason: &str) -> &'static str {
+    match reason {
+        "ScaleUpStabilized" => {
+            "recent recommendations were lower than current one, applying the lowest recent recommendation"
+        }
+        "ScaleDownStabilized" => {
+            "recent recommendations were higher than current one, applying the highest recent recommendation"
+        }
+        _ => "recommended size matches current size",
+    }
+}
+
+fn scaling_active_message(reason: &str) -> &'static str {
+    match reason {
+        "ScalingDisabled" => "scaling is disabled since the replica count of the target is zero",
+        "FailedGetExternalMetric" => {
+            "the HPA was unable to compute the replica count: a trigger failed"
+        }
+        _ => "the HPA was able to successfully calculate a replica count",
+    }
+}
+
+fn limit_message(reason: &str) -> &'static str {
+    match reason {
+        "ScaleUpLimit" => {
+            "the desired replica count is increasing faster than the maximum scale rate"
+        }
+        "ScaleDownLimit" => {
+            "the desired replica count is decreasing faster than the maximum scale rate"
+        }
+        "TooManyReplicas" => "the desired replica count is more than the maximum replica count",
+        "TooFewReplicas" => "the desired replica count is less than the minimum replica count",
+        _ => "the desired count is within the acceptable range",
+    }
+}

@@ -1,0 +1,843 @@
+//! Decision scenarios: the seed's acceptance example, the KEDA layer, where KEDA is wrong,
+//! explanations, conditions, bounded state and Simulate.
+
+use crate::decision::{ConditionStatus, ConditionType, Step};
+use crate::input::{Pause, QueryErrorKind, Replicas};
+use crate::policy::{FallbackBehavior as Fb, ScalingPolicyRule as R, SelectPolicy};
+use crate::state::{DecisionState, MAX_HISTORY, TimestampedReplicas};
+use crate::testing::*;
+use crate::{Error, Simulation, SimulationStep, decide, simulate};
+
+fn seed_policy() -> crate::ScalingPolicy {
+    policy().min(0).max(5).trigger("connections", 50.0)
+}
+
+#[test]
+fn seed_example_two_replicas_at_140_over_50_want_three() {
+    let d = run(
+        &seed_policy(),
+        &at(2).value("connections", 140.0),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(d.desired_replicas, 3);
+    assert!(d.active);
+    assert_eq!(
+        d.explanation_lines()[0],
+        "trigger connections: 140 / 50 ⇒ 3"
+    );
+}
+
+#[test]
+fn seed_example_scales_to_zero_only_after_the_300s_default_cooldown() {
+    let mut s = Scenario::new(seed_policy(), 1);
+    assert_eq!(
+        s.tick(0, at(0).value("connections", 10.0)).desired_replicas,
+        1
+    );
+    for secs in [30, 150, 299, 300] {
+        let d = s.tick(secs, at(0).value("connections", 0.0));
+        assert_eq!(d.desired_replicas, 1, "still cooling down at {secs}s");
+        assert!(!d.active);
+    }
+    let d = s.tick(301, at(0).value("connections", 0.0));
+    assert_eq!(d.desired_replicas, 0);
+    assert_eq!(
+        d.reason(),
+        "inactive past the cooldown: scale to 0 (minReplicaCount)"
+    );
+}
+
+#[test]
+fn activation_is_strictly_greater_than_the_threshold() {
+    let p = policy().max(5).trigger("q", 10.0).activation(5.0);
+    let d = run(&p, &at(0).value("q", 5.0), DecisionState::default(), t(0));
+    assert!(!d.active);
+    assert_eq!(d.desired_replicas, 0);
+    let d = run(&p, &at(0).value("q", 5.01), DecisionState::default(), t(0));
+    assert!(d.active);
+    assert_eq!(d.desired_replicas, 1);
+}
+
+#[test]
+fn scale_from_zero_goes_to_min_or_one() {
+    // (min, max, expected)
+    for (min, max, want) in [(0, 5, 1), (3, 5, 3)] {
+        let p = policy().min(min).max(max).trigger("q", 10.0);
+        let d = run(&p, &at(0).value("q", 500.0), DecisionState::default(), t(0));
+        assert_eq!(d.desired_replicas, want, "min {min}");
+        assert_eq!(
+            d.explanation.last(),
+            Some(&Step::ScaleFromZero { to: want })
+        );
+    }
+}
+
+#[test]
+fn scale_from_idle_goes_to_min_and_back_to_idle_after_cooldown() {
+    let p = policy()
+        .idle(0)
+        .min(2)
+        .max(6)
+        .cooldown(60)
+        .trigger("q", 10.0)
+        .activation(1.0);
+    let mut s = Scenario::new(p, 0);
+    assert_eq!(s.tick(0, at(0).value("q", 5.0)).desired_replicas, 2);
+    assert_eq!(s.tick(30, at(0).value("q", 0.0)).desired_replicas, 2);
+    assert_eq!(s.tick(61, at(0).value("q", 0.0)).desired_replicas, 0);
+    let d = s.tick(90, at(0).value("q", 0.0));
+    assert_eq!(d.desired_replicas, 0);
+    assert_eq!(d.explanation.last(), Some(&Step::AtRest { current: 0 }));
+}
+
+#[test]
+fn initial_cooldown_counts_from_creation_when_never_active() {
+    let p = policy().max(5).initial_cooldown(120).trigger("q", 10.0);
+    let mut s = Scenario::new(p, 3);
+    // First decision records created_at.
+    let d = s.tick(0, at(0).value("q", 0.0));
+    assert_eq!(d.desired_replicas, 3);
+    assert!(matches!(d.explanation.first(), Some(Step::Proposal { .. })));
+    assert!(
+        d.explanation
+            .iter()
+            .any(|s| matches!(s, Step::CoolingDown { initial: true, .. }))
+    );
+    assert_eq!(s.tick(120, at(0).value("q", 0.0)).desired_replicas, 3);
+    assert_eq!(s.tick(121, at(0).value("q", 0.0)).desired_replicas, 0);
+}
+
+#[test]
+fn inactive_with_min_above_zero_is_left_to_the_hpa() {
+    let p = policy().min(2).max(10).trigger("q", 10.0).activation(100.0);
+    let d = run(&p, &at(6).value("q", 20.0), DecisionState::default(), t(0));
+    assert!(!d.active);
+    // The HPA still runs on the value (20 / 10 ⇒ 2) but holds for the 300 s scale-down window.
+    assert_eq!(d.desired_replicas, 6);
+    assert!(
+        d.explanation
+            .iter()
+            .any(|s| matches!(s, Step::Stabilized { .. }))
+    );
+}
+
+#[test]
+fn below_min_at_rest_is_raised_to_min_and_above_max_is_lowered_to_max() {
+    let p = policy().min(2).max(4).trigger("q", 10.0).activation(100.0);
+    assert_eq!(
+        run(&p, &at(0).value("q", 0.0), DecisionState::default(), t(0)).desired_replicas,
+        2
+    );
+    let d = run(&p, &at(9).value("q", 0.0), DecisionState::default(), t(0));
+    assert_eq!(d.desired_replicas, 4);
+    let limited = d.condition(ConditionType::ScalingLimited).unwrap();
+    assert_eq!(
+        (limited.status, limited.reason),
+        (ConditionStatus::True, "TooManyReplicas")
+    );
+}
+
+#[test]
+fn without_behavior_scale_up_is_capped_and_explained() {
+    let p = policy().max(100).trigger("q", 1.0);
+    let d = run(&p, &at(3).value("q", 50.0), DecisionState::default(), t(0));
+    assert_eq!(d.desired_replicas, 6);
+    assert!(
+        d.explanation_lines()
+            .contains(&"scale-up limited to 6 (max(2×current, 4))".to_owned())
+    );
+}
+
+#[test]
+fn default_behavior_limits_scale_up_by_pods_4_per_15s() {
+    let p = policy().max(100).default_behavior().trigger("rps", 50.0);
+    let mut s = Scenario::new(p, 2);
+    let d = s.tick(0, at(0).value("rps", 1000.0));
+    assert_eq!(d.desired_replicas, 6, "max(2 + 4, 2 × 2)");
+    assert_eq!(d.reason(), "scale 2 → 6");
+    assert!(
+        d.explanation_lines()
+            .contains(&"scale-up limited to 6 by policy Pods/4/15s".to_owned())
+    );
+    let d = s.tick(5, at(0).value("rps", 1000.0));
+    assert_eq!(
+        d.desired_replicas, 6,
+        "the 15 s period still holds the +4 event"
+    );
+    let d = s.tick(16, at(0).value("rps", 1000.0));
+    assert_eq!(
+        d.desired_replicas, 12,
+        "Percent/100/15s from 6 beats Pods/4"
+    );
+}
+
+#[test]
+fn partial_behavior_fills_gaps_with_documented_defaults() {
+    // Only scale-down given, with no window: scale-up keeps its defaults (Pods 4 / 100 %).
+    let p = policy()
+        .max(100)
+        .scale_down(rules(Some(0), &[R::pods(1, 60)]))
+        .trigger("q", 1.0);
+    let mut s = Scenario::new(p, 5);
+    assert_eq!(s.tick(0, at(0).value("q", 100.0)).desired_replicas, 10);
+    // A 0 s scale-down window: only the rate policy (1 pod per 60 s) slows the way down.
+    let mut s = Scenario::new(s.policy.clone(), 5);
+    assert_eq!(s.tick(0, at(0).value("q", 1.0)).desired_replicas, 4);
+    assert_eq!(s.tick(30, at(0).value("q", 1.0)).desired_replicas, 4);
+    assert_eq!(s.tick(61, at(0).value("q", 1.0)).desired_replicas, 3);
+}
+
+#[test]
+fn select_policy_disabled_blocks_that_direction() {
+    let p = policy()
+        .max(10)
+        .scale_up(select(rules(None, &[]), SelectPolicy::Disabled))
+        .trigger("q", 1.0);
+    let d = run(&p, &at(2).value("q", 8.0), DecisionState::default(), t(0));
+    assert_eq!(d.desired_replicas, 2);
+    assert!(
+        d.explanation_lines()
+            .contains(&"scale-up disabled by selectPolicy: holding 2".to_owned())
+    );
+}
+
+#[test]
+fn scale_down_stabilization_holds_the_highest_recent_recommendation() {
+    let p = policy().min(1).max(10).trigger("q", 10.0);
+    let mut s = Scenario::new(p, 8);
+    assert_eq!(s.tick(0, at(0).value("q", 80.0)).desired_replicas, 8);
+    for secs in [30, 120, 300] {
+        let d = s.tick(secs, at(0).value("q", 20.0));
+        assert_eq!(d.desired_replicas, 8, "at {secs}s");
+        assert_eq!(
+            d.condition(ConditionType::AbleToScale).unwrap().reason,
+            "ScaleDownStabilized"
+        );
+    }
+    assert_eq!(s.tick(301, at(0).value("q", 20.0)).desired_replicas, 2);
+}
+
+#[test]
+fn an_invalid_trigger_blocks_scale_down_but_not_scale_up() {
+    let p = policy()
+        .min(1)
+        .max(20)
+        .scale_down(rules(Some(0), &[]))
+        .trigger("a", 10.0)
+        .trigger("b", 10.0);
+    let state = DecisionState {
+        recommendations: vec![TimestampedReplicas::new(5, t(-1000))],
+        ..Default::default()
+    };
+    let d = run(&p, &at(5).value("a", 20.0).failed("b"), state.clone(), t(0));
+    assert_eq!(d.desired_replicas, 5);
+    assert_eq!(
+        d.explanation.last(),
+        Some(&Step::InvalidBlocksScaleDown {
+            valid_max: 2,
+            current: 5
+        })
+    );
+    let sa = d.condition(ConditionType::ScalingActive).unwrap();
+    assert_eq!(
+        (sa.status, sa.reason),
+        (ConditionStatus::False, "FailedGetExternalMetric")
+    );
+    let d = run(&p, &at(5).value("a", 90.0).failed("b"), state, t(0));
+    assert_eq!(d.desired_replicas, 9);
+    let d = run(
+        &p,
+        &at(5).failed("a").failed("b"),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(d.desired_replicas, 5);
+    assert_eq!(
+        d.explanation.last(),
+        Some(&Step::NoValidProposal { current: 5 })
+    );
+}
+
+#[test]
+fn a_missing_observation_counts_as_a_failure() {
+    let p = policy().max(5).trigger("a", 10.0).trigger("b", 10.0);
+    let d = run(&p, &at(2).value("a", 20.0), DecisionState::default(), t(0));
+    let b = &d.triggers[1];
+    assert_eq!(
+        b.error.as_ref().map(|e| e.kind),
+        Some(QueryErrorKind::Missing)
+    );
+    assert_eq!(b.consecutive_failures, 1);
+}
+
+#[test]
+fn fallback_applies_only_when_failures_exceed_the_threshold() {
+    let p = policy()
+        .min(1)
+        .max(10)
+        .fallback(2, 7, Fb::Static)
+        .trigger("q", 10.0);
+    let mut s = Scenario::new(p, 3);
+    for n in 1..=2 {
+        let d = s.tick(n, at(0).failed("q"));
+        assert_eq!(d.desired_replicas, 3, "failure {n} holds");
+        assert!(!d.fallback_active);
+    }
+    let d = s.tick(3, at(0).failed("q"));
+    assert!(d.fallback_active);
+    assert_eq!(
+        d.desired_replicas, 6,
+        "towards 7, through the scale-up cap max(2×3, 4)"
+    );
+    let f = d.condition(ConditionType::Fallback).unwrap();
+    assert_eq!(
+        (f.status, f.reason),
+        (ConditionStatus::True, "FallbackExists")
+    );
+    assert_eq!(d.triggers[0].consecutive_failures, 3);
+    assert_eq!(s.tick(4, at(0).failed("q")).desired_replicas, 7);
+    // Recovery resets the count.
+    let d = s.tick(5, at(0).value("q", 70.0));
+    assert!(!d.fallback_active);
+    assert_eq!(d.triggers[0].consecutive_failures, 0);
+}
+
+#[test]
+fn fallback_behaviors_keep_their_meaning() {
+    // (behavior, current, fallback replicas, expected proposal)
+    let table = [
+        (Fb::Static, 8, 3, 3),
+        (Fb::Static, 2, 3, 3),
+        (Fb::CurrentReplicas, 8, 3, 8),
+        (Fb::CurrentReplicasIfHigher, 8, 3, 8),
+        (Fb::CurrentReplicasIfHigher, 2, 3, 3),
+        (Fb::CurrentReplicasIfLower, 8, 3, 3),
+        (Fb::CurrentReplicasIfLower, 2, 3, 2),
+    ];
+    for (behavior, current, replicas, want) in table {
+        let p = policy()
+            .min(1)
+            .max(10)
+            .fallback(0, replicas, behavior)
+            .trigger("q", 10.0);
+        let d = run(&p, &at(current).failed("q"), DecisionState::default(), t(0));
+        assert_eq!(
+            d.triggers[0].proposal,
+            Some(want),
+            "{behavior:?} at {current}"
+        );
+        assert!(d.triggers[0].fallback);
+    }
+}
+
+#[test]
+fn static_fallback_sets_exactly_the_fallback_replicas_without_a_tolerance_band() {
+    // KEDA's synthetic metric (target × replicas) would fall inside the 10 % band at 10 → 11.
+    let p = policy()
+        .min(1)
+        .max(20)
+        .fallback(0, 11, Fb::Static)
+        .trigger("q", 10.0);
+    let d = run(&p, &at(10).failed("q"), DecisionState::default(), t(0));
+    assert_eq!(d.desired_replicas, 11);
+}
+
+#[test]
+fn fallback_never_overrides_a_healthy_trigger_downwards_keda_6659() {
+    let p = policy()
+        .min(1)
+        .max(20)
+        .fallback(0, 2, Fb::Static)
+        .trigger("healthy", 10.0)
+        .trigger("broken", 10.0);
+    let d = run(
+        &p,
+        &at(8).value("healthy", 80.0).failed("broken"),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(
+        d.desired_replicas, 8,
+        "max(8 from healthy, 2 from fallback)"
+    );
+    assert!(d.fallback_active);
+}
+
+#[test]
+fn errors_never_scale_to_zero_nor_oscillate_keda_4249() {
+    let p = policy().min(0).max(10).cooldown(30).trigger("q", 10.0);
+    let mut s = Scenario::new(p, 4);
+    for secs in (0..600).step_by(15) {
+        let d = s.tick(secs, at(0).failed("q"));
+        assert_eq!(d.desired_replicas, 4, "at {secs}s");
+        let ready = d.condition(ConditionType::Ready).unwrap();
+        assert_eq!(
+            (ready.status, ready.reason),
+            (ConditionStatus::False, "KEDAScalerFailed")
+        );
+    }
+    // With a fallback: it settles on the fallback count and stays there.
+    let p = policy()
+        .min(0)
+        .max(10)
+        .cooldown(30)
+        .fallback(1, 3, Fb::Static)
+        .trigger("q", 10.0);
+    let mut s = Scenario::new(p, 4);
+    let trajectory: Vec<i32> = (0..40)
+        .map(|i| s.tick(i * 15, at(0).failed("q")).desired_replicas)
+        .collect();
+    assert!(trajectory.iter().all(|&r| r >= 3), "{trajectory:?}");
+    assert_eq!(*trajectory.last().unwrap(), 3, "{trajectory:?}");
+}
+
+#[test]
+fn fallback_works_at_zero_replicas_keda_7239() {
+    let p = policy()
+        .min(0)
+        .max(10)
+        .fallback(1, 4, Fb::Static)
+        .trigger("q", 10.0);
+    let mut s = Scenario::new(p, 0);
+    assert_eq!(s.tick(0, at(0).failed("q")).desired_replicas, 0);
+    let d = s.tick(30, at(0).failed("q"));
+    assert_eq!(d.desired_replicas, 4);
+    assert_eq!(
+        d.explanation.last(),
+        Some(&Step::FallbackFromZero { to: 4 })
+    );
+}
+
+#[test]
+fn last_known_good_replaces_a_failure_during_its_ttl_keda_965() {
+    let p = policy()
+        .min(1)
+        .max(10)
+        .last_known_good(60)
+        .trigger("q", 10.0);
+    let mut s = Scenario::new(p, 2);
+    assert_eq!(s.tick(0, at(0).value("q", 50.0)).desired_replicas, 4);
+    let d = s.tick(30, at(0).failed("q"));
+    assert_eq!(d.desired_replicas, 5);
+    assert!(d.triggers[0].stale);
+    assert_eq!(d.triggers[0].value, Some(50.0));
+    assert!(
+        d.explanation_lines()
+            .iter()
+            .any(|l| l == "trigger q: using last known good value from 30s ago")
+    );
+    let d = s.tick(61, at(0).failed("q"));
+    assert!(!d.triggers[0].stale, "expired");
+    assert_eq!(d.desired_replicas, 5);
+    assert!(
+        d.state.last_good_values.is_empty(),
+        "expired values are pruned"
+    );
+}
+
+#[test]
+fn scaling_modifiers_compose_triggers_by_formula() {
+    let p = policy()
+        .max(20)
+        .trigger("rps", 100.0)
+        .trigger("queue", 100.0)
+        .formula("(rps + (queue ?? 0)) / 2", 10.0);
+    let d = run(
+        &p,
+        &at(2).value("rps", 60.0).value("queue", 20.0),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(d.desired_replicas, 4, "(60 + 20) / 2 = 40, / 10 ⇒ 4");
+    assert_eq!(d.explanation_lines()[0], "trigger formula: 40 / 10 ⇒ 4");
+    assert_eq!(d.triggers[0].proposal, None);
+    // A failed trigger coalesced to 0 keeps the formula valid.
+    let d = run(
+        &p,
+        &at(2).value("rps", 60.0).failed("queue"),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(d.desired_replicas, 3);
+}
+
+#[test]
+fn scaling_modifiers_activation_uses_the_composite_value() {
+    let mut p = policy()
+        .max(20)
+        .trigger("rps", 100.0)
+        .activation(1000.0)
+        .formula("rps * 2", 10.0);
+    if let Some(m) = p.scaling_modifiers.as_mut() {
+        m.activation_target = 50.0;
+    }
+    let d = run(
+        &p,
+        &at(0).value("rps", 30.0),
+        DecisionState::default(),
+        t(0),
+    );
+    assert!(
+        d.active,
+        "60 > 50 although rps alone is below its activation"
+    );
+    assert_eq!(d.desired_replicas, 1);
+}
+
+#[test]
+fn a_formula_that_cannot_evaluate_holds_replicas_or_falls_back() {
+    let p = policy()
+        .min(1)
+        .max(20)
+        .trigger("rps", 100.0)
+        .formula("rps * 2", 10.0);
+    let d = run(&p, &at(5).failed("rps"), DecisionState::default(), t(0));
+    assert_eq!(d.desired_replicas, 5);
+    assert!(matches!(
+        d.explanation.get(1),
+        Some(Step::FormulaFailed { .. })
+    ));
+    let p = p.fallback(0, 8, Fb::Static);
+    let d = run(&p, &at(5).failed("rps"), DecisionState::default(), t(0));
+    assert_eq!(d.desired_replicas, 8);
+    assert!(d.fallback_active);
+}
+
+#[test]
+fn pause_variants() {
+    let p = policy().max(10).trigger("q", 10.0);
+    let busy = |pause| at(2).value("q", 90.0).pause(pause);
+    let d = run(
+        &p,
+        &busy(Pause {
+            paused: true,
+            ..Pause::default()
+        }),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(d.desired_replicas, 2);
+    assert_eq!(
+        d.condition(ConditionType::Paused).unwrap().reason,
+        "ScaledObjectPaused"
+    );
+    let d = run(
+        &p,
+        &busy(Pause {
+            paused_replicas: Some(7),
+            ..Pause::default()
+        }),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(d.desired_replicas, 7);
+    let d = run(
+        &p,
+        &busy(Pause {
+            scale_out_paused: true,
+            ..Pause::default()
+        }),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(d.desired_replicas, 2);
+    let d = run(
+        &p,
+        &busy(Pause {
+            scale_in_paused: true,
+            ..Pause::default()
+        }),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(
+        d.desired_replicas, 6,
+        "scale-out still allowed (default policies from 2: max(2 + 4, 2 × 2))"
+    );
+    // Scale-in paused: never below current, never to zero.
+    let idle = policy().max(10).cooldown(0).trigger("q", 10.0);
+    let tick = at(5).value("q", 0.0).pause(Pause {
+        scale_in_paused: true,
+        ..Pause::default()
+    });
+    let state = DecisionState {
+        last_active_time: Some(t(-100)),
+        ..Default::default()
+    };
+    assert_eq!(run(&idle, &tick, state, t(0)).desired_replicas, 5);
+    // Scale-out paused at zero: stays at zero even when active.
+    let tick = at(0).value("q", 50.0).pause(Pause {
+        scale_out_paused: true,
+        ..Pause::default()
+    });
+    assert_eq!(
+        run(&idle, &tick, DecisionState::default(), t(0)).desired_replicas,
+        0
+    );
+}
+
+#[test]
+fn conditions_are_reported_in_order_with_keda_and_hpa_reasons() {
+    let d = run(
+        &seed_policy(),
+        &at(2).value("connections", 140.0),
+        DecisionState::default(),
+        t(0),
+    );
+    let got: Vec<(&str, &str, &str)> = d
+        .conditions
+        .iter()
+        .map(|c| (c.kind.as_str(), c.status.as_str(), c.reason))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("Ready", "True", "ScaledObjectReady"),
+            ("Active", "True", "ScalerActive"),
+            ("Fallback", "False", "NoFallbackFound"),
+            ("Paused", "False", "ScaledObjectUnpaused"),
+            ("AbleToScale", "True", "ReadyForNewScale"),
+            ("ScalingActive", "True", "ValidMetricFound"),
+            ("ScalingLimited", "False", "DesiredWithinRange"),
+        ]
+    );
+}
+
+#[test]
+fn explanation_reads_in_order_for_a_two_trigger_decision() {
+    let p = policy()
+        .max(10)
+        .default_behavior()
+        .trigger("rps", 50.0)
+        .trigger("queue", 10.0);
+    let d = run(
+        &p,
+        &at(2).value("rps", 140.0).value("queue", 300.0),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(
+        d.explanation_lines(),
+        [
+            "trigger rps: 140 / 50 ⇒ 3",
+            "trigger queue: 300 / 10 ⇒ 30",
+            "max over triggers ⇒ 30 (queue)",
+            "scale-up limited to 6 by policy Pods/4/15s",
+            "scale 2 → 6",
+        ]
+    );
+}
+
+#[test]
+fn state_stays_bounded_over_a_long_run() {
+    let p = policy()
+        .min(1)
+        .max(50)
+        .default_behavior()
+        .last_known_good(60)
+        .trigger("q", 10.0)
+        .trigger("r", 10.0);
+    let mut s = Scenario::new(p, 1);
+    for i in 0..5000 {
+        let v = if i % 7 == 0 { 400.0 } else { 20.0 };
+        let tick = if i % 11 == 0 {
+            at(0).failed("q").value("r", v)
+        } else {
+            at(0).value("q", v).value("r", v)
+        };
+        s.tick(i, tick);
+    }
+    assert!(
+        s.state.recommendations.len() <= 301,
+        "{}",
+        s.state.recommendations.len()
+    );
+    assert!(s.state.scale_up_events.len() <= 16);
+    assert!(s.state.scale_down_events.len() <= 16);
+    assert_eq!(s.state.consecutive_failures.len(), 2);
+    assert!(s.state.last_good_values.len() <= 2);
+    assert!(s.state.recommendations.len() <= MAX_HISTORY);
+}
+
+#[test]
+fn unknown_triggers_are_dropped_from_carried_state() {
+    let p = policy().max(5).trigger("q", 10.0);
+    let mut state = DecisionState::default();
+    state.consecutive_failures.insert("gone".into(), 3);
+    let d = run(&p, &at(1).value("q", 10.0), state, t(0));
+    assert_eq!(
+        d.state.consecutive_failures.keys().collect::<Vec<_>>(),
+        ["q"]
+    );
+}
+
+#[test]
+fn validation_names_the_offending_field() {
+    let ok = policy().min(1).max(5).trigger("q", 10.0);
+    let table: Vec<(crate::ScalingPolicy, crate::Tick, &str)> = vec![
+        (ok.clone().min(-1), at(1), "policy.min_replicas"),
+        (ok.clone().max(0).min(0), at(1), "policy.max_replicas"),
+        (ok.clone().min(6), at(1), "policy.max_replicas"),
+        (ok.clone().idle(1), at(1), "policy.idle_replicas"),
+        (policy().max(5), at(1), "policy.triggers"),
+        (
+            policy().max(5).trigger("q", f64::NAN),
+            at(1),
+            "policy.triggers[0].target",
+        ),
+        (
+            policy().max(5).trigger("q", 0.0),
+            at(1),
+            "policy.triggers[0].target",
+        ),
+        (
+            policy().max(5).trigger("q", 1.0).trigger("q", 1.0),
+            at(1),
+            "policy.triggers[1].name",
+        ),
+        (ok.clone().tolerance(-0.1), at(1), "policy.tolerance"),
+        (
+            ok.clone().formula("q + nope", 1.0),
+            at(1),
+            "policy.scaling_modifiers.formula",
+        ),
+        (
+            ok.clone().formula("q", f64::INFINITY),
+            at(1),
+            "policy.scaling_modifiers.target",
+        ),
+        (
+            ok.clone().scale_up(rules(Some(-1), &[])),
+            at(1),
+            "policy.behavior.scale_up.stabilization_window_seconds",
+        ),
+        (
+            ok.clone().scale_down(rules(None, &[R::pods(0, 15)])),
+            at(1),
+            "policy.behavior.scale_down.policies[0].value",
+        ),
+        (
+            ok.clone().scale_down(rules(None, &[R::pods(1, 1801)])),
+            at(1),
+            "policy.behavior.scale_down.policies[0].period_seconds",
+        ),
+        (ok.clone(), at(-1), "replicas.spec"),
+        (
+            ok.clone(),
+            at(1).value("other", 1.0),
+            "observations[0].trigger",
+        ),
+        (
+            ok.clone(),
+            at(1).value("q", 1.0).value("q", 2.0),
+            "observations",
+        ),
+        (
+            ok.clone(),
+            at(1).pause(Pause {
+                paused_replicas: Some(-2),
+                ..Pause::default()
+            }),
+            "pause.paused_replicas",
+        ),
+    ];
+    for (p, tick, field) in table {
+        let err = decide(&p, &tick, DecisionState::default(), t(0)).unwrap_err();
+        assert_eq!(err.field(), field, "{err}");
+    }
+    let err = decide(
+        &ok.formula("q +", 1.0),
+        &at(1),
+        DecisionState::default(),
+        t(0),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidFormula { .. }));
+}
+
+#[test]
+fn simulate_replays_through_the_same_path_as_decide() {
+    let p = seed_policy().cooldown(60);
+    let values = [
+        0.0, 140.0, 140.0, 260.0, 40.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+    ];
+    let steps: Vec<SimulationStep> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| SimulationStep {
+            at: t(i as i64 * 30),
+            observations: vec![crate::Observation::value("connections", *v)],
+        })
+        .collect();
+    let sim = Simulation {
+        initial: Replicas::settled(0),
+        steps: steps.clone(),
+        pause: Pause::default(),
+        ready_delay_seconds: 0,
+    };
+    let out = simulate(&p, &sim).unwrap();
+    let mut s = Scenario::new(p, 0);
+    let by_hand: Vec<i32> = (0..values.len())
+        .map(|i| {
+            s.tick(i as i64 * 30, at(0).value("connections", values[i]))
+                .desired_replicas
+        })
+        .collect();
+    let simulated: Vec<i32> = out.iter().map(|s| s.decision.desired_replicas).collect();
+    assert_eq!(simulated, by_hand);
+    // Last active at 120 s; scale-in once the 60 s cooldown has strictly passed (210 s).
+    assert_eq!(simulated, [0, 1, 3, 5, 5, 5, 5, 0, 0, 0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn simulate_rejects_steps_out_of_time_order() {
+    let steps = vec![
+        SimulationStep {
+            at: t(10),
+            observations: vec![],
+        },
+        SimulationStep {
+            at: t(5),
+            observations: vec![],
+        },
+    ];
+    let sim = Simulation {
+        initial: Replicas::settled(1),
+        steps,
+        pause: Pause::default(),
+        ready_delay_seconds: 0,
+    };
+    assert_eq!(
+        simulate(&seed_policy(), &sim).unwrap_err().field(),
+        "steps[1].at"
+    );
+}
+
+#[test]
+fn value_targets_multiply_by_ready_pods_and_average_values_judge_status_replicas() {
+    let p = policy().max(10).value_trigger("lag", 100.0);
+    let d = run(
+        &p,
+        &at(4).ready(2).value("lag", 300.0),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(d.triggers[0].proposal, Some(6), "300 / 100 × 2 ready");
+    assert_eq!(
+        d.explanation_lines()[0],
+        "trigger lag: 300 / 100 × 2 ready ⇒ 6"
+    );
+    let p = policy().max(10).trigger("q", 10.0);
+    let d = run(
+        &p,
+        &at(4).status(3).value("q", 31.0),
+        DecisionState::default(),
+        t(0),
+    );
+    assert_eq!(
+        d.triggers[0].proposal,
+        Some(3),
+        "31 / (10 × 3) is within tolerance of 3 status replicas"
+    );
+}
