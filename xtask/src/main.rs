@@ -1,1 +1,149 @@
-fn main() {}
+//! `cargo xtask`: the project's commands that are more than one cargo call.
+//!
+//! - `cargo xtask test`: installs what the tests need when it is missing (Debian's
+//!   `prometheus` package, a Python virtualenv with the rig's PyPI packages), then runs
+//!   `cargo fmt --check`, `cargo clippy -D warnings` and every test with cargo-nextest.
+//! - `cargo xtask sandbox`: the whole system on one machine (arrives with the sandbox issue).
+//! - `cargo xtask bench`: the benchmarks recorded in docs/BENCHMARKS.md.
+
+mod deps;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "promscaler's project commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install test dependencies when missing, then fmt --check, clippy -D warnings, all tests.
+    Test {
+        /// Only install the test dependencies; run nothing.
+        #[arg(long)]
+        deps_only: bool,
+        /// Extra arguments for `cargo nextest run` (e.g. a test filter).
+        #[arg(last = true)]
+        nextest_args: Vec<String>,
+    },
+    /// Run promscaler locally: emulator, Prometheus, the three services and a load curve.
+    Sandbox,
+    /// Run the benchmarks (criterion) whose results are recorded in docs/BENCHMARKS.md.
+    Bench {
+        /// Run each benchmark briefly (criterion --quick), for a smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.command {
+        Cmd::Test {
+            deps_only,
+            nextest_args,
+        } => test(&root, deps_only, &nextest_args),
+        Cmd::Sandbox => bail!(
+            "the sandbox is not built yet: `cargo xtask sandbox` arrives with the sandbox issue \
+             (see README.md). Until then, `cargo xtask test` runs the three services end to end."
+        ),
+        Cmd::Bench { quick } => bench(&root, quick),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// The cargo target directory in use (CARGO_TARGET_DIR or `<root>/target`).
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs `command`, echoing it, and fails with its exit status.
+fn run(command: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn test(root: &Path, deps_only: bool, nextest_args: &[String]) -> Result<()> {
+    let env = deps::ensure(root, &target_dir(root))?;
+    if deps_only {
+        return Ok(());
+    }
+
+    run(cargo()
+        .current_dir(root)
+        .args(["fmt", "--all", "--", "--check"]))
+    .context("formatting differs: run `cargo fmt --all`")?;
+    run(cargo().current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // Integration tests start the service binaries as child processes.
+    run(cargo()
+        .current_dir(root)
+        .args(["build", "--workspace", "--bins"]))?;
+
+    let mut tests = cargo();
+    tests.current_dir(root).envs(env.vars());
+    if deps::has_nextest() {
+        tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        tests.args(nextest_args);
+    } else {
+        eprintln!(
+            "xtask: cargo-nextest not found (install: cargo install cargo-nextest --locked); using cargo test"
+        );
+        tests.args(["test", "--workspace", "--no-fail-fast"]);
+        if !nextest_args.is_empty() {
+            tests.arg("--").args(nextest_args);
+        }
+    }
+    run(&mut tests)?;
+    // Doc tests are not run by nextest.
+    if deps::has_nextest() && nextest_args.is_empty() {
+        run(cargo()
+            .current_dir(root)
+            .args(["test", "--workspace", "--doc"]))?;
+    }
+    Ok(())
+}
+
+fn bench(root: &Path, quick: bool) -> Result<()> {
+    let mut command = cargo();
+    command
+        .current_dir(root)
+        .args(["bench", "--workspace", "--benches"]);
+    if quick {
+        command.args(["--", "--quick"]);
+    }
+    run(&mut command)
+}

@@ -5,6 +5,7 @@
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 
+use futures::FutureExt as _;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{family::Family, gauge::Gauge},
@@ -212,12 +213,16 @@ impl BoundService {
                     grpc_shutdown.wait().await;
                 }),
         );
-        let mut admin_server = Box::pin(admin::serve(
-            admin,
-            Arc::new(registry),
-            readiness.clone(),
-            shutdown.clone(),
-        ));
+        // Fused: after shutdown the admin server is awaited once more, whether or not it ended.
+        let mut admin_server = Box::pin(
+            admin::serve(
+                admin,
+                Arc::new(registry),
+                readiness.clone(),
+                shutdown.clone(),
+            )
+            .fuse(),
+        );
         let mut tasks = Box::pin(run_tasks(tasks));
 
         tracing::info!(service = info.name, %grpc_addr, %admin_addr, "serving");
@@ -226,9 +231,8 @@ impl BoundService {
         }
 
         let outcome = tokio::select! {
-            result = &mut grpc_server => result.map_err(Error::Grpc),
-            result = &mut admin_server => result,
-            result = &mut tasks => result,
+            // Shutdown first: the admin server and tasks also end on it, and must not win.
+            biased;
             () = shutdown.wait() => {
                 readiness.set_ready(false);
                 for name in info.grpc_services {
@@ -243,6 +247,9 @@ impl BoundService {
                     }
                 }
             }
+            result = &mut grpc_server => result.map_err(Error::Grpc),
+            result = &mut admin_server => result,
+            result = &mut tasks => result,
         };
         // Anything that ended the select early also ends the process: stop the rest.
         shutdown.trigger();

@@ -2,6 +2,8 @@
 //! OpenTelemetry traces exported over OTLP/gRPC. Without that variable no exporter is built and
 //! spans cost only what `tracing` costs.
 
+use std::io::IsTerminal as _;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_subscriber::{
@@ -52,6 +54,7 @@ pub fn init(service_name: &'static str, args: &LogArgs) -> Result<Telemetry> {
 
     let fmt = match args.log_format {
         LogFormat::Plain => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .with_target(true)
             .boxed(),
