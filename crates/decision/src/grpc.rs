@@ -1,10 +1,100 @@
-//! DecisionService over gRPC. The decision engine (issue #3) replaces these handlers.
+//! `promscaler.v1.DecisionService` over gRPC: validate → call `promscaler-core` → convert.
+//!
+//! The service is stateless: every request carries the policy, observations, replicas and the
+//! `DecisionState` the previous response returned. Wire ↔ domain conversion lives in
+//! [`convert`](self) only; errors map to gRPC codes in one `From<Error> for Status`.
 
+mod convert;
+
+use std::time::SystemTime;
+
+use promscaler_core as core;
 use promscaler_proto::v1::{
     DecideRequest, DecideResponse, SimulateRequest, SimulateResponse,
     decision_service_server::DecisionService,
 };
 use tonic::{Request, Response, Status};
+
+/// Why a request could not be decided. Every variant is a client mistake and names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A required message is absent.
+    #[error("{field} is required")]
+    Missing {
+        /// Protobuf path of the field.
+        field: &'static str,
+    },
+    /// A field's wire value cannot be represented (unknown enum value, negative duration,
+    /// out-of-range timestamp, observation without a result).
+    #[error("invalid {field}: {message}")]
+    InvalidField {
+        /// Protobuf path of the field.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The decision engine rejected the request.
+    #[error(transparent)]
+    Decision(#[from] core::Error),
+}
+
+impl Error {
+    /// Protobuf path of the offending field.
+    pub fn field(&self) -> &str {
+        match self {
+            Self::Missing { field } => field,
+            Self::InvalidField { field, .. } => field,
+            Self::Decision(e) => e.field(),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        // Every variant is a client mistake; the message starts with the field name.
+        match &e {
+            Error::Missing { .. } | Error::InvalidField { .. } => {
+                Status::invalid_argument(e.to_string())
+            }
+            Error::Decision(
+                core::Error::InvalidArgument { .. } | core::Error::InvalidFormula { .. },
+            ) => Status::invalid_argument(e.to_string()),
+        }
+    }
+}
+
+/// Decides one tick. `clock` is used only when the request has no `now`.
+pub fn decide(req: &DecideRequest, clock: SystemTime) -> Result<DecideResponse, Error> {
+    let policy = req
+        .policy
+        .as_ref()
+        .ok_or(Error::Missing { field: "policy" })?;
+    let policy = convert::policy_from_wire(policy)?;
+    let tick = core::Tick {
+        replicas: convert::replicas_from_wire(req.replicas.as_ref(), "replicas")?,
+        observations: convert::observations_from_wire(&req.observations, "observations")?,
+        pause: convert::pause_from_wire(req.pause.as_ref()),
+    };
+    let state = convert::state_from_wire(req.state.as_ref())?;
+    let now = match &req.now {
+        Some(t) => convert::timestamp_from_wire(t, "now")?,
+        None => convert::system_time(clock),
+    };
+    let decision = core::decide(&policy, &tick, state, now)?;
+    Ok(convert::decision_to_wire(decision))
+}
+
+/// Replays a policy over a series of observations, through the same code path as [`decide`].
+pub fn simulate(req: &SimulateRequest) -> Result<SimulateResponse, Error> {
+    let policy = req
+        .policy
+        .as_ref()
+        .ok_or(Error::Missing { field: "policy" })?;
+    let policy = convert::policy_from_wire(policy)?;
+    let sim = convert::simulation_from_wire(req)?;
+    let steps = core::simulate(&policy, &sim)?;
+    Ok(convert::simulated_to_wire(&steps))
+}
 
 /// The DecisionService handlers.
 #[derive(Debug, Default, Clone)]
@@ -12,20 +102,26 @@ pub struct DecisionGrpc {
     _private: (),
 }
 
+impl DecisionGrpc {
+    /// The handlers (stateless).
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
 #[tonic::async_trait]
 impl DecisionService for DecisionGrpc {
-    async fn decide(&self, _: Request<DecideRequest>) -> Result<Response<DecideResponse>, Status> {
-        Err(Status::unimplemented(
-            "Decide is not implemented yet: it arrives with the decision engine",
-        ))
+    async fn decide(
+        &self,
+        request: Request<DecideRequest>,
+    ) -> Result<Response<DecideResponse>, Status> {
+        Ok(Response::new(decide(request.get_ref(), SystemTime::now())?))
     }
 
     async fn simulate(
         &self,
-        _: Request<SimulateRequest>,
+        request: Request<SimulateRequest>,
     ) -> Result<Response<SimulateResponse>, Status> {
-        Err(Status::unimplemented(
-            "Simulate is not implemented yet: it arrives with the decision engine",
-        ))
+        Ok(Response::new(simulate(request.get_ref())?))
     }
 }
