@@ -1,1 +1,333 @@
-//! In-memory Kubernetes API server for tests and the sandbox, with a workload simulator
+//! An in-memory Kubernetes API server for tests, the sandbox and benchmarks.
+//!
+//! kube-rs clients and `kubectl` talk to it over HTTP as to a real API server, for what
+//! promscaler uses: discovery (aggregated and legacy), CRDs that become served resources,
+//! get/list/watch/create/update/patch (merge, JSON, strategic, server-side apply)/delete,
+//! `/scale` and `/status`, Tables for `kubectl get`, and a workload simulator that gives
+//! Deployments and StatefulSets Pods and a status that follows `spec.replicas`.
+//!
+//! Objects are `serde_json::Value`s in one store with a global resourceVersion; watches fan
+//! out from a broadcast channel of `Arc`ed events. Fault injection ([`Faults`]) fails requests,
+//! adds latency and drops or expires watches. See `docs/kube-emulator.md` for exactly what is
+//! emulated and what is not.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), promscaler_kube_emulator::Error> {
+//! use promscaler_kube_emulator::{Emulator, SimConfig};
+//! let emulator = Emulator::builder()
+//!     .workload_sim(SimConfig { startup_delay: std::time::Duration::from_millis(100) })
+//!     .start("127.0.0.1:0")
+//!     .await?;
+//! emulator.write_kubeconfig("/tmp/kubeconfig")?;
+//! println!("API at {}", emulator.url());
+//! emulator.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod discovery;
+mod error;
+mod faults;
+mod jsonpath;
+mod patch;
+mod resources;
+mod selectors;
+mod server;
+mod sim;
+mod store;
+mod table;
+mod time;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use crate::error::Error;
+pub use crate::faults::{FailRule, Faults};
+pub use crate::sim::SimConfig;
+
+use crate::store::Store;
+
+/// Entry point: `Emulator::builder()`.
+#[derive(Debug)]
+pub struct Emulator;
+
+impl Emulator {
+    /// A builder with the defaults: workload simulator on (1 s start-up delay), no CRDs,
+    /// 100,000 watch events of history, bookmarks every 5 s.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+}
+
+/// Configures and starts an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    sim: Option<SimConfig>,
+    crd_dirs: Vec<PathBuf>,
+    manifests: Vec<(String, String)>,
+    history: usize,
+    bookmark_interval: Duration,
+}
+
+impl Default for EmulatorBuilder {
+    fn default() -> Self {
+        Self {
+            sim: Some(SimConfig::default()),
+            crd_dirs: Vec::new(),
+            manifests: Vec::new(),
+            history: 100_000,
+            bookmark_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// Runs the workload simulator with these settings (it is on by default).
+    pub fn workload_sim(mut self, cfg: SimConfig) -> Self {
+        self.sim = Some(cfg);
+        self
+    }
+
+    /// Turns the workload simulator off: Deployments and StatefulSets keep whatever status
+    /// clients write.
+    pub fn no_workload_sim(mut self) -> Self {
+        self.sim = None;
+        self
+    }
+
+    /// Serves the CRDs of every `*.yaml`, `*.yml` and `*.json` file in `dir` from the start
+    /// (multi-document files allowed; documents of other kinds are ignored).
+    pub fn crds_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.crd_dirs.push(dir.into());
+        self
+    }
+
+    /// Serves the CRDs in this YAML text from the start (like a file in [`Self::crds_dir`]).
+    pub fn crd_yaml(mut self, yaml: impl Into<String>) -> Self {
+        self.manifests.push(("<inline>".into(), yaml.into()));
+        self
+    }
+
+    /// How many watch events are kept for watches that resume from a resourceVersion; older
+    /// resourceVersions get `410 Gone`.
+    pub fn watch_history(mut self, events: usize) -> Self {
+        self.history = events;
+        self
+    }
+
+    /// How often watches that allow bookmarks receive one.
+    pub fn bookmark_interval(mut self, interval: Duration) -> Self {
+        self.bookmark_interval = interval;
+        self
+    }
+
+    /// Loads the CRDs, binds `addr` (`127.0.0.1:0` picks a free port) and starts serving.
+    pub async fn start(self, addr: &str) -> Result<EmulatorHandle, Error> {
+        let store = Arc::new(Store::new(self.history));
+        let mut manifests = self.manifests.clone();
+        for dir in &self.crd_dirs {
+            manifests.extend(read_manifest_dir(dir)?);
+        }
+        for (path, text) in &manifests {
+            load_crds(&store, path, text)?;
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| Error::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let faults = Faults::new(store.clone());
+        let shared = Arc::new(server::Shared {
+            store: store.clone(),
+            faults: faults.clone(),
+            bookmark_interval: self.bookmark_interval,
+            shutdown: shutdown_rx.clone(),
+        });
+        let mut tasks = JoinSet::new();
+        if let Some(cfg) = self.sim.clone() {
+            tasks.spawn(sim::run(store.clone(), cfg, shutdown_rx.clone()));
+        }
+        tasks.spawn(serve(listener, shared, shutdown_rx));
+        tracing::info!(addr = %local, "Kubernetes API emulator listening");
+        Ok(EmulatorHandle {
+            addr: local,
+            faults,
+            store,
+            shutdown: shutdown_tx,
+            tasks,
+        })
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<server::Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                conns.spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| server::handle(shared.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    conns.abort_all();
+}
+
+fn read_manifest_dir(dir: &Path) -> Result<Vec<(String, String)>, Error> {
+    let io = |source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        })
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            std::fs::read_to_string(&p)
+                .map(|t| (p.display().to_string(), t))
+                .map_err(|source| Error::Io {
+                    path: p.display().to_string(),
+                    source,
+                })
+        })
+        .collect()
+}
+
+fn load_crds(store: &Store, path: &str, text: &str) -> Result<(), Error> {
+    use serde::Deserialize as _;
+    let def = store
+        .registry()
+        .find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .expect("CRDs are built in");
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let v = Value::deserialize(doc).map_err(|e| Error::Manifest {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        if v.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
+            continue;
+        }
+        store
+            .create(&def, "", v, false, false)
+            .map_err(|e| Error::CrdRejected {
+                path: path.to_string(),
+                message: e.message,
+            })?;
+    }
+    Ok(())
+}
+
+/// A running emulator. Dropping it does not stop it: call [`EmulatorHandle::shutdown`].
+#[derive(Debug)]
+pub struct EmulatorHandle {
+    addr: SocketAddr,
+    faults: Faults,
+    store: Arc<Store>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl EmulatorHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig (YAML) whose current context points at this emulator, namespace `default`.
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig_yaml(&self.url())
+    }
+
+    /// Writes [`Self::kubeconfig`] to `path`.
+    pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let path = path.as_ref();
+        std::fs::write(path, self.kubeconfig()).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// The fault-injection controls.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.store.current_rv()
+    }
+
+    /// Stops serving: closes the listener, every connection and watch, and the simulator.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Resolves when a background task ends (it only does at shutdown or on a bug); lets a
+    /// binary `select!` on it.
+    pub async fn wait(&mut self) {
+        self.tasks.join_next().await;
+    }
+}
+
+/// A kubeconfig for an emulator at `server`.
+pub fn kubeconfig_yaml(server: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: promscaler-emulator
+  cluster:
+    server: {server}
+users:
+- name: promscaler-emulator
+  user:
+    token: promscaler-emulator
+contexts:
+- name: promscaler-emulator
+  context:
+    cluster: promscaler-emulator
+    user: promscaler-emulator
+    namespace: default
+current-context: promscaler-emulator
+"
+    )
+}
