@@ -1,0 +1,322 @@
+//! `kubectl` (from the machine image) against the emulator over HTTP. Each test gives kubectl
+//! its own HOME and cache directory and asserts the resulting state through kube-rs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{client, eventually, start, within};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use promscaler_kube_emulator::EmulatorHandle;
+
+struct Kubectl {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn new(emulator: &EmulatorHandle) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        emulator.write_kubeconfig(&kubeconfig).unwrap();
+        Self { dir, kubeconfig }
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Runs kubectl; panics with its output when it fails.
+    async fn run(&self, args: &[&str]) -> String {
+        let (ok, out) = self.try_run(args).await;
+        assert!(ok, "kubectl {args:?} failed:\n{out}");
+        out
+    }
+
+    async fn try_run(&self, args: &[&str]) -> (bool, String) {
+        let home = self.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let out = within(
+            tokio::process::Command::new(
+                std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()),
+            )
+            .args([
+                "--kubeconfig",
+                path(&self.kubeconfig),
+                "--cache-dir",
+                path(&home.join("cache")),
+            ])
+            .args(args)
+            .env("HOME", &home)
+            .env_remove("KUBECONFIG")
+            .kill_on_drop(true)
+            .output(),
+        )
+        .await
+        .expect("kubectl runs (it comes with the machine image)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The whitespace-separated cells of each output line.
+fn rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect()
+}
+
+const DEPLOYMENT: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: app
+        image: nginx:1
+        env: [{name: A, value: '1'}]
+      - name: side
+        image: side:1
+";
+
+#[tokio::test]
+async fn kubectl_applies_gets_scales_and_deletes_a_deployment() {
+    let emulator = start().await;
+    let kubectl = Kubectl::new(&emulator);
+    let deployments: Api<Deployment> = Api::namespaced(client(&emulator), "default");
+    let pods: Api<Pod> = Api::namespaced(client(&emulator), "default");
+
+    let file = kubectl.write("deploy.yaml", DEPLOYMENT);
+    let out = kubectl.run(&["apply", "-f", path(&file)]).await;
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    assert_eq!(
+        within(deployments.get("web"))
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas,
+        Some(2)
+    );
+
+    // printer columns, once the simulated pods are ready
+    let table = eventually("kubectl get to show 2/2", || async {
+        let out = kubectl.run(&["get", "deployments"]).await;
+        rows(&out)
+            .iter()
+            .any(|r| r.len() == 5 && r[0] == "web" && r[1] == "2/2")
+            .then_some(out)
+    })
+    .await;
+    assert_eq!(
+        rows(&table)[0],
+        vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    );
+    let pod_table = kubectl.run(&["get", "pods", "-l", "app=web"]).await;
+    assert_eq!(
+        rows(&pod_table)[0],
+        vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
+    assert_eq!(
+        rows(&pod_table)
+            .iter()
+            .filter(|r| r.get(2).map(String::as_str) == Some("Running"))
+            .count(),
+        2
+    );
+
+    let yaml = kubectl
+        .run(&["get", "deployment", "web", "-o", "yaml"])
+        .await;
+    let obj: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(obj["spec"]["replicas"], 2);
+    assert_eq!(obj["status"]["readyReplicas"], 2);
+
+    // client-side apply of a change: a strategic merge patch that keeps both containers
+    let changed = kubectl.write("deploy2.yaml", &DEPLOYMENT.replace("nginx:1", "nginx:2"));
+    let out = kubectl.run(&["apply", "-f", path(&changed)]).await;
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    let d = within(deployments.get("web")).await.unwrap();
+    let containers = d.spec.unwrap().template.spec.unwrap().containers;
+    assert_eq!(
+        containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.image.as_deref().unwrap()))
+            .collect::<Vec<_>>(),
+        vec![("app", "nginx:2"), ("side", "side:1")]
+    );
+    assert!(
+        d.metadata
+            .annotations
+            .unwrap()
+            .contains_key("kubectl.kubernetes.io/last-applied-configuration")
+    );
+
+    let out = kubectl
+        .run(&["scale", "deployment", "web", "--replicas=4"])
+        .await;
+    assert!(out.contains("scaled"), "{out}");
+    eventually("4 ready replicas", || async {
+        let s = deployments.get("web").await.ok()?.status?;
+        (s.ready_replicas == Some(4)).then_some(())
+    })
+    .await;
+
+    let out = kubectl.run(&["delete", "-f", path(&changed)]).await;
+    assert!(out.contains("deleted"), "{out}");
+    assert!(within(deployments.get_opt("web")).await.unwrap().is_none());
+    eventually("the pods to go", || async {
+        pods.list(&ListParams::default().labels("app=web"))
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn kubectl_server_side_apply_owns_and_prunes_its_fields() {
+    let emulator = start().await;
+    let kubectl = Kubectl::new(&emulator);
+    let cms: Api<ConfigMap> = Api::namespaced(client(&emulator), "default");
+    let first = kubectl.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: '1'\n  b: '2'\n",
+    );
+    let out = kubectl
+        .run(&["apply", "--server-side", "-f", path(&first)])
+        .await;
+    assert!(
+        out.contains("configmap/settings serverside-applied"),
+        "{out}"
+    );
+    let cm = within(cms.get("settings")).await.unwrap();
+    assert_eq!(cm.data.as_ref().unwrap().len(), 2);
+    assert_eq!(
+        cm.metadata.managed_fields.unwrap()[0].manager.as_deref(),
+        Some("kubectl")
+    );
+
+    let second = kubectl.write(
+        "cm2.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: '3'\n",
+    );
+    kubectl
+        .run(&["apply", "--server-side", "-f", path(&second)])
+        .await;
+    let cm = within(cms.get("settings")).await.unwrap();
+    assert_eq!(
+        cm.data.unwrap().into_iter().collect::<Vec<_>>(),
+        vec![("a".to_string(), "3".to_string())]
+    );
+
+    let out = kubectl.run(&["get", "configmaps", "settings"]).await;
+    assert_eq!(rows(&out)[0], vec!["NAME", "DATA", "AGE"]);
+    assert_eq!(
+        rows(&out)[1][..2],
+        ["settings".to_string(), "1".to_string()]
+    );
+    emulator.shutdown().await;
+}
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wg]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Kinds, type: string, jsonPath: '.spec.parts[*].kind'}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+"#;
+
+#[tokio::test]
+async fn kubectl_serves_crds_with_printer_columns_and_scale() {
+    let emulator = start().await;
+    let kubectl = Kubectl::new(&emulator);
+    let crd = kubectl.write("crd.yaml", CRD);
+    kubectl.run(&["apply", "-f", path(&crd)]).await;
+    let widget = kubectl.write(
+        "widget.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec:\n  size: 3\n  replicas: 1\n  parts: [{kind: gear}, {kind: bolt}]\n",
+    );
+    let out = kubectl.run(&["apply", "-f", path(&widget)]).await;
+    assert!(out.contains("widget.example.com/w1 created"), "{out}");
+
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client(&emulator), "default", &ar);
+    within(widgets.patch_status(
+        "w1",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        ),
+    ))
+    .await
+    .unwrap();
+
+    let out = kubectl.run(&["get", "wg"]).await;
+    let table = rows(&out);
+    assert_eq!(table[0], vec!["NAME", "SIZE", "KINDS", "READY", "AGE"]);
+    assert_eq!(
+        table[1][..4],
+        ["w1", "3", "gear,bolt", "True"].map(String::from)
+    );
+
+    kubectl
+        .run(&["scale", "widget", "w1", "--replicas=5"])
+        .await;
+    assert_eq!(
+        within(widgets.get("w1")).await.unwrap().data["spec"]["replicas"],
+        5
+    );
+
+    let out = kubectl.run(&["delete", "widget", "w1"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    assert!(within(widgets.get_opt("w1")).await.unwrap().is_none());
+    let out = kubectl.run(&["get", "widgets"]).await;
+    assert!(out.contains("No resources found"), "{out}");
+    emulator.shutdown().await;
+}
