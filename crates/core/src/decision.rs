@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::input::QueryFailure;
 use crate::policy::{FallbackBehavior, MetricType, ScalingPolicyRule};
@@ -88,7 +89,7 @@ pub struct Condition {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TriggerOutcome {
     /// Trigger name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Value used (absent when it failed without last-known-good).
     pub value: Option<f64>,
     /// Replicas it proposes (absent when it failed without fallback, or when a formula composes triggers).
@@ -140,7 +141,7 @@ pub enum Step {
     /// A trigger's value and what it proposes.
     Proposal {
         /// Trigger name, or "formula".
-        trigger: String,
+        trigger: Arc<str>,
         /// Value used.
         value: f64,
         /// Target.
@@ -161,7 +162,7 @@ pub enum Step {
     /// A trigger failed this tick.
     Failed {
         /// Trigger name.
-        trigger: String,
+        trigger: Arc<str>,
         /// Rendered error.
         error: String,
         /// Consecutive failures.
@@ -172,14 +173,14 @@ pub enum Step {
     /// A failed trigger uses its last good value.
     LastKnownGood {
         /// Trigger name.
-        trigger: String,
+        trigger: Arc<str>,
         /// Age of the value, ms.
         age_ms: i64,
     },
     /// A failed trigger's proposal comes from the fallback.
     Fallback {
         /// Trigger name, or "formula".
-        trigger: String,
+        trigger: Arc<str>,
         /// Fallback behavior.
         behavior: FallbackBehavior,
         /// Proposed replicas.
@@ -193,7 +194,7 @@ pub enum Step {
     /// Proposals combined by max.
     Combined {
         /// The winning trigger.
-        trigger: String,
+        trigger: Arc<str>,
         /// Its proposal.
         proposal: i32,
     },

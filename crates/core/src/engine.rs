@@ -2,6 +2,7 @@
 //! scalingModifiers) on top of the HPA controller's rules (see `hpa`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::decision::{
     Condition, ConditionStatus as S, ConditionType as T, Decision, Direction, Step, TriggerOutcome,
@@ -79,15 +80,6 @@ fn validate_tick(policy: &ScalingPolicy, tick: &Tick) -> Result<(), Error> {
     Ok(())
 }
 
-/// Per-trigger evaluation before combining.
-struct Eval {
-    value: Option<f64>,
-    proposal: Option<i32>,
-    active: bool,
-    failing: bool,
-    fallback: bool,
-}
-
 pub(crate) fn decide_validated(
     policy: &ScalingPolicy,
     formula: Option<&Formula>,
@@ -98,6 +90,9 @@ pub(crate) fn decide_validated(
     let current = tick.replicas.spec;
     let mut steps: Vec<Step> = Vec::with_capacity(8);
     state.created_at.get_or_insert(now);
+    // Prune first: what is pruned cannot matter to this decision, and the freed slots take
+    // this decision's entries without reallocating.
+    prune_state(policy, &mut state, now);
 
     // KEDA pause: the scale loop stops; the state is carried unchanged.
     if tick.pause.paused_replicas.is_some() || tick.pause.paused {
@@ -118,7 +113,7 @@ pub(crate) fn decide_validated(
                 name: t.name.clone(),
                 consecutive_failures: state
                     .consecutive_failures
-                    .get(&t.name)
+                    .get(&*t.name)
                     .copied()
                     .unwrap_or(0),
                 ..TriggerOutcome::default()
@@ -178,10 +173,14 @@ pub(crate) fn decide_validated(
     let ttl_ms = policy.last_known_good_ttl.map_or(0, duration_millis);
     let threshold = policy.fallback.as_ref().map(|f| f.failure_threshold);
     let mut outcomes: Vec<TriggerOutcome> = Vec::with_capacity(policy.triggers.len());
-    let mut evals: Vec<Eval> = Vec::with_capacity(policy.triggers.len());
+    // Aggregates over the triggers (no per-trigger scratch allocation: this is the hot path).
+    let (mut any_active, mut any_failing, mut any_fallback) = (false, false, false);
 
     for trigger in &policy.triggers {
-        let observed = tick.observations.iter().find(|o| o.trigger == trigger.name);
+        let observed = tick
+            .observations
+            .iter()
+            .find(|o| *o.trigger == *trigger.name);
         let result: Result<f64, QueryFailure> = match observed.map(|o| &o.result) {
             Some(Ok(v)) if v.is_finite() => Ok(*v),
             Some(Ok(v)) => Err(QueryFailure {
@@ -196,22 +195,22 @@ pub(crate) fn decide_validated(
                 http_status: 0,
             }),
         };
-        let failures = match state.consecutive_failures.get_mut(&trigger.name) {
+        let failures = match state.consecutive_failures.get_mut(&*trigger.name) {
             Some(n) => n,
             None => state
                 .consecutive_failures
-                .entry(trigger.name.clone())
+                .entry(trigger.name.to_string())
                 .or_insert(0),
         };
         let (value, stale, error) = match result {
             Ok(v) => {
                 *failures = 0;
                 if ttl_ms > 0 {
-                    match state.last_good_values.get_mut(&trigger.name) {
+                    match state.last_good_values.get_mut(&*trigger.name) {
                         Some(lg) => *lg = TimestampedValue { value: v, at: now },
                         None => {
                             state.last_good_values.insert(
-                                trigger.name.clone(),
+                                trigger.name.to_string(),
                                 TimestampedValue { value: v, at: now },
                             );
                         }
@@ -223,7 +222,7 @@ pub(crate) fn decide_validated(
                 *failures = (*failures).max(0).saturating_add(1);
                 let lkg = state
                     .last_good_values
-                    .get(&trigger.name)
+                    .get(&*trigger.name)
                     .filter(|lg| ttl_ms > 0 && now.millis_since(lg.at) <= ttl_ms && now >= lg.at);
                 let failures = *failures;
                 steps.push(Step::Failed {
@@ -246,7 +245,7 @@ pub(crate) fn decide_validated(
         };
         let failures = state
             .consecutive_failures
-            .get(&trigger.name)
+            .get(&*trigger.name)
             .copied()
             .unwrap_or(0);
         let active = value.is_some_and(|v| v > trigger.activation_target);
@@ -295,13 +294,9 @@ pub(crate) fn decide_validated(
             fallback,
             consecutive_failures: failures,
         });
-        evals.push(Eval {
-            value,
-            proposal,
-            active,
-            failing,
-            fallback: fallback_applies,
-        });
+        any_active |= active;
+        any_failing |= failing;
+        any_fallback |= fallback_applies;
     }
 
     // scalingModifiers: one composite metric replaces the triggers.
@@ -309,7 +304,7 @@ pub(crate) fn decide_validated(
     let mut composite_active = false;
     let mut composite_fallback = false;
     if let (Some(f), Some(m)) = (formula, policy.scaling_modifiers.as_ref()) {
-        let values: Vec<Option<f64>> = evals.iter().map(|e| e.value).collect();
+        let values: Vec<Option<f64>> = outcomes.iter().map(|o| o.value).collect();
         match f.eval(&values) {
             Ok(v) => {
                 let p = hpa::propose(m.metric_type, v, m.target, tick.replicas, tolerances);
@@ -329,7 +324,11 @@ pub(crate) fn decide_validated(
             }
             Err(error) => {
                 steps.push(Step::FormulaFailed { error });
-                if f.referenced_triggers().iter().any(|&i| evals[i].fallback) {
+                let in_fallback = |i: usize| {
+                    let o = &outcomes[i];
+                    o.value.is_none() && threshold.is_some_and(|t| o.consecutive_failures > t)
+                };
+                if f.referenced_triggers().iter().any(|&i| in_fallback(i)) {
                     let (b, p) = fallback_proposal(policy, current);
                     steps.push(Step::Fallback {
                         trigger: "formula".into(),
@@ -348,17 +347,21 @@ pub(crate) fn decide_validated(
     let active = if formula.is_some() {
         composite_active
     } else {
-        evals.iter().any(|e| e.active)
+        any_active
     };
-    let failing = evals.iter().any(|e| e.failing);
+    let failing = any_failing;
     let fallback_active = if formula.is_some() {
         composite_fallback
     } else {
-        evals.iter().any(|e| e.fallback)
+        any_fallback
     };
-    let proposals: Vec<Option<i32>> = match composite {
-        Some(c) => vec![c],
-        None => evals.iter().map(|e| e.proposal).collect(),
+    // computeReplicasForMetrics over the triggers (or the one composite metric).
+    let (combined, proposal_count) = match composite {
+        Some(c) => (hpa::combine(std::iter::once(c), current), 1),
+        None => (
+            hpa::combine(outcomes.iter().map(|o| o.proposal), current),
+            outcomes.len(),
+        ),
     };
 
     if active {
@@ -386,7 +389,7 @@ pub(crate) fn decide_validated(
         }
     } else if !active && at_rest {
         scaling_active = (S::False, "ScalingDisabled");
-        match hpa::combine(proposals.iter().copied(), current) {
+        match combined {
             // KEDA #7239: a fallback also applies at zero/idle.
             Combined::Valid { replicas, .. }
                 if fallback_active && replicas > current && !pause.scale_out_paused =>
@@ -444,15 +447,21 @@ pub(crate) fn decide_validated(
         match scale_in {
             Some(to) => to,
             None => {
-                let (d, n, sa) = hpa_path(policy, tick, &proposals, &mut state, now, &mut steps);
+                let (d, n, sa) = hpa_path(
+                    policy,
+                    tick,
+                    combined,
+                    proposal_count,
+                    &mut state,
+                    now,
+                    &mut steps,
+                );
                 hpa_conditions = n;
                 scaling_active = sa;
                 d
             }
         }
     };
-
-    prune_state(policy, &mut state, now);
 
     let mut conditions = Vec::with_capacity(7);
     conditions.push(if failing {
@@ -540,7 +549,8 @@ pub(crate) fn decide_validated(
 fn hpa_path(
     policy: &ScalingPolicy,
     tick: &Tick,
-    proposals: &[Option<i32>],
+    combined: Combined,
+    proposal_count: usize,
     state: &mut DecisionState,
     now: Timestamp,
     steps: &mut Vec<Step>,
@@ -575,13 +585,13 @@ fn hpa_path(
         };
         return (min, Some(n), ok);
     }
-    let recommendation = match hpa::combine(proposals.iter().copied(), current) {
+    let recommendation = match combined {
         Combined::Valid { replicas, index } => {
-            if proposals.len() > 1 {
+            if proposal_count > 1 {
                 let trigger = policy
                     .triggers
                     .get(index)
-                    .map_or_else(String::new, |t| t.name.clone());
+                    .map_or_else(|| Arc::from(""), |t| t.name.clone());
                 steps.push(Step::Combined {
                     trigger,
                     proposal: replicas,
@@ -726,11 +736,9 @@ fn prune_state(policy: &ScalingPolicy, state: &mut DecisionState, now: Timestamp
         &mut state.scale_down_events,
         now.add_secs(-i64::from(period)),
     );
-    if state.consecutive_failures.len() > policy.triggers.len() {
-        state
-            .consecutive_failures
-            .retain(|k, _| policy.trigger_index(k).is_some());
-    }
+    state
+        .consecutive_failures
+        .retain(|k, _| policy.trigger_index(k).is_some());
     let ttl_ms = policy.last_known_good_ttl.map_or(0, duration_millis);
     state.last_good_values.retain(|k, v| {
         ttl_ms > 0 && now.millis_since(v.at) <= ttl_ms && policy.trigger_index(k).is_some()

@@ -162,14 +162,14 @@ pub fn scale_up_limit(
     current: i32,
     up_events: &[TimestampedReplicas],
     down_events: &[TimestampedReplicas],
-    rules: &ResolvedRules,
+    rules: &ResolvedRules<'_>,
     now: Timestamp,
 ) -> (i32, Option<ScalingPolicyRule>) {
     if rules.select_policy == SelectPolicy::Disabled {
         return (current, None);
     }
     let mut best: Option<(i32, ScalingPolicyRule)> = None;
-    for rule in &rules.policies {
+    for rule in rules.policies {
         let start = current
             .saturating_sub(change_in_period(up_events, rule.period_seconds, now))
             .saturating_add(change_in_period(down_events, rule.period_seconds, now));
@@ -198,14 +198,14 @@ pub fn scale_down_limit(
     current: i32,
     up_events: &[TimestampedReplicas],
     down_events: &[TimestampedReplicas],
-    rules: &ResolvedRules,
+    rules: &ResolvedRules<'_>,
     now: Timestamp,
 ) -> (i32, Option<ScalingPolicyRule>) {
     if rules.select_policy == SelectPolicy::Disabled {
         return (current, None);
     }
     let mut best: Option<(i32, ScalingPolicyRule)> = None;
-    for rule in &rules.policies {
+    for rule in rules.policies {
         let start = current
             .saturating_add(change_in_period(down_events, rule.period_seconds, now))
             .saturating_sub(change_in_period(up_events, rule.period_seconds, now));
@@ -230,9 +230,9 @@ pub fn scale_down_limit(
 /// Inputs of the behavior path.
 pub struct BehaviorArgs<'a> {
     /// Scale-up rules.
-    pub up: &'a ResolvedRules,
+    pub up: &'a ResolvedRules<'a>,
     /// Scale-down rules.
-    pub down: &'a ResolvedRules,
+    pub down: &'a ResolvedRules<'a>,
     /// HPA minReplicas.
     pub min: i32,
     /// HPA maxReplicas.

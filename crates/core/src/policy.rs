@@ -1,6 +1,7 @@
 //! The vocabulary of a PromScaler's spec as the decision needs it (KEDA ScaledObject fields and
 //! the HPA `behavior`), with its defaults and validation.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -139,18 +140,19 @@ pub struct Behavior {
     pub scale_down: Option<ScalingRules>,
 }
 
-/// Scaling rules of one direction with every default filled in.
+/// Scaling rules of one direction with every default filled in (borrows the user's policies or
+/// the static defaults, so resolving allocates nothing).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ResolvedRules {
+pub struct ResolvedRules<'a> {
     /// Stabilization window, seconds.
     pub stabilization_window_seconds: i32,
     /// Max, Min or Disabled.
     pub select_policy: SelectPolicy,
     /// Rate policies (never empty).
-    pub policies: Vec<ScalingPolicyRule>,
+    pub policies: &'a [ScalingPolicyRule],
 }
 
-impl ResolvedRules {
+impl ResolvedRules<'_> {
     /// Longest policy period, seconds (how far back scale events matter).
     pub fn longest_period_seconds(&self) -> i32 {
         self.policies
@@ -173,12 +175,12 @@ pub const DEFAULT_SCALE_DOWN_POLICIES: [ScalingPolicyRule; 1] =
 
 impl Behavior {
     /// Resolves the scale-up rules, filling gaps with the documented defaults.
-    pub fn resolve_up(&self) -> ResolvedRules {
+    pub fn resolve_up(&self) -> ResolvedRules<'_> {
         resolve(self.scale_up.as_ref(), 0, &DEFAULT_SCALE_UP_POLICIES)
     }
 
     /// Resolves the scale-down rules, filling gaps with the documented defaults.
-    pub fn resolve_down(&self) -> ResolvedRules {
+    pub fn resolve_down(&self) -> ResolvedRules<'_> {
         resolve(
             self.scale_down.as_ref(),
             DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS,
@@ -187,24 +189,24 @@ impl Behavior {
     }
 }
 
-fn resolve(
-    rules: Option<&ScalingRules>,
+fn resolve<'a>(
+    rules: Option<&'a ScalingRules>,
     window: i32,
-    defaults: &[ScalingPolicyRule],
-) -> ResolvedRules {
+    defaults: &'static [ScalingPolicyRule],
+) -> ResolvedRules<'a> {
     match rules {
         None => ResolvedRules {
             stabilization_window_seconds: window,
             select_policy: SelectPolicy::Max,
-            policies: defaults.to_vec(),
+            policies: defaults,
         },
         Some(r) => ResolvedRules {
             stabilization_window_seconds: r.stabilization_window_seconds.unwrap_or(window),
             select_policy: r.select_policy,
             policies: if r.policies.is_empty() {
-                defaults.to_vec()
+                defaults
             } else {
-                r.policies.clone()
+                &r.policies
             },
         },
     }
@@ -226,8 +228,9 @@ pub struct ScalingModifiers {
 /// One trigger of a PromScaler.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TriggerPolicy {
-    /// Unique name (KEDA trigger `name`, or `trigger-<index>`).
-    pub name: String,
+    /// Unique name (KEDA trigger `name`, or `trigger-<index>`). Shared, so outcomes and
+    /// explanations can name the trigger without copying the string.
+    pub name: Arc<str>,
     /// How the value is compared with the target.
     pub metric_type: MetricType,
     /// `threshold`; finite and > 0.
@@ -311,7 +314,7 @@ impl ScalingPolicy {
 
     /// Index of the trigger named `name`.
     pub fn trigger_index(&self, name: &str) -> Option<usize> {
-        self.triggers.iter().position(|t| t.name == name)
+        self.triggers.iter().position(|t| &*t.name == name)
     }
 
     /// Checks every field; the error names the first offending field. Returns the compiled
@@ -420,7 +423,7 @@ impl ScalingPolicy {
                         "must be finite",
                     ));
                 }
-                let names: Vec<&str> = self.triggers.iter().map(|t| t.name.as_str()).collect();
+                let names: Vec<&str> = self.triggers.iter().map(|t| &*t.name).collect();
                 Formula::parse(&m.formula, &names)
                     .map(Some)
                     .map_err(|source| Error::InvalidFormula {

@@ -53,12 +53,13 @@ pub struct DecisionState {
     pub last_good_values: BTreeMap<String, TimestampedValue>,
 }
 
-/// Drops entries at or before `cutoff` and keeps at most [`MAX_HISTORY`] of the newest.
+/// Drops entries at or before `cutoff` and keeps at most `MAX_HISTORY - 1` of the newest, so
+/// the entry this decision adds keeps the list within [`MAX_HISTORY`].
 pub(crate) fn prune(list: &mut Vec<TimestampedReplicas>, cutoff: Timestamp) {
     list.retain(|r| r.at > cutoff);
-    if list.len() > MAX_HISTORY {
+    if list.len() >= MAX_HISTORY {
         list.sort_by_key(|r| r.at);
-        let excess = list.len() - MAX_HISTORY;
+        let excess = list.len() + 1 - MAX_HISTORY;
         list.drain(..excess);
     }
 }
@@ -73,7 +74,7 @@ mod tests {
             .map(|i| TimestampedReplicas::new(i, Timestamp::from_secs(i.into())))
             .collect();
         prune(&mut list, Timestamp::from_secs(10));
-        assert_eq!(list.len(), MAX_HISTORY);
+        assert_eq!(list.len(), MAX_HISTORY - 1);
         assert_eq!(list.last().map(|r| r.replicas), Some(4999));
         assert!(list.iter().all(|r| r.at > Timestamp::from_secs(10)));
     }

@@ -225,11 +225,12 @@ fn combining_follows_compute_replicas_for_metrics() {
     }
 }
 
-fn rr(policies: &[ScalingPolicyRule], select: SelectPolicy) -> ResolvedRules {
+/// Test rules; leaks the policies so table rows can own them.
+fn rr(policies: &[ScalingPolicyRule], select: SelectPolicy) -> ResolvedRules<'static> {
     ResolvedRules {
         stabilization_window_seconds: 0,
         select_policy: select,
-        policies: policies.to_vec(),
+        policies: Box::leak(policies.to_vec().into_boxed_slice()),
     }
 }
 
@@ -237,7 +238,7 @@ fn rr(policies: &[ScalingPolicyRule], select: SelectPolicy) -> ResolvedRules {
 fn scale_up_limits_match_upstream_table() {
     use ScalingPolicyRule as R;
     // (case, current, up events, down events, rules, expected)
-    let table: Vec<(&str, i32, Vec<Ev>, Vec<Ev>, ResolvedRules, i32)> = vec![
+    let table: Vec<(&str, i32, Vec<Ev>, Vec<Ev>, ResolvedRules<'_>, i32)> = vec![
         (
             "no previous events",
             5,
@@ -347,7 +348,7 @@ fn scale_up_limits_match_upstream_table() {
 #[test]
 fn scale_down_limits_match_upstream_table() {
     use ScalingPolicyRule as R;
-    let table: Vec<(&str, i32, Vec<Ev>, Vec<Ev>, ResolvedRules, i32)> = vec![
+    let table: Vec<(&str, i32, Vec<Ev>, Vec<Ev>, ResolvedRules<'_>, i32)> = vec![
         (
             "no previous events",
             10,
@@ -499,12 +500,12 @@ fn behavior_stabilization_clamps_current_between_window_extremes() {
         let up = ResolvedRules {
             stabilization_window_seconds: upw,
             select_policy: SelectPolicy::Max,
-            policies: wide.to_vec(),
+            policies: &wide,
         };
         let down = ResolvedRules {
             stabilization_window_seconds: downw,
             select_policy: SelectPolicy::Max,
-            policies: vec![R::percent(100, 15)],
+            policies: &[R::percent(100, 15)],
         };
         let args = BehaviorArgs {
             up: &up,
@@ -532,12 +533,12 @@ fn behavior_rate_limits_and_bounds_set_scaling_limited_reasons() {
     let up = ResolvedRules {
         stabilization_window_seconds: 0,
         select_policy: SelectPolicy::Max,
-        policies: vec![R::pods(4, 15)],
+        policies: &[R::pods(4, 15)],
     };
     let down = ResolvedRules {
         stabilization_window_seconds: 0,
         select_policy: SelectPolicy::Max,
-        policies: vec![R::pods(1, 15)],
+        policies: &[R::pods(1, 15)],
     };
     // (case, current, desired, min, max, expected, reason)
     let table: &[(&str, i32, i32, i32, i32, i32, &str)] = &[

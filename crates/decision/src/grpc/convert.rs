@@ -150,7 +150,7 @@ pub(crate) fn policy_from_wire(p: &v1::ScalingPolicy) -> Result<core::ScalingPol
         .enumerate()
         .map(|(i, t)| {
             Ok(core::TriggerPolicy {
-                name: t.name.clone(),
+                name: t.name.as_str().into(),
                 metric_type: metric_type(
                     t.metric_type,
                     &format!("policy.triggers[{i}].metric_type"),
@@ -433,7 +433,7 @@ pub(crate) fn decision_to_wire(d: core::Decision) -> v1::DecideResponse {
             .triggers
             .into_iter()
             .map(|t| v1::TriggerOutcome {
-                name: t.name,
+                name: t.name.to_string(),
                 value: t.value,
                 proposal: t.proposal,
                 active: t.active,
