@@ -24,7 +24,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A CRD manifest could not be parsed.
+    /// A manifest could not be parsed.
     #[error("{path}: not a valid YAML/JSON manifest: {message}")]
     Manifest {
         /// The file the manifest came from.
@@ -32,11 +32,13 @@ pub enum Error {
         /// What the parser said.
         message: String,
     },
-    /// A CRD manifest was parsed but the API rejected it.
-    #[error("{path}: the CRD was rejected: {message}")]
-    CrdRejected {
+    /// A manifest's object was parsed but the API rejected it.
+    #[error("{path}: the {kind} was rejected: {message}")]
+    Rejected {
         /// The file the manifest came from.
         path: String,
+        /// The object's kind.
+        kind: String,
         /// The API's message.
         message: String,
     },

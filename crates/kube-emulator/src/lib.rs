@@ -227,27 +227,87 @@ fn read_manifest_dir(dir: &Path) -> Result<Vec<(String, String)>, Error> {
 }
 
 fn load_crds(store: &Store, path: &str, text: &str) -> Result<(), Error> {
+    apply_manifest(store, path, text, true).map(|_| ())
+}
+
+/// Creates or replaces the objects of a multi-document YAML/JSON manifest (only CRDs when
+/// `crds_only`).
+fn apply_manifest(store: &Store, path: &str, text: &str, crds_only: bool) -> Result<usize, Error> {
     use serde::Deserialize as _;
-    let def = store
-        .registry()
-        .find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .expect("CRDs are built in");
+    let mut written = 0;
     for doc in serde_yaml::Deserializer::from_str(text) {
         let v = Value::deserialize(doc).map_err(|e| Error::Manifest {
             path: path.to_string(),
             message: e.to_string(),
         })?;
-        if v.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
+        if v.is_null() {
             continue;
         }
-        store
-            .create(&def, "", v, false, false)
-            .map_err(|e| Error::CrdRejected {
-                path: path.to_string(),
-                message: e.message,
-            })?;
+        let kind = v
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if crds_only && kind != "CustomResourceDefinition" {
+            continue;
+        }
+        let rejected = |message: String| Error::Rejected {
+            path: path.to_string(),
+            kind: kind.clone(),
+            message,
+        };
+        let api_version = v
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let def = store
+            .registry()
+            .all()
+            .iter()
+            .find(|d| d.group == group && d.version == version && d.kind == kind)
+            .cloned()
+            .ok_or_else(|| rejected(format!("no resource serves {api_version} {kind}")))?;
+        let ns = if def.namespaced {
+            v.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string()
+        } else {
+            String::new()
+        };
+        let name = v
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match store.create(&def, &ns, v.clone(), true, false) {
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {
+                store
+                    .update(
+                        &def,
+                        &ns,
+                        &name,
+                        store::UpdateMode::Internal,
+                        false,
+                        false,
+                        |_| {
+                            let mut new = v.clone();
+                            if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut)
+                            {
+                                m.remove("resourceVersion");
+                            }
+                            Ok(new)
+                        },
+                    )
+                    .map_err(|e| rejected(e.message))?;
+            }
+            Err(e) => return Err(rejected(e.message)),
+        }
+        written += 1;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// A running emulator. Dropping it does not stop it: call [`EmulatorHandle::shutdown`].
@@ -288,6 +348,13 @@ impl EmulatorHandle {
     /// The fault-injection controls.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Creates or replaces every object of a multi-document YAML/JSON manifest (any served kind;
+    /// namespaced objects default to `default`), without going through HTTP. Status in the
+    /// manifest is kept. Returns how many objects were written.
+    pub fn apply_yaml(&self, yaml: &str) -> Result<usize, Error> {
+        apply_manifest(&self.store, "<inline>", yaml, false)
     }
 
     /// The current global resourceVersion.

@@ -74,6 +74,11 @@ impl ResourceDef {
 
     /// The key objects are stored under: all versions of a resource share it.
     pub(crate) fn storage_key(&self) -> String {
+        if self.builtin == Builtin::Event {
+            // events.k8s.io/v1 Events are core/v1 Events seen through a conversion, as in
+            // the real API server
+            return "/events".into();
+        }
         format!("{}/{}", self.group, self.plural)
     }
 

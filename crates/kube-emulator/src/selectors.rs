@@ -160,6 +160,14 @@ impl std::fmt::Display for LabelSelector {
     }
 }
 
+/// Field names of core/v1 Events and their events.k8s.io/v1 equivalents.
+const EVENT_ALIASES: [(&str, &str); 4] = [
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("source", "deprecatedSource"),
+    ("reportingComponent", "reportingController"),
+];
+
 /// A parsed field selector: `path=value`, `path==value`, `path!=value`, comma-separated. Any
 /// dotted path into the object is accepted (the real API limits them per kind).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -189,10 +197,25 @@ impl FieldSelector {
 
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(path, eq, want)| {
-            let mut cur = Some(obj);
-            for part in path.split('.') {
-                cur = cur.and_then(|c| c.get(part));
-            }
+            let lookup = |path: &str| {
+                let mut cur = Some(obj);
+                for part in path.split('.') {
+                    cur = cur.and_then(|c| c.get(part));
+                }
+                cur
+            };
+            // Events are stored in either API's shape: try the other shape's field name too
+            let cur = lookup(path).or_else(|| {
+                let (head, rest) = path.split_once('.').unwrap_or((path, ""));
+                let alias = EVENT_ALIASES
+                    .iter()
+                    .find_map(|(a, b)| (*a == head).then_some(*b).or((*b == head).then_some(*a)))?;
+                lookup(&if rest.is_empty() {
+                    alias.to_string()
+                } else {
+                    format!("{alias}.{rest}")
+                })
+            });
             let have = match cur {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Null) | None => String::new(),

@@ -99,12 +99,48 @@ fn render_of(accept: &str) -> Render {
 /// The object as the requested version presents it (versions share storage: no conversion,
 /// like a CRD with `conversion: None`).
 fn present(def: &ResourceDef, obj: &Arc<Value>) -> Arc<Value> {
-    if obj.get("apiVersion").and_then(Value::as_str) == Some(def.api_version().as_str()) {
-        obj.clone()
-    } else {
-        let mut o = (**obj).clone();
-        o["apiVersion"] = json!(def.api_version());
-        Arc::new(o)
+    let stored = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if stored == def.api_version() {
+        return obj.clone();
+    }
+    let mut o = (**obj).clone();
+    o["apiVersion"] = json!(def.api_version());
+    match def.builtin {
+        Builtin::Event => convert_event(&mut o, true),
+        Builtin::CoreEvent => convert_event(&mut o, false),
+        _ => {}
+    }
+    Arc::new(o)
+}
+
+/// core/v1 Event fields and their events.k8s.io/v1 names.
+const EVENT_FIELDS: [(&str, &str); 7] = [
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+    ("reportingComponent", "reportingController"),
+];
+
+/// Converts an Event between core/v1 and events.k8s.io/v1 (`to_new`) by renaming fields.
+fn convert_event(o: &mut Value, to_new: bool) {
+    let Some(m) = o.as_object_mut() else { return };
+    for (core, new) in EVENT_FIELDS {
+        let (from, to) = if to_new { (core, new) } else { (new, core) };
+        if let Some(v) = m.remove(from) {
+            m.insert(to.into(), v);
+        }
+    }
+    if !to_new
+        && !m.contains_key("source")
+        && let Some(c) = m.get("reportingComponent").cloned()
+    {
+        m.insert("source".into(), json!({"component": c}));
     }
 }
 

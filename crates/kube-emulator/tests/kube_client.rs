@@ -500,6 +500,19 @@ async fn recorder_events_are_created_then_counted_as_a_series() {
     assert_eq!(e.reason.as_deref(), Some("Scaled"));
     assert_eq!(e.regarding.as_ref().unwrap().name.as_deref(), Some("ev"));
     assert_eq!(e.series.as_ref().map(|s| s.count), Some(2));
+
+    // the same Event through core/v1 (what `kubectl get events` and `describe` read)
+    let core: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client(&emulator), "default");
+    let list = within(core.list(&ListParams::default().fields("involvedObject.name=ev")))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].message.as_deref(), Some("scaled to 1"));
+    assert_eq!(
+        list.items[0].involved_object.kind.as_deref(),
+        Some("Deployment")
+    );
     emulator.shutdown().await;
 }
 

@@ -1,0 +1,271 @@
+//! The wire details clients depend on: discovery content types, Tables, Status bodies, watch
+//! events (410 inside the stream, bookmarks, selector transitions), StatefulSets in the
+//! workload simulator, and manifests loaded without HTTP.
+
+mod common;
+
+use common::{client, eventually, start, within};
+use futures::{StreamExt as _, TryStreamExt as _};
+use http::Request;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
+use serde_json::{Value, json};
+
+async fn get_json(c: &kube::Client, path: &str, accept: &str) -> Value {
+    let req = Request::get(path)
+        .header("accept", accept)
+        .body(Vec::new())
+        .unwrap();
+    serde_json::from_str(&within(c.request_text(req)).await.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn discovery_is_aggregated_and_legacy() {
+    let emulator = start().await;
+    let c = client(&emulator);
+    let accept =
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let req = Request::get("/apis")
+        .header("accept", accept)
+        .body(Vec::new())
+        .unwrap();
+    let resp = within(c.send(req.map(Into::into))).await.unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    );
+    let apis = get_json(&c, "/apis", accept).await;
+    let apps = apis["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metadata"]["name"] == "apps")
+        .unwrap();
+    let deployments = apps["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .unwrap();
+    assert_eq!(deployments["shortNames"], json!(["deploy"]));
+    assert_eq!(
+        deployments["subresources"][1]["responseKind"]["kind"],
+        "Scale"
+    );
+
+    let legacy = get_json(&c, "/apis/apps/v1", "application/json").await;
+    let names: Vec<&str> = legacy["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"deployments/scale") && names.contains(&"statefulsets/status"));
+    assert_eq!(
+        get_json(&c, "/api", "application/json").await["versions"],
+        json!(["v1"])
+    );
+    assert_eq!(
+        get_json(&c, "/version", "application/json").await["major"],
+        "1"
+    );
+
+    // kube's own discovery works against it
+    let discovery = within(kube::Discovery::new(c.clone()).run()).await.unwrap();
+    assert!(discovery.has_group("coordination.k8s.io"));
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn errors_are_status_objects_and_tables_render() {
+    let emulator = start().await;
+    let c = client(&emulator);
+    let req = Request::get("/api/v1/namespaces/default/configmaps/missing")
+        .body(Vec::new())
+        .unwrap();
+    match within(c.request_text(req)).await.unwrap_err() {
+        kube::Error::Api(s) => {
+            assert_eq!((s.code, s.reason.as_str()), (404, "NotFound"));
+            assert_eq!(s.message, "configmaps \"missing\" not found");
+        }
+        other => panic!("{other:?}"),
+    }
+    // objects in a namespace that does not exist are refused like the real API does
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "nowhere");
+    let err = within(cms.create(
+        &Default::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap(),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(s) if s.code == 404 && s.message.contains("namespaces \"nowhere\""))
+    );
+
+    let table = get_json(
+        &c,
+        "/api/v1/namespaces",
+        "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+    )
+    .await;
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["columnDefinitions"][0]["name"], "Name");
+    assert_eq!(table["rows"].as_array().unwrap().len(), 4);
+    assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn watches_resume_bookmark_and_expire() {
+    let emulator = start().await;
+    let c = client(&emulator);
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let list = within(cms.list(&ListParams::default())).await.unwrap();
+    let rv = list.metadata.resource_version.unwrap();
+
+    let mut stream = within(cms.watch(&WatchParams::default().labels("team=a").timeout(30), &rv))
+        .await
+        .unwrap()
+        .boxed();
+    let cm = |labels: Value| {
+        serde_json::from_value::<ConfigMap>(json!({"metadata": {"name": "w", "labels": labels}}))
+            .unwrap()
+    };
+    within(cms.create(&Default::default(), &cm(json!({"team": "b"}))))
+        .await
+        .unwrap();
+    // relabelling into the selector is an ADDED, out of it a DELETED
+    within(cms.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+    ))
+    .await
+    .unwrap();
+    within(cms.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "c"}}})),
+    ))
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match within(stream.try_next()).await.unwrap().unwrap() {
+            WatchEvent::Added(o) => seen.push(("ADDED", o.metadata.name.unwrap())),
+            WatchEvent::Deleted(o) => seen.push(("DELETED", o.metadata.name.unwrap())),
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![("ADDED", "w".to_string()), ("DELETED", "w".to_string())]
+    );
+
+    // bookmarks carry a resourceVersion
+    let mut bookmarks = within(cms.watch(&WatchParams::default().timeout(30), "0"))
+        .await
+        .unwrap()
+        .boxed();
+    let bookmark = within(async {
+        loop {
+            if let WatchEvent::Bookmark(b) = bookmarks.try_next().await.unwrap().unwrap() {
+                break b;
+            }
+        }
+    })
+    .await;
+    assert!(!bookmark.metadata.resource_version.is_empty());
+
+    // a resourceVersion older than the history gets 410 inside the stream
+    emulator.faults().expire_watches();
+    let mut expired = within(cms.watch(&WatchParams::default(), &rv))
+        .await
+        .unwrap()
+        .boxed();
+    match within(expired.try_next()).await.unwrap().unwrap() {
+        WatchEvent::Error(e) => {
+            assert_eq!(e.code, 410);
+            assert!(
+                e.message.starts_with("too old resource version"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected 410, got {other:?}"),
+    }
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn statefulsets_get_ordinal_pods_and_status() {
+    let emulator = start().await;
+    let c = client(&emulator);
+    let sts: Api<StatefulSet> = Api::namespaced(c.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let manifest = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db"},
+        "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                 "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "pg"}]}}}
+    });
+    within(sts.patch("db", &PatchParams::apply("test"), &Patch::Apply(manifest)))
+        .await
+        .unwrap();
+    eventually("3 ready", || async {
+        let s = sts.get("db").await.ok()?.status?;
+        (s.ready_replicas == Some(3)).then_some(())
+    })
+    .await;
+    let mut names: Vec<String> = within(pods.list(&ListParams::default().labels("app=db")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["db-0", "db-1", "db-2"]);
+
+    // a deleted pod is replaced; scaling down removes the highest ordinal
+    within(pods.delete("db-1", &Default::default()))
+        .await
+        .unwrap();
+    eventually("db-1 back", || async {
+        pods.get_opt("db-1").await.ok()?.map(|_| ())
+    })
+    .await;
+    within(sts.patch_scale(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 2}})),
+    ))
+    .await
+    .unwrap();
+    eventually("db-2 gone", || async {
+        pods.get_opt("db-2").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn manifests_load_without_http() {
+    let emulator = start().await;
+    let written = emulator
+        .apply_yaml(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: demo}\ndata: {k: v}\n",
+        )
+        .unwrap();
+    assert_eq!(written, 2);
+    let cms: Api<ConfigMap> = Api::namespaced(client(&emulator), "demo");
+    assert_eq!(within(cms.get("a")).await.unwrap().data.unwrap()["k"], "v");
+    assert!(
+        emulator
+            .apply_yaml("apiVersion: v1\nkind: Nope\nmetadata: {name: a}\n")
+            .is_err()
+    );
+    emulator.shutdown().await;
+}
