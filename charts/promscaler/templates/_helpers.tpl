@@ -1,0 +1,3 @@
+{{- define "promscaler-chart.prefix" -}}
+{{- default .Release.Name .Values.global.fullnameOverride | trunc 36 | trimSuffix "-" -}}
+{{- end -}}
