@@ -43,11 +43,7 @@ fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Respo
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    full(
-        status,
-        "application/json",
-        serde_json::to_vec(v).expect("a Value serializes"),
-    )
+    full(status, "application/json", (v).to_string().into_bytes())
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
@@ -289,12 +285,12 @@ fn non_resource(
         ["api"] if discovery::wants_aggregated(accept) => Ok(full(
             StatusCode::OK,
             discovery::AGGREGATED_CONTENT_TYPE,
-            serde_json::to_vec(&discovery::aggregated(&reg, true)).expect("serializes"),
+            discovery::aggregated(&reg, true).to_string().into_bytes(),
         )),
         ["apis"] if discovery::wants_aggregated(accept) => Ok(full(
             StatusCode::OK,
             discovery::AGGREGATED_CONTENT_TYPE,
-            serde_json::to_vec(&discovery::aggregated(&reg, false)).expect("serializes"),
+            discovery::aggregated(&reg, false).to_string().into_bytes(),
         )),
         ["api"] => ok(discovery::api_versions()),
         ["apis"] => ok(discovery::api_group_list(&reg)),
@@ -324,13 +320,16 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
+    // `Value: FromStr` is compiled inside serde_json (optimised even in debug builds)
+    std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not UTF-8: {e}")))?
+        .parse::<Value>()
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
 /// JSON, or YAML for `application/apply-patch+yaml` and `application/yaml`.
 fn parse_json_or_yaml(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).or_else(|_| {
+    parse_json(body).or_else(|_| {
         serde_yaml::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
     })
@@ -557,23 +556,35 @@ fn list(store: &Store, t: &Target, q: &Query, render: Render) -> Result<Response
             let mut meta = json!({"resourceVersion": rv});
             if let Some(c) = res.continue_token {
                 meta["continue"] = json!(c);
-                meta["remainingItemCount"] = json!(res.remaining.unwrap_or(0));
             }
-            let (kind, api_version, items): (String, String, Vec<Value>) =
+            let (kind, api_version) = if render == Render::Metadata {
+                (
+                    "PartialObjectMetadataList".to_string(),
+                    "meta.k8s.io/v1".to_string(),
+                )
+            } else {
+                (def.list_kind.clone(), def.api_version())
+            };
+            // items are written one by one: no copy of the objects, and Value's Display is
+            // compiled (optimised) inside serde_json
+            let mut out = format!(
+                "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
+                json!(kind),
+                json!(api_version),
+                meta
+            );
+            for (i, o) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
                 if render == Render::Metadata {
-                    (
-                        "PartialObjectMetadataList".into(),
-                        "meta.k8s.io/v1".into(),
-                        items.iter().map(|o| partial(o)).collect(),
-                    )
+                    out.push_str(&partial(o).to_string());
                 } else {
-                    (
-                        def.list_kind.clone(),
-                        def.api_version(),
-                        items.iter().map(|o| (**o).clone()).collect(),
-                    )
-                };
-            json!({"kind": kind, "apiVersion": api_version, "metadata": meta, "items": items})
+                    out.push_str(&o.to_string());
+                }
+            }
+            out.push_str("]}");
+            return Ok(full(StatusCode::OK, "application/json", out));
         }
     };
     Ok(json_response(StatusCode::OK, &v))
@@ -847,12 +858,11 @@ impl WatchFilter {
             Render::Object if same_version => event_line(kind.as_str(), ev.object_json()),
             Render::Object => event_line(
                 kind.as_str(),
-                &serde_json::to_vec(&*present(&self.def, &ev.object)).expect("serializes"),
+                &(*present(&self.def, &ev.object)).to_string().into_bytes(),
             ),
-            Render::Metadata => event_line(
-                kind.as_str(),
-                &serde_json::to_vec(&partial(&ev.object)).expect("serializes"),
-            ),
+            Render::Metadata => {
+                event_line(kind.as_str(), &partial(&ev.object).to_string().into_bytes())
+            }
             Render::Table => {
                 let t = table::table(
                     &self.def,
@@ -861,7 +871,7 @@ impl WatchFilter {
                     None,
                     &self.include_object,
                 );
-                event_line(kind.as_str(), &serde_json::to_vec(&t).expect("serializes"))
+                event_line(kind.as_str(), &t.to_string().into_bytes())
             }
         })
     }
@@ -873,7 +883,7 @@ impl WatchFilter {
         }
         let obj =
             json!({"kind": self.def.kind, "apiVersion": self.def.api_version(), "metadata": meta});
-        event_line("BOOKMARK", &serde_json::to_vec(&obj).expect("serializes"))
+        event_line("BOOKMARK", &obj.to_string().into_bytes())
     }
 }
 
@@ -932,10 +942,7 @@ fn watch_resp(
             Err(e) => {
                 // the real API answers an expired resourceVersion inside the watch stream
                 let _ = tx
-                    .send(event_line(
-                        "ERROR",
-                        &serde_json::to_vec(&e.to_status()).expect("serializes"),
-                    ))
+                    .send(event_line("ERROR", &e.to_status().to_string().into_bytes()))
                     .await;
                 return;
             }

@@ -68,9 +68,8 @@ impl StoreEvent {
 
     /// The object serialized once for all watchers.
     pub(crate) fn object_json(&self) -> &Bytes {
-        self.json.get_or_init(|| {
-            Bytes::from(serde_json::to_vec(&*self.object).expect("a Value serializes"))
-        })
+        self.json
+            .get_or_init(|| Bytes::from(self.object.to_string()))
     }
 
     pub(crate) fn namespace(&self) -> &str {
@@ -84,7 +83,6 @@ pub(crate) struct ListResult {
     pub(crate) items: Vec<Arc<Value>>,
     pub(crate) resource_version: u64,
     pub(crate) continue_token: Option<String>,
-    pub(crate) remaining: Option<usize>,
 }
 
 /// How an update treats `status`.
@@ -425,7 +423,6 @@ impl Store {
         let st = self.lock();
         let mut items = Vec::new();
         let mut continue_out = None;
-        let mut remaining = None;
         if let Some(objs) = st.data.get(&def.storage_key()) {
             use std::ops::Bound;
             let lower = match (&start, ns) {
@@ -437,29 +434,23 @@ impl Store {
                 .range((lower, Bound::Unbounded))
                 .take_while(|((n, _), _)| ns.is_none_or(|want| n == want))
                 .filter(|(_, o)| labels.matches(o) && fields.matches(o));
-            for (key, obj) in iter.by_ref() {
+            for (_, obj) in iter.by_ref() {
                 items.push(obj.clone());
                 if limit.is_some_and(|l| l > 0 && items.len() >= l) {
-                    let _ = key;
                     break;
                 }
             }
-            if limit.is_some_and(|l| l > 0 && items.len() >= l) {
-                let rest = iter.count();
-                if rest > 0 {
-                    let last = items.last().expect("limit reached so not empty");
-                    let token = json!({"ns": meta_str(last, "namespace"), "name": meta_str(last, "name"), "rv": st.rv});
-                    continue_out =
-                        Some(base64::engine::general_purpose::STANDARD.encode(token.to_string()));
-                    remaining = Some(rest);
-                }
+            if limit.is_some_and(|l| l > 0 && items.len() >= l) && iter.next().is_some() {
+                let last = items.last().expect("limit reached so not empty");
+                let token = json!({"ns": meta_str(last, "namespace"), "name": meta_str(last, "name"), "rv": st.rv});
+                continue_out =
+                    Some(base64::engine::general_purpose::STANDARD.encode(token.to_string()));
             }
         }
         Ok(ListResult {
             items,
             resource_version: st.rv,
             continue_token: continue_out,
-            remaining,
         })
     }
 
