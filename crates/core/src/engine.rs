@@ -430,7 +430,12 @@ pub(crate) fn decide_validated(
                         true,
                     ),
                 };
-                if deadline < now {
+                // Never active and no initialCooldownPeriod: KEDA compares the object's creation
+                // (always in the past) with now, so it scales in at once; so do we, although our
+                // created_at may be this very tick.
+                let never_active_without_initial_cooldown =
+                    initial && policy.initial_cooldown_period.is_zero();
+                if deadline < now || never_active_without_initial_cooldown {
                     scale_in = Some(idle.unwrap_or(min));
                     steps.push(Step::ScaleToIdle {
                         to: idle.unwrap_or(min),

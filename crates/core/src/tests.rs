@@ -841,3 +841,179 @@ fn value_targets_multiply_by_ready_pods_and_average_values_judge_status_replicas
         "31 / (10 × 3) is within tolerance of 3 status replicas"
     );
 }
+
+#[test]
+fn keda_executor_cases() {
+    // Transcribed from KEDA's scale_scaledobjects_test.go:
+    // (case, min, idle, max, current, active, pause, expected)
+    let out = Pause {
+        scale_out_paused: true,
+        ..Pause::default()
+    };
+    let inn = Pause {
+        scale_in_paused: true,
+        ..Pause::default()
+    };
+    let none = Pause::default();
+    let table = [
+        (
+            "ScaleFromZeroWhenActive (min 0)",
+            0,
+            None,
+            10,
+            0,
+            true,
+            none,
+            1,
+        ),
+        (
+            "ScaleToIdleReplicasWhenNotActive",
+            5,
+            Some(0),
+            10,
+            10,
+            false,
+            none,
+            0,
+        ),
+        (
+            "ScaleFromIdleToMinReplicasWhenActive",
+            5,
+            Some(0),
+            10,
+            0,
+            true,
+            none,
+            5,
+        ),
+        (
+            "ScaleToPausedReplicasCount",
+            0,
+            None,
+            10,
+            2,
+            true,
+            Pause {
+                paused_replicas: Some(0),
+                ..none
+            },
+            0,
+        ),
+        (
+            "NoScaleToMinReplicasWhenNotActiveAndPauseScaleIn",
+            0,
+            None,
+            20,
+            10,
+            false,
+            inn,
+            10,
+        ),
+        (
+            "NoScaleToIdleReplicasWhenNotActiveAndPauseScaleIn",
+            5,
+            Some(0),
+            20,
+            10,
+            false,
+            inn,
+            10,
+        ),
+        (
+            "NoScaleFromMinReplicasWhenActiveAndPausedScaleOut",
+            0,
+            None,
+            10,
+            0,
+            true,
+            out,
+            0,
+        ),
+        (
+            "NoScaleFromIdleToMinWhenActiveAndPausedScaleOut",
+            5,
+            Some(0),
+            10,
+            0,
+            true,
+            out,
+            0,
+        ),
+    ];
+    for (case, min, idle, max, current, active, pause, want) in table {
+        let mut p = policy().min(min).max(max).trigger("q", 10.0);
+        p.idle_replicas = idle;
+        // Active: 100 > 0; inactive: 0 (the HPA would propose 0 and be held by min/stabilization).
+        let value = if active { 100.0 } else { 0.0 };
+        let d = run(
+            &p,
+            &at(current).value("q", value).pause(pause),
+            DecisionState::default(),
+            t(0),
+        );
+        assert_eq!(
+            d.desired_replicas,
+            want,
+            "{case}: {:?}",
+            d.explanation_lines()
+        );
+    }
+}
+
+#[test]
+fn keda_scaling_modifiers_cases() {
+    // Transcribed from KEDA's pkg/scaling/modifiers/formula_test.go.
+    // "trigger1 + trigger2" over 2 and 5 is 7.
+    let p = policy()
+        .max(20)
+        .trigger("trigger1", 1.0)
+        .trigger("trigger2", 1.0)
+        .formula("trigger1 + trigger2", 1.0);
+    let d = run(
+        &p,
+        &at(7).value("trigger1", 2.0).value("trigger2", 5.0),
+        DecisionState::default(),
+        t(0),
+    );
+    assert!(matches!(d.explanation.first(), Some(Step::Proposal { value, .. }) if *value == 7.0));
+    // "trigger1 ?? trigger2" with both past the fallback threshold (5 > 3): the formula is nil,
+    // so the composite proposes fallback.replicas (7).
+    let p = policy()
+        .max(20)
+        .fallback(3, 7, Fb::Static)
+        .trigger("trigger1", 1.0)
+        .trigger("trigger2", 1.0)
+        .formula("trigger1 ?? trigger2", 2.0);
+    let mut state = DecisionState::default();
+    state.consecutive_failures.insert("trigger1".into(), 4);
+    state.consecutive_failures.insert("trigger2".into(), 4);
+    let d = run(
+        &p,
+        &at(7).failed("trigger1").failed("trigger2"),
+        state.clone(),
+        t(0),
+    );
+    assert!(
+        d.explanation
+            .iter()
+            .any(|s| matches!(s, Step::Fallback { proposal: 7, .. })),
+        "{:?}",
+        d.explanation_lines()
+    );
+    assert_eq!(d.desired_replicas, 7);
+    // KEDA #5371: "max(trigger_1, trigger_2)" with both in fallback proposes fallback.replicas
+    // once (12), not once per trigger (24).
+    let p = policy()
+        .max(30)
+        .fallback(3, 12, Fb::Static)
+        .trigger("trigger1", 1.0)
+        .trigger("trigger2", 1.0)
+        .formula("max(trigger1, trigger2)", 1.0);
+    let d = run(
+        &p,
+        &at(12).failed("trigger1").failed("trigger2"),
+        state,
+        t(0),
+    );
+    assert_eq!(d.desired_replicas, 12);
+}
