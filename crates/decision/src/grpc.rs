@@ -115,13 +115,35 @@ impl DecisionService for DecisionGrpc {
         &self,
         request: Request<DecideRequest>,
     ) -> Result<Response<DecideResponse>, Status> {
-        Ok(Response::new(decide(request.get_ref(), SystemTime::now())?))
+        match decide(request.get_ref(), SystemTime::now()) {
+            Ok(resp) => {
+                tracing::debug!(
+                    desired = resp.desired_replicas,
+                    active = resp.active,
+                    "decided"
+                );
+                Ok(Response::new(resp))
+            }
+            Err(e) => {
+                tracing::debug!(field = e.field(), error = %e, "rejected Decide");
+                Err(e.into())
+            }
+        }
     }
 
     async fn simulate(
         &self,
         request: Request<SimulateRequest>,
     ) -> Result<Response<SimulateResponse>, Status> {
-        Ok(Response::new(simulate(request.get_ref())?))
+        match simulate(request.get_ref()) {
+            Ok(resp) => {
+                tracing::debug!(steps = resp.steps.len(), "simulated");
+                Ok(Response::new(resp))
+            }
+            Err(e) => {
+                tracing::debug!(field = e.field(), error = %e, "rejected Simulate");
+                Err(e.into())
+            }
+        }
     }
 }
