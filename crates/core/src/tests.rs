@@ -1017,3 +1017,113 @@ fn keda_scaling_modifiers_cases() {
     );
     assert_eq!(d.desired_replicas, 12);
 }
+
+#[test]
+fn seed_example_decision_in_full() {
+    use crate::decision::{Condition, Decision, TriggerOutcome};
+    use crate::policy::MetricType;
+    use std::borrow::Cow;
+    let cond = |kind, status, reason, message: &'static str| Condition {
+        kind,
+        status,
+        reason,
+        message: Cow::Borrowed(message),
+    };
+    let (yes, no) = (ConditionStatus::True, ConditionStatus::False);
+    let d = run(
+        &seed_policy(),
+        &at(2).value("connections", 140.0),
+        DecisionState::default(),
+        t(0),
+    );
+    let expected = Decision {
+        desired_replicas: 3,
+        active: true,
+        fallback_active: false,
+        conditions: vec![
+            cond(
+                ConditionType::Ready,
+                yes,
+                "ScaledObjectReady",
+                "ScaledObject is defined correctly and is ready for scaling",
+            ),
+            cond(
+                ConditionType::Active,
+                yes,
+                "ScalerActive",
+                "Scaling is performed because triggers are active",
+            ),
+            cond(
+                ConditionType::Fallback,
+                no,
+                "NoFallbackFound",
+                "No fallbacks are active on this scaled object",
+            ),
+            cond(
+                ConditionType::Paused,
+                no,
+                "ScaledObjectUnpaused",
+                "ScaledObject is not paused",
+            ),
+            cond(
+                ConditionType::AbleToScale,
+                yes,
+                "ReadyForNewScale",
+                "recommended size matches current size",
+            ),
+            cond(
+                ConditionType::ScalingActive,
+                yes,
+                "ValidMetricFound",
+                "the HPA was able to successfully calculate a replica count",
+            ),
+            cond(
+                ConditionType::ScalingLimited,
+                no,
+                "DesiredWithinRange",
+                "the desired count is within the acceptable range",
+            ),
+        ],
+        state: DecisionState {
+            // The current count, recorded as a recommendation made now (fresh state), then ours.
+            recommendations: vec![
+                TimestampedReplicas::new(2, t(0)),
+                TimestampedReplicas::new(3, t(0)),
+            ],
+            scale_up_events: vec![],
+            scale_down_events: vec![],
+            last_active_time: Some(t(0)),
+            consecutive_failures: [("connections".to_owned(), 0)].into_iter().collect(),
+            created_at: Some(t(0)),
+            last_good_values: Default::default(),
+        },
+        explanation: vec![
+            Step::Proposal {
+                trigger: "connections".into(),
+                value: 140.0,
+                target: 50.0,
+                metric_type: MetricType::AverageValue,
+                pods: 2,
+                proposal: 3,
+                within_tolerance: false,
+                stale: false,
+                active: true,
+            },
+            Step::WithinRange {
+                desired: 3,
+                current: 2,
+            },
+        ],
+        triggers: vec![TriggerOutcome {
+            name: "connections".into(),
+            value: Some(140.0),
+            proposal: Some(3),
+            active: true,
+            error: None,
+            stale: false,
+            fallback: false,
+            consecutive_failures: 0,
+        }],
+    };
+    assert_eq!(d, expected);
+}
