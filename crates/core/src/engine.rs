@@ -621,6 +621,7 @@ fn hpa_path(
             .push(crate::state::TimestampedReplicas::new(current, now));
     }
     let behavior = effective_behavior(policy, tick);
+    let steps_before = steps.len();
     let n = match behavior.as_deref() {
         None => hpa::normalize_without_behavior(
             current,
@@ -669,10 +670,14 @@ fn hpa_path(
             n
         }
     };
-    steps.push(Step::WithinRange {
-        desired: n.desired,
-        current,
-    });
+    // The last line says what drove or limited the decision: a stabilization or limit line when
+    // there is one (it states the result), else the plain change.
+    if steps.len() == steps_before {
+        steps.push(Step::WithinRange {
+            desired: n.desired,
+            current,
+        });
+    }
     (n.desired, Some(n), ok)
 }
 

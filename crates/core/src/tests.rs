@@ -155,7 +155,7 @@ fn default_behavior_limits_scale_up_by_pods_4_per_15s() {
     let mut s = Scenario::new(p, 2);
     let d = s.tick(0, at(0).value("rps", 1000.0));
     assert_eq!(d.desired_replicas, 6, "max(2 + 4, 2 × 2)");
-    assert_eq!(d.reason(), "scale 2 → 6");
+    assert_eq!(d.reason(), "scale-up limited to 6 by policy Pods/4/15s");
     assert!(
         d.explanation_lines()
             .contains(&"scale-up limited to 6 by policy Pods/4/15s".to_owned())
@@ -624,7 +624,6 @@ fn explanation_reads_in_order_for_a_two_trigger_decision() {
             "trigger queue: 300 / 10 ⇒ 30",
             "max over triggers ⇒ 30 (queue)",
             "scale-up limited to 6 by policy Pods/4/15s",
-            "scale 2 → 6",
         ]
     );
 }
