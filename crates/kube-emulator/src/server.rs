@@ -356,6 +356,12 @@ async fn resource(
         .unwrap_or("application/json")
         .to_string();
     let dry_run = q.get("dryRun") == Some("All");
+    // JSON only: client-go (kubectl's typed clients) falls back to JSON on a 415
+    if matches!(verb, "create" | "update" | "patch")
+        && (content_type.contains("protobuf") || content_type.contains("cbor"))
+    {
+        return Err(ApiError::unsupported_media_type(&content_type));
+    }
     let store = &shared.store;
     let def = t.def.clone();
     match verb {
