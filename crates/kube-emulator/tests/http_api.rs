@@ -10,6 +10,8 @@ use http::Request;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 async fn get_json(c: &kube::Client, path: &str, accept: &str) -> Value {
@@ -195,6 +197,51 @@ async fn watches_resume_bookmark_and_expire() {
             );
         }
         other => panic!("expected 410, got {other:?}"),
+    }
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn metadata_and_streaming_list_watchers_work() {
+    let emulator = start().await;
+    let c = client(&emulator);
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    for name in ["m1", "m2"] {
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": name}, "data": {"big": "x"}}))
+                .unwrap();
+        within(cms.create(&Default::default(), &cm)).await.unwrap();
+    }
+    let meta = within(cms.list_metadata(&ListParams::default()))
+        .await
+        .unwrap();
+    assert_eq!(meta.items.len(), 2);
+    assert_eq!(
+        within(cms.get_metadata("m1"))
+            .await
+            .unwrap()
+            .metadata
+            .name
+            .as_deref(),
+        Some("m1")
+    );
+
+    for config in [
+        watcher::Config::default().streaming_lists(),
+        watcher::Config::default().any_semantic(),
+    ] {
+        let metas: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(c.clone(), "default");
+        let mut stream = watcher(metas, config).boxed();
+        let mut names = Vec::new();
+        loop {
+            match within(stream.try_next()).await.unwrap().unwrap() {
+                watcher::Event::InitApply(o) => names.push(o.metadata.name.unwrap()),
+                watcher::Event::InitDone => break,
+                _ => {}
+            }
+        }
+        names.sort();
+        assert_eq!(names, vec!["m1", "m2"]);
     }
     emulator.shutdown().await;
 }
