@@ -126,7 +126,13 @@ pub(crate) fn decide_validated(
                 "ScaledObjectReady",
                 "ScaledObject is defined correctly and is ready for scaling",
             ),
-            cond(T::Active, S::False, "ScalerPaused", "Scaling is paused"),
+            // KEDA leaves Active as it was while paused; we do not evaluate triggers, hence Unknown.
+            cond(
+                T::Active,
+                S::Unknown,
+                "ScaledObjectPaused",
+                "triggers are not evaluated while paused",
+            ),
             cond(
                 T::Fallback,
                 S::False,
@@ -514,12 +520,22 @@ pub(crate) fn decide_validated(
             "No fallbacks are active on this scaled object",
         )
     });
-    conditions.push(cond(
-        T::Paused,
-        S::False,
-        "ScaledObjectUnpaused",
-        "ScaledObject is not paused",
-    ));
+    conditions.push(if pause.scale_in_paused || pause.scale_out_paused {
+        // KEDA sets Paused=True for paused-scale-in/out too.
+        cond(
+            T::Paused,
+            S::True,
+            "ScaledObjectPaused",
+            "ScaledObject is paused",
+        )
+    } else {
+        cond(
+            T::Paused,
+            S::False,
+            "ScaledObjectUnpaused",
+            "ScaledObject is not paused",
+        )
+    });
     let (able, limited, limit_reason) = match &hpa_conditions {
         Some(n) => (n.able_reason, n.limited, n.limit_reason),
         None => ("ReadyForNewScale", false, "DesiredWithinRange"),
