@@ -555,6 +555,12 @@ fn pause_variants() {
         d.desired_replicas, 6,
         "scale-out still allowed (default policies from 2: max(2 + 4, 2 × 2))"
     );
+    let paused = d.condition(ConditionType::Paused).unwrap();
+    assert_eq!(
+        (paused.status, paused.reason),
+        (ConditionStatus::True, "ScaledObjectPaused"),
+        "as KEDA does"
+    );
     // Scale-in paused: never below current, never to zero.
     let idle = policy().max(10).cooldown(0).trigger("q", 10.0);
     let tick = at(5).value("q", 0.0).pause(Pause {
