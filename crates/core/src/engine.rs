@@ -94,7 +94,7 @@ pub(crate) fn decide_validated(
     // this decision's entries without reallocating.
     prune_state(policy, &mut state, now);
 
-    // KEDA pause: the scale loop stops; the state is carried unchanged.
+    // KEDA pause: the scale loop stops; the state is carried unchanged (apart from pruning).
     if tick.pause.paused_replicas.is_some() || tick.pause.paused {
         let desired = match tick.pause.paused_replicas {
             Some(n) => {
