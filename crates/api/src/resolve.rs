@@ -1,0 +1,232 @@
+//! Building `promscaler.v1.UpstreamAuth` for a trigger from its metadata, its
+//! PromScalerAuthentication and the Secret values the caller resolved, following KEDA's
+//! prometheus scaler: `authModes` first (bearer, basic, tls, custom), else AWS SigV4 (pod
+//! identity, `identityOwner`, static keys), else no authentication.
+
+use std::collections::BTreeMap;
+
+use promscaler_proto::v1::{self, upstream_auth::Method};
+
+use crate::prometheus::{AuthMode, IdentityOwner, PrometheusTrigger};
+use crate::{FieldError, PromScalerAuthenticationSpec};
+
+impl PromScalerAuthenticationSpec {
+    /// The Secrets to read, as `(secret name, key, parameter)` triples: the caller looks each
+    /// `key` up in Secret `name` (same namespace) and passes `parameter → value` to
+    /// [`resolve_auth`].
+    pub fn secret_refs(&self) -> Vec<(&str, &str, &str)> {
+        self.secret_target_ref
+            .iter()
+            .map(|r| (r.name.as_str(), r.key.as_str(), r.parameter.as_str()))
+            .collect()
+    }
+}
+
+/// Builds the upstream authentication for one trigger.
+///
+/// - `path`: the trigger's field path for errors (e.g. `spec.triggers[0]`);
+/// - `auth`: the referenced PromScalerAuthentication's spec, if the trigger has an
+///   `authenticationRef`;
+/// - `params`: the resolved Secret values by parameter name (`bearerToken`, `awsAccessKeyID`,
+///   ...). Values are trimmed like KEDA does; empty values are absent.
+///
+/// AWS: `podIdentity.provider: aws` or `identityOwner: operator` ⇒ the metrics-fetcher's own
+/// identity (empty keys), with `podIdentity.roleArn` / `awsRoleArn` assumed on top;
+/// `awsAccessKeyID` + `awsSecretAccessKey` ⇒ static keys; `awsRegion` (metadata, else
+/// parameter) ⇒ the signing region. Secret values never appear in errors.
+pub fn resolve_auth(
+    trigger: &PrometheusTrigger,
+    path: &str,
+    auth: Option<&PromScalerAuthenticationSpec>,
+    params: &BTreeMap<String, String>,
+) -> Result<Option<v1::UpstreamAuth>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let param = |k: &str| {
+        params
+            .get(k)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let pod_identity = auth
+        .and_then(|a| a.pod_identity.as_ref())
+        .filter(|p| !matches!(p.provider.as_str(), "" | "none"));
+    if let Some(p) = pod_identity
+        && p.provider != "aws"
+    {
+        errors.push(FieldError::new(
+            format!("{path}.authenticationRef"),
+            format!("podIdentity provider {:?} is not supported; use aws (the metrics-fetcher's IRSA / EKS Pod Identity) or secretTargetRef", p.provider),
+        ));
+        return Err(errors);
+    }
+
+    // authModes: from metadata, else from the authentication's parameters (KEDA order).
+    let modes = if trigger.auth_modes.is_empty() {
+        match param("authModes") {
+            None => Vec::new(),
+            Some(raw) => crate::prometheus::parse_auth_modes(&raw).map_err(|e| {
+                vec![FieldError::new(
+                    format!("{path}.authenticationRef"),
+                    format!("parameter authModes: {e}"),
+                )]
+            })?,
+        }
+    } else {
+        trigger.auth_modes.clone()
+    };
+
+    if !modes.is_empty() {
+        if pod_identity.is_some() {
+            errors.push(FieldError::new(
+                format!("{path}.authenticationRef"),
+                "pod identity cannot be enabled with other auth types (KEDA rule): remove podIdentity or authModes",
+            ));
+            return Err(errors);
+        }
+        let mut need = |k: &str, mode: &str| match param(k) {
+            Some(v) => v,
+            None => {
+                errors.push(FieldError::new(
+                    format!("{path}.authenticationRef"),
+                    format!("authModes {mode} needs parameter {k}; add it to the PromScalerAuthentication's secretTargetRef"),
+                ));
+                String::new()
+            }
+        };
+        let bearer = if modes.contains(&AuthMode::Bearer) {
+            Some(v1::BearerAuth {
+                token: need("bearerToken", "bearer"),
+                header_name: String::new(),
+            })
+        } else if modes.contains(&AuthMode::Custom) {
+            Some(v1::BearerAuth {
+                header_name: need("customAuthHeader", "custom"),
+                token: need("customAuthValue", "custom"),
+            })
+        } else {
+            None
+        };
+        let basic = modes.contains(&AuthMode::Basic).then(|| v1::BasicAuth {
+            username: need("username", "basic"),
+            password: param("password").unwrap_or_default(),
+        });
+        let tls = modes.contains(&AuthMode::Tls);
+        let (cert, key) = if tls {
+            (need("cert", "tls"), need("key", "tls"))
+        } else {
+            (String::new(), String::new())
+        };
+        let ca = param("ca").unwrap_or_default();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let method = if let Some(basic) = basic {
+            if !ca.is_empty() {
+                errors.push(FieldError::new(
+                    format!("{path}.authenticationRef"),
+                    "a custom ca with basic auth is not supported by promscaler; trust the server's CA another way or use bearer",
+                ));
+                return Err(errors);
+            }
+            Method::Basic(basic)
+        } else if tls || !ca.is_empty() {
+            Method::Tls(v1::TlsClientAuth {
+                cert_pem: cert,
+                key_pem: key,
+                ca_pem: ca,
+                bearer,
+            })
+        } else if let Some(bearer) = bearer {
+            Method::Bearer(bearer)
+        } else {
+            return Ok(None);
+        };
+        return Ok(Some(v1::UpstreamAuth {
+            method: Some(method),
+        }));
+    }
+
+    // AWS SigV4.
+    let region = trigger
+        .aws_region
+        .clone()
+        .or_else(|| param("awsRegion"))
+        .unwrap_or_default();
+    let role_param = param("awsRoleArn");
+    let key_id = param("awsAccessKeyID").or_else(|| param("awsAccessKeyId"));
+    if let Some(p) = pod_identity {
+        match p.identity_owner.as_deref().unwrap_or("") {
+            "" | "keda" | "operator" => {}
+            other => {
+                errors.push(FieldError::new(
+                    format!("{path}.authenticationRef"),
+                    format!("podIdentity identityOwner {other:?} is not supported: requests are signed by the metrics-fetcher, so use keda (its own identity) and roleArn to assume the workload's role"),
+                ));
+                return Err(errors);
+            }
+        }
+        return Ok(Some(aws(
+            region,
+            p.role_arn
+                .clone()
+                .filter(|r| !r.trim().is_empty())
+                .or(role_param),
+            None,
+        )));
+    }
+    let uses_aws = !region.is_empty()
+        || trigger.identity_owner.is_some()
+        || role_param.is_some()
+        || key_id.is_some();
+    if !uses_aws {
+        return Ok(None);
+    }
+    match trigger.identity_owner {
+        Some(IdentityOwner::Operator) => Ok(Some(aws(region, role_param, None))),
+        Some(IdentityOwner::Pod) | None => {
+            if role_param.is_some() {
+                return Ok(Some(aws(region, role_param, None)));
+            }
+            match (key_id, param("awsSecretAccessKey")) {
+                (Some(id), Some(secret)) => Ok(Some(aws(
+                    region,
+                    None,
+                    Some((id, secret, param("awsSessionToken").unwrap_or_default())),
+                ))),
+                (Some(_), None) => {
+                    errors.push(FieldError::new(
+                        format!("{path}.authenticationRef"),
+                        "awsAccessKeyID is set but awsSecretAccessKey is missing; add it to the PromScalerAuthentication's secretTargetRef",
+                    ));
+                    Err(errors)
+                }
+                _ => {
+                    errors.push(FieldError::new(
+                        format!("{path}.metadata.identityOwner"),
+                        "AWS signing (awsRegion) needs credentials: set identityOwner: operator to use the metrics-fetcher's own identity (IRSA), use a PromScalerAuthentication with podIdentity.provider: aws, or give awsAccessKeyID/awsSecretAccessKey (or awsRoleArn) in its secretTargetRef",
+                    ));
+                    Err(errors)
+                }
+            }
+        }
+    }
+}
+
+fn aws(
+    region: String,
+    role_arn: Option<String>,
+    keys: Option<(String, String, String)>,
+) -> v1::UpstreamAuth {
+    let (access_key_id, secret_access_key, session_token) = keys.unwrap_or_default();
+    v1::UpstreamAuth {
+        method: Some(Method::Aws(v1::AwsAuth {
+            region,
+            role_arn: role_arn.unwrap_or_default(),
+            access_key_id,
+            secret_access_key,
+            session_token,
+            service: String::new(),
+        })),
+    }
+}
