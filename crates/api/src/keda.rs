@@ -185,7 +185,7 @@ impl Cx {
                     self.problem(
                         id,
                         &join(path, k),
-                        &format!("is not supported by promscaler ({what}); remove it, or keep this resource on KEDA"),
+                        &format!("is not supported by promscaler: {what}"),
                     );
                 }
             }
@@ -199,7 +199,7 @@ impl Cx {
             _ => Mapping::new(),
         };
         for k in SERVER_METADATA {
-            if md.remove(*k).is_some() {
+            if md.shift_remove(*k).is_some() {
                 self.note(
                     id,
                     &format!("metadata.{k}"),
@@ -213,7 +213,7 @@ impl Cx {
                 .filter(|f| !f.as_str().is_some_and(|s| s.contains("keda.sh")))
                 .collect();
             if kept.is_empty() {
-                md.remove("finalizers");
+                md.shift_remove("finalizers");
             } else {
                 md.insert("finalizers".into(), Value::Sequence(kept));
             }
@@ -224,7 +224,7 @@ impl Cx {
             );
         }
         if let Some(Value::Mapping(a)) = md.get_mut("annotations") {
-            if a.remove(LAST_APPLIED).is_some() {
+            if a.shift_remove(LAST_APPLIED).is_some() {
                 self.note(
                     id,
                     &format!("metadata.annotations[{LAST_APPLIED}]"),
@@ -242,7 +242,7 @@ impl Cx {
                 }
             }
             if a.is_empty() {
-                md.remove("annotations");
+                md.shift_remove("annotations");
             }
         }
         if let Some(ns) = namespace {
@@ -258,7 +258,7 @@ impl Cx {
             "",
             d,
             &["apiVersion", "kind", "metadata", "spec", "status"],
-            "top-level field",
+            "remove it (the API server would prune it anyway)",
         );
         let spec = d
             .get("spec")
@@ -269,18 +269,12 @@ impl Cx {
             "spec",
             &spec,
             &["secretTargetRef", "podIdentity"],
-            "promscaler reads credentials only from Secrets in the same namespace (secretTargetRef) and from AWS pod identity; put the value in a Secret",
+            "credentials come only from Secrets in the same namespace (secretTargetRef) and from AWS pod identity; put the value in a Secret and reference it with secretTargetRef",
         );
         if let Some(Value::Sequence(refs)) = spec.get("secretTargetRef") {
             for (i, r) in refs.iter().enumerate() {
                 let p = format!("spec.secretTargetRef[{i}]");
-                self.only(
-                    id,
-                    &p,
-                    r,
-                    &["parameter", "name", "key"],
-                    "secretTargetRef field",
-                );
+                self.only(id, &p, r, &["parameter", "name", "key"], "remove it");
                 if let Some(param) = str_at(r, &["parameter"])
                     && !AUTH_PARAMETERS.contains(&param)
                     && param != "awsAccessKeyId"
@@ -299,7 +293,7 @@ impl Cx {
                 "spec.podIdentity",
                 pi,
                 &["provider", "roleArn", "identityOwner"],
-                "only AWS pod identity is supported",
+                "only provider, roleArn and identityOwner apply to AWS pod identity; remove it",
             );
             match str_at(pi, &["provider"]).unwrap_or("") {
                 "aws" | "none" | "" => {}
@@ -333,7 +327,7 @@ impl Cx {
             "",
             d,
             &["apiVersion", "kind", "metadata", "spec", "status"],
-            "top-level field",
+            "remove it (the API server would prune it anyway)",
         );
         let mut spec = d
             .get("spec")
@@ -355,7 +349,7 @@ impl Cx {
                 "advanced",
                 "triggers",
             ],
-            "ScaledObject field",
+            "remove it, or keep this ScaledObject on KEDA",
         );
         if let Some(t) = spec.get("scaleTargetRef") {
             self.only(
@@ -363,7 +357,7 @@ impl Cx {
                 "spec.scaleTargetRef",
                 t,
                 &["name", "apiVersion", "kind", "envSourceContainerName"],
-                "scaleTargetRef field",
+                "remove it",
             );
             if t.get("envSourceContainerName").is_some() {
                 self.note(
@@ -379,7 +373,7 @@ impl Cx {
                 "spec.fallback",
                 f,
                 &["failureThreshold", "replicas", "behavior"],
-                "fallback field",
+                "remove it, or keep this ScaledObject on KEDA",
             );
         }
         if let Some(a) = spec.get("advanced") {
@@ -392,18 +386,18 @@ impl Cx {
                     "restoreToOriginalReplicaCount",
                     "scalingModifiers",
                 ],
-                "advanced field",
+                "remove it, or keep this ScaledObject on KEDA",
             );
             if let Some(h) = a.get("horizontalPodAutoscalerConfig") {
                 let p = "spec.advanced.horizontalPodAutoscalerConfig";
-                self.only(id, p, h, &["name", "behavior"], "only behavior applies");
+                self.only(id, p, h, &["name", "behavior"], "promscaler creates no HPA, only behavior applies; remove it or keep this ScaledObject on KEDA");
                 if let Some(b) = h.get("behavior") {
                     self.only(
                         id,
                         &format!("{p}.behavior"),
                         b,
                         &["scaleUp", "scaleDown"],
-                        "HPA behavior field",
+                        "remove it",
                     );
                     for dir in ["scaleUp", "scaleDown"] {
                         if let Some(r) = b.get(dir) {
@@ -418,7 +412,7 @@ impl Cx {
                                     "policies",
                                     "tolerance",
                                 ],
-                                "HPA scaling rules field",
+                                "remove it",
                             );
                             if let Some(Value::Sequence(ps)) = r.get("policies") {
                                 for (i, pol) in ps.iter().enumerate() {
@@ -427,7 +421,7 @@ impl Cx {
                                         &format!("{rp}.policies[{i}]"),
                                         pol,
                                         &["type", "value", "periodSeconds"],
-                                        "HPA policy field",
+                                        "remove it",
                                     );
                                 }
                             }
@@ -441,7 +435,7 @@ impl Cx {
                     "spec.advanced.scalingModifiers",
                     s,
                     &["formula", "target", "activationTarget", "metricType"],
-                    "scalingModifiers field",
+                    "remove it",
                 );
             }
         }
@@ -468,7 +462,7 @@ impl Cx {
                         "metricType",
                         "useCachedMetrics",
                     ],
-                    "trigger field",
+                    "remove it, or keep this ScaledObject on KEDA",
                 );
                 // KEDA's schema wants strings; a YAML number or boolean would not even apply
                 // there, but it is clearly meant as that string.
@@ -495,7 +489,7 @@ impl Cx {
                         &format!("{p}.authenticationRef"),
                         ar,
                         &["name", "kind"],
-                        "authenticationRef field",
+                        "remove it",
                     );
                     let name = str_at(ar, &["name"]).unwrap_or("").to_owned();
                     match str_at(ar, &["kind"]) {

@@ -1,0 +1,226 @@
+//! KEDA import against a corpus of KEDA manifests (tests/data), the seed's first.
+
+use promscaler_api::keda::import_keda;
+use promscaler_api::{Error, PromScaler, PromScalerAuthentication};
+use serde_yaml::Value;
+
+fn data(name: &str) -> String {
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn yaml(s: &str) -> Value {
+    serde_yaml::from_str(s).expect("valid YAML")
+}
+
+fn problems_of(input: &str) -> Vec<String> {
+    match import_keda(input) {
+        Err(Error::Import { problems }) => problems,
+        other => panic!("expected the import to be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn seed_scaled_object_converts_by_changing_only_api_version_and_kind() {
+    let seed = data("seed_scaledobject.yaml");
+    let imported = import_keda(&seed).expect("the seed imports");
+
+    // What a KEDA user expects: the same document with promscaler's apiVersion and kind, minus
+    // what the API server filled in (generation) and KEDA's own finalizer.
+    let mut expected = yaml(&seed);
+    expected["apiVersion"] = "promscaler.io/v1alpha1".into();
+    expected["kind"] = "PromScaler".into();
+    let md = expected["metadata"].as_mapping_mut().unwrap();
+    md.shift_remove("finalizers");
+    md.shift_remove("generation");
+
+    assert_eq!(imported.documents, vec![expected.clone()]);
+    // Same key order too: the converted file diffs cleanly against the original.
+    assert_eq!(
+        imported.to_yaml(),
+        serde_yaml::to_string(&expected).unwrap()
+    );
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.contains("metadata.finalizers")),
+        "{:?}",
+        imported.notes
+    );
+    // The spec is byte-for-byte KEDA's, so the authenticationRef keeps its implicit kind.
+    let out = imported.to_yaml();
+    assert!(
+        out.contains("authenticationRef:\n      name: sample-app-ta\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn seed_trigger_authentication_becomes_a_prom_scaler_authentication() {
+    let imported = import_keda(&data("seed_triggerauthentication.yaml")).unwrap();
+    let auth: PromScalerAuthentication =
+        serde_yaml::from_value(imported.documents[0].clone()).unwrap();
+    assert_eq!(auth.metadata.name.as_deref(), Some("sample-app-ta"));
+    assert_eq!(auth.spec.pod_identity.unwrap().provider, "aws");
+}
+
+#[test]
+fn trigger_authentication_ref_kind_is_renamed_and_other_documents_pass_through() {
+    let imported = import_keda(&data("bearer_token_prometheus.yaml")).unwrap();
+    let kinds: Vec<&str> = imported
+        .documents
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["Secret", "PromScalerAuthentication", "PromScaler"]);
+    let ps: PromScaler = serde_yaml::from_value(imported.documents[2].clone()).unwrap();
+    let auth_ref = ps.spec.triggers[0].authentication_ref.clone().unwrap();
+    assert_eq!(auth_ref.kind.as_deref(), Some("PromScalerAuthentication"));
+    assert_eq!(auth_ref.name, "prometheus-bearer");
+    assert!(ps.validate().unwrap().pause.scale_in_paused);
+}
+
+#[test]
+fn unquoted_metadata_numbers_are_quoted_with_a_note() {
+    let imported = import_keda(&data("scaling_modifiers.yaml")).unwrap();
+    assert_eq!(
+        imported.documents[0]["spec"]["triggers"][0]["metadata"]["threshold"],
+        Value::from("20")
+    );
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.contains("spec.triggers[0].metadata.threshold: quoted as \"20\"")),
+        "{:?}",
+        imported.notes
+    );
+    let ps: PromScaler = serde_yaml::from_value(imported.documents[0].clone()).unwrap();
+    let v = ps.validate().unwrap();
+    assert_eq!(
+        v.policy.scaling_modifiers.unwrap().formula,
+        "(queue + inflight) / 2"
+    );
+}
+
+#[test]
+fn secretless_cluster_trigger_authentication_is_copied_into_each_namespace_that_uses_it() {
+    let imported = import_keda(&data("cluster_trigger_authentication.yaml")).unwrap();
+    let summary: Vec<(String, String, String)> = imported
+        .documents
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_owned(),
+                d["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
+                d["metadata"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let s = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        summary,
+        [
+            s("PromScalerAuthentication", "team-a", "amp"),
+            s("PromScalerAuthentication", "team-b", "amp"),
+            s("PromScaler", "team-a", "api"),
+            s("PromScaler", "team-b", "web"),
+        ]
+    );
+    assert_eq!(
+        imported.documents[2]["spec"]["triggers"][0]["authenticationRef"]["kind"],
+        Value::from("PromScalerAuthentication")
+    );
+}
+
+#[test]
+fn non_prometheus_triggers_and_unsupported_fields_are_refused_one_per_line() {
+    let problems = problems_of(&data("refused_non_prometheus_and_unsupported.yaml"));
+    let expected_fragments = [
+        "TriggerAuthentication default/vault (document 2): spec.env: is not supported",
+        "TriggerAuthentication default/vault (document 2): spec.hashiCorpVault: is not supported",
+        "ScaledJob default/batch (document 3): ScaledJobs are not supported",
+        "ScaledObject default/mixed (document 1): spec.triggers[0].type: \"cpu\" triggers are not supported",
+        "ScaledObject default/mixed (document 1): spec.triggers[1].type: \"kafka\" triggers are not supported",
+    ];
+    assert_eq!(problems.len(), expected_fragments.len(), "{problems:#?}");
+    for (p, want) in problems.iter().zip(expected_fragments) {
+        assert!(p.starts_with(want), "{p:?} should start with {want:?}");
+    }
+}
+
+#[test]
+fn values_keda_would_reject_are_refused_with_every_field_named() {
+    let problems = problems_of(&data("refused_invalid_values.yaml"));
+    let fields: Vec<&str> = problems
+        .iter()
+        .map(|p| p.split(": ").nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.minReplicaCount",
+            "spec.triggers[0].metadata.threshold",
+            "spec.triggers[0].metadata.ignoreNullValues",
+            "spec.triggers[0].metadata.timeout",
+        ],
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn cluster_trigger_authentication_with_secrets_is_refused() {
+    let input = r#"
+apiVersion: keda.sh/v1alpha1
+kind: ClusterTriggerAuthentication
+metadata: {name: shared}
+spec:
+  secretTargetRef: [{parameter: bearerToken, name: token, key: token}]
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: a, namespace: x}
+spec:
+  scaleTargetRef: {name: a}
+  triggers:
+    - type: prometheus
+      authenticationRef: {name: shared, kind: ClusterTriggerAuthentication}
+      metadata: {serverAddress: "http://p:9090", query: "sum(up)", threshold: "1", authModes: bearer}
+"#;
+    let problems = problems_of(input);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].contains("spec.secretTargetRef: reads Secrets from KEDA's namespace"));
+    assert!(problems[1].contains("ClusterTriggerAuthentication shared is not in this input"));
+}
+
+#[test]
+fn unparseable_yaml_names_the_document() {
+    match import_keda("a: b\n---\n: : :\n  - [") {
+        Err(Error::Yaml { document, .. }) => assert_eq!(document, 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+#[ignore = "prints the conversion of every corpus file, for eyeballing"]
+fn print_corpus() {
+    for f in [
+        "seed_scaledobject.yaml",
+        "bearer_token_prometheus.yaml",
+        "cluster_trigger_authentication.yaml",
+        "scaling_modifiers.yaml",
+        "refused_non_prometheus_and_unsupported.yaml",
+    ] {
+        println!("===== {f}");
+        match import_keda(&data(f)) {
+            Ok(i) => {
+                println!("{}", i.to_yaml());
+                for n in i.notes {
+                    println!("note: {n}");
+                }
+            }
+            Err(e) => println!("REFUSED:\n{e}"),
+        }
+    }
+}
