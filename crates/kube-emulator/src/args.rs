@@ -26,6 +26,9 @@ pub(crate) struct Args {
     /// Do not simulate Deployment/StatefulSet Pods and status.
     #[arg(long, env = "PROMSCALER_KUBE_EMULATOR_NO_WORKLOAD_SIM")]
     no_workload_sim: bool,
+    /// Serve HTTPS with a self-signed certificate (a generated CA the kubeconfig trusts).
+    #[arg(long, env = "PROMSCALER_KUBE_EMULATOR_HTTPS")]
+    https: bool,
     /// How long simulated Pods take to become Ready ("1s", "500ms").
     #[arg(long, env = "PROMSCALER_KUBE_EMULATOR_POD_STARTUP_DELAY", default_value = "1s", value_parser = humantime::parse_duration)]
     pod_startup_delay: Duration,
@@ -48,6 +51,9 @@ impl Args {
                 startup_delay: self.pod_startup_delay,
             })
         };
+        if self.https {
+            builder = builder.https();
+        }
         if let Some(dir) = &self.crds {
             builder = builder.crds_dir(dir);
         }

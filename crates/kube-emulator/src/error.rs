@@ -32,6 +32,12 @@ pub enum Error {
         /// What the parser said.
         message: String,
     },
+    /// The TLS certificate or configuration could not be made.
+    #[error("cannot set up TLS: {message}")]
+    Tls {
+        /// What went wrong.
+        message: String,
+    },
     /// A manifest's object was parsed but the API rejected it.
     #[error("{path}: the {kind} was rejected: {message}")]
     Rejected {

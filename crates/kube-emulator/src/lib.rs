@@ -36,6 +36,7 @@ mod sim;
 mod store;
 mod table;
 mod time;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,7 @@ pub struct EmulatorBuilder {
     manifests: Vec<(String, String)>,
     history: usize,
     bookmark_interval: Duration,
+    https: bool,
 }
 
 impl Default for EmulatorBuilder {
@@ -84,6 +86,7 @@ impl Default for EmulatorBuilder {
             manifests: Vec::new(),
             history: 100_000,
             bookmark_interval: Duration::from_secs(5),
+            https: false,
         }
     }
 }
@@ -128,6 +131,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Serves HTTPS with a certificate for `localhost` and `127.0.0.1` generated at start,
+    /// signed by a throw-away CA that the kubeconfig trusts (plain HTTP by default).
+    pub fn https(mut self) -> Self {
+        self.https = true;
+        self
+    }
+
     /// Loads the CRDs, binds `addr` (`127.0.0.1:0` picks a free port) and starts serving.
     pub async fn start(self, addr: &str) -> Result<EmulatorHandle, Error> {
         let store = Arc::new(Store::new(self.history));
@@ -148,6 +158,12 @@ impl EmulatorBuilder {
             addr: addr.to_string(),
             source,
         })?;
+        let tls = if self.https {
+            Some(tls::generate()?)
+        } else {
+            None
+        };
+        let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let faults = Faults::new(store.clone());
         let shared = Arc::new(server::Shared {
@@ -160,10 +176,16 @@ impl EmulatorBuilder {
         if let Some(cfg) = self.sim.clone() {
             tasks.spawn(sim::run(store.clone(), cfg, shutdown_rx.clone()));
         }
-        tasks.spawn(serve(listener, shared, shutdown_rx));
+        tasks.spawn(serve(
+            listener,
+            shared,
+            tls.map(|t| t.acceptor),
+            shutdown_rx,
+        ));
         tracing::info!(addr = %local, "Kubernetes API emulator listening");
         Ok(EmulatorHandle {
             addr: local,
+            ca_pem,
             faults,
             store,
             shutdown: shutdown_tx,
@@ -175,6 +197,7 @@ impl EmulatorBuilder {
 async fn serve(
     listener: TcpListener,
     shared: Arc<server::Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
@@ -184,11 +207,20 @@ async fn serve(
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
+                let tls = tls.clone();
                 conns.spawn(async move {
                     let svc = hyper::service::service_fn(move |req| server::handle(shared.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -314,6 +346,7 @@ fn apply_manifest(store: &Store, path: &str, text: &str, crds_only: bool) -> Res
 #[derive(Debug)]
 pub struct EmulatorHandle {
     addr: SocketAddr,
+    ca_pem: Option<String>,
     faults: Faults,
     store: Arc<Store>,
     shutdown: watch::Sender<bool>,
@@ -326,14 +359,25 @@ impl EmulatorHandle {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://...` when serving HTTPS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
-    /// A kubeconfig (YAML) whose current context points at this emulator, namespace `default`.
+    /// The PEM of the CA that signed the HTTPS certificate (`None` for plain HTTP).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// A kubeconfig (YAML) whose current context points at this emulator, namespace `default`
+    /// (with the CA as `certificate-authority-data` when serving HTTPS).
     pub fn kubeconfig(&self) -> String {
-        kubeconfig_yaml(&self.url())
+        kubeconfig_yaml(&self.url(), self.ca_pem.as_deref())
     }
 
     /// Writes [`Self::kubeconfig`] to `path`.
@@ -375,15 +419,24 @@ impl EmulatorHandle {
     }
 }
 
-/// A kubeconfig for an emulator at `server`.
-pub fn kubeconfig_yaml(server: &str) -> String {
+/// A kubeconfig for an emulator at `server`, trusting `ca_pem` when given.
+pub fn kubeconfig_yaml(server: &str, ca_pem: Option<&str>) -> String {
+    use base64::Engine as _;
+    let ca = ca_pem
+        .map(|pem| {
+            format!(
+                "\n    certificate-authority-data: {}",
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            )
+        })
+        .unwrap_or_default();
     format!(
         "apiVersion: v1
 kind: Config
 clusters:
 - name: promscaler-emulator
   cluster:
-    server: {server}
+    server: {server}{ca}
 users:
 - name: promscaler-emulator
   user:

@@ -189,3 +189,58 @@ async fn ten_thousand_objects_fan_out_to_many_watchers() {
     }
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn https_with_a_generated_certificate_works_for_kube_and_kubectl() {
+    let emulator = within(Emulator::builder().https().start("127.0.0.1:0"))
+        .await
+        .unwrap();
+    assert!(emulator.url().starts_with("https://127.0.0.1:"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    emulator.write_kubeconfig(&path).unwrap();
+
+    let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = within(kube::Config::from_custom_kubeconfig(
+        kc,
+        &Default::default(),
+    ))
+    .await
+    .unwrap();
+    let c = kube::Client::try_from(config).unwrap();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(c);
+    assert_eq!(
+        within(namespaces.list(&ListParams::default()))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
+
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = within(
+        tokio::process::Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+            .arg("--kubeconfig")
+            .arg(&path)
+            .arg("--cache-dir")
+            .arg(home.join("cache"))
+            .args(["get", "namespace", "default", "-o", "name"])
+            .env("HOME", &home)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "namespace/default"
+    );
+    emulator.shutdown().await;
+}
