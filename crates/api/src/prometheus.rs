@@ -316,3 +316,259 @@ pub(crate) fn parse_auth_modes(v: &str) -> Result<Vec<AuthMode>, String> {
     }
     Ok(modes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Metadata from `key=value` pairs.
+    fn md(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// A well-formed trigger, plus `extra` (which may override).
+    fn valid_with(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut m = md(&[
+            ("serverAddress", "http://localhost:9090"),
+            ("threshold", "100"),
+            ("query", "up"),
+        ]);
+        m.extend(md(extra));
+        m
+    }
+
+    fn parse(m: &BTreeMap<String, String>) -> Result<PrometheusTrigger, Vec<FieldError>> {
+        PrometheusTrigger::parse(m, "metadata")
+    }
+
+    /// What, extra metadata, whether KEDA accepts it.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+
+    /// KEDA's own table (`testPromMetadata` in prometheus_scaler_test.go): which metadata parse.
+    #[test]
+    fn accepts_and_rejects_what_kedas_prometheus_scaler_does() {
+        let table: &[Case<'_>] = &[
+            (
+                "all properly formed, with deprecated metricName",
+                &[("metricName", "http_requests_total")],
+                true,
+            ),
+            ("with namespace", &[("namespace", "foo")], true),
+            (
+                "ignoreNullValues false",
+                &[("ignoreNullValues", "false")],
+                true,
+            ),
+            (
+                "activationThreshold",
+                &[("activationThreshold", "50")],
+                true,
+            ),
+            (
+                "empty serverAddress is missing",
+                &[("serverAddress", "")],
+                false,
+            ),
+            ("malformed threshold", &[("threshold", "one")], false),
+            (
+                "malformed activationThreshold",
+                &[("activationThreshold", "one")],
+                false,
+            ),
+            ("empty query is missing", &[("query", "")], false),
+            (
+                "ignoreNullValues not a boolean",
+                &[("ignoreNullValues", "xxxx")],
+                false,
+            ),
+            ("unsafeSsl", &[("unsafeSsl", "true")], true),
+            (
+                "customHeaders",
+                &[("customHeaders", "key1=value1,key2=value2")],
+                true,
+            ),
+            (
+                "customHeaders wrong format",
+                &[("customHeaders", "key1=value1,key2")],
+                false,
+            ),
+            (
+                "queryParameters",
+                &[("queryParameters", "key1=value1,key2=value2")],
+                true,
+            ),
+            (
+                "queryParameters wrong format",
+                &[("queryParameters", "key1=value1,key2")],
+                false,
+            ),
+            ("timeout in milliseconds", &[("timeout", "1000")], true),
+            ("negative timeout", &[("timeout", "-1")], false),
+            ("timeout not a number", &[("timeout", "a")], false),
+            ("authModes tls", &[("authModes", "tls")], true),
+            (
+                "authModes tls, basic",
+                &[("authModes", "tls, basic")],
+                false,
+            ),
+            (
+                "authModes bearer,basic",
+                &[("authModes", "bearer,basic")],
+                false,
+            ),
+            ("authModes oauth", &[("authModes", "oauth")], false),
+        ];
+        for (what, extra, ok) in table {
+            assert_eq!(parse(&valid_with(extra)).is_ok(), *ok, "{what}");
+        }
+        assert!(parse(&md(&[])).is_err(), "empty metadata");
+    }
+
+    #[test]
+    fn defaults_are_kedas() {
+        assert_eq!(
+            parse(&valid_with(&[])).unwrap(),
+            PrometheusTrigger {
+                server_address: "http://localhost:9090".into(),
+                query: "up".into(),
+                threshold: 100.0,
+                activation_threshold: 0.0,
+                namespace: None,
+                custom_headers: BTreeMap::new(),
+                query_parameters: BTreeMap::new(),
+                ignore_null_values: true,
+                unsafe_ssl: false,
+                timeout: None,
+                aws_region: None,
+                identity_owner: None,
+                auth_modes: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn every_field_is_parsed_and_values_are_trimmed() {
+        let t = parse(&md(&[
+            (
+                "serverAddress",
+                " https://aps-workspaces.ap-northeast-2.amazonaws.com/workspaces/ws-1 ",
+            ),
+            ("query", "sum(up)"),
+            ("threshold", "100.50"),
+            ("activationThreshold", "5.5"),
+            ("namespace", "team"),
+            ("customHeaders", "X-Scope-OrgID=acme"),
+            ("queryParameters", "dedup=true"),
+            ("ignoreNullValues", "F"),
+            ("unsafeSsl", "1"),
+            ("timeout", "2s"),
+            ("awsRegion", "ap-northeast-2"),
+            ("identityOwner", "operator"),
+            ("authMode", "custom,tls"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            t,
+            PrometheusTrigger {
+                server_address:
+                    "https://aps-workspaces.ap-northeast-2.amazonaws.com/workspaces/ws-1".into(),
+                query: "sum(up)".into(),
+                threshold: 100.5,
+                activation_threshold: 5.5,
+                namespace: Some("team".into()),
+                custom_headers: [("X-Scope-OrgID".to_owned(), "acme".to_owned())].into(),
+                query_parameters: [("dedup".to_owned(), "true".to_owned())].into(),
+                ignore_null_values: false,
+                unsafe_ssl: true,
+                timeout: Some(Duration::from_secs(2)),
+                aws_region: Some("ap-northeast-2".into()),
+                identity_owner: Some(IdentityOwner::Operator),
+                auth_modes: vec![AuthMode::Tls, AuthMode::Custom],
+            }
+        );
+    }
+
+    #[test]
+    fn timeout_zero_means_the_default() {
+        assert_eq!(
+            parse(&valid_with(&[("timeout", "0")])).unwrap().timeout,
+            None
+        );
+    }
+
+    #[test]
+    fn every_bad_field_gets_its_own_error_naming_it() {
+        let errors = parse(&md(&[
+            ("serverAddress", "prometheus:9090"),
+            ("threshold", "50m"),
+            ("activationThreshold", "+1"),
+            ("ignoreNullValues", "yes"),
+            ("unsafeSsl", "on"),
+            ("customHeaders", "a"),
+            ("queryParameters", "=x"),
+            ("timeout", "3 seconds"),
+            ("identityOwner", "keda"),
+            ("authModes", "apiKey"),
+            ("bearerTokenFromEnv", "TOKEN"),
+        ]))
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "metadata.query",
+                "metadata.serverAddress",
+                "metadata.threshold",
+                "metadata.activationThreshold",
+                "metadata.ignoreNullValues",
+                "metadata.unsafeSsl",
+                "metadata.customHeaders",
+                "metadata.queryParameters",
+                "metadata.timeout",
+                "metadata.identityOwner",
+                "metadata.authModes",
+                "metadata.bearerTokenFromEnv",
+            ],
+            "{errors:#?}"
+        );
+        assert!(errors[0].message.contains("is required"));
+    }
+
+    #[test]
+    fn threshold_must_be_positive() {
+        let errors = parse(&valid_with(&[("threshold", "0")])).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "metadata.threshold");
+        assert!(errors[0].message.contains("must be > 0"));
+    }
+
+    #[test]
+    fn keys_keda_ignores_are_warnings_with_advice() {
+        let warnings = PrometheusTrigger::warnings(
+            &valid_with(&[
+                ("metricName", "x"),
+                ("cortexOrgID", "acme"),
+                ("bearerToken", "t"),
+                ("typo", "1"),
+            ]),
+            "metadata",
+        );
+        let got: Vec<(&str, bool)> = warnings
+            .iter()
+            .map(|w| (w.field.as_str(), w.message.contains("ignored")))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("metadata.bearerToken", true),
+                ("metadata.cortexOrgID", true),
+                ("metadata.metricName", true),
+                ("metadata.typo", true),
+            ]
+        );
+        assert!(warnings[1].message.contains("X-Scope-OrgID"));
+    }
+}

@@ -230,3 +230,258 @@ fn aws(
         })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PodIdentity, SecretTargetRef};
+
+    /// What, the trigger, its authentication, the Secret values, the expectation.
+    type Case<T> = (
+        &'static str,
+        PrometheusTrigger,
+        Option<PromScalerAuthenticationSpec>,
+        BTreeMap<String, String>,
+        T,
+    );
+
+    fn trigger(extra: &[(&str, &str)]) -> PrometheusTrigger {
+        let mut md: BTreeMap<String, String> = [
+            (
+                "serverAddress",
+                "https://aps-workspaces.ap-northeast-2.amazonaws.com/workspaces/ws-1",
+            ),
+            ("query", "sum(up)"),
+            ("threshold", "50"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        md.retain(|_, v| !v.is_empty());
+        PrometheusTrigger::parse(&md, "metadata").expect("valid trigger")
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn pod_identity(role_arn: Option<&str>, owner: Option<&str>) -> PromScalerAuthenticationSpec {
+        PromScalerAuthenticationSpec {
+            secret_target_ref: vec![],
+            pod_identity: Some(PodIdentity {
+                provider: "aws".into(),
+                role_arn: role_arn.map(Into::into),
+                identity_owner: owner.map(Into::into),
+            }),
+        }
+    }
+
+    fn secrets() -> PromScalerAuthenticationSpec {
+        PromScalerAuthenticationSpec {
+            secret_target_ref: vec![SecretTargetRef {
+                parameter: "bearerToken".into(),
+                name: "s".into(),
+                key: "k".into(),
+            }],
+            pod_identity: None,
+        }
+    }
+
+    fn aws_auth(region: &str, role: &str, keys: (&str, &str, &str)) -> Option<Method> {
+        Some(Method::Aws(v1::AwsAuth {
+            region: region.into(),
+            role_arn: role.into(),
+            access_key_id: keys.0.into(),
+            secret_access_key: keys.1.into(),
+            session_token: keys.2.into(),
+            service: String::new(),
+        }))
+    }
+
+    fn bearer(token: &str, header: &str) -> v1::BearerAuth {
+        v1::BearerAuth {
+            token: token.into(),
+            header_name: header.into(),
+        }
+    }
+
+    #[test]
+    fn auth_is_built_as_kedas_prometheus_scaler_would_send_it() {
+        let region = ("awsRegion", "ap-northeast-2");
+        let none = ("", "", "");
+        let table: Vec<Case<Option<Method>>> = vec![
+            ("no auth at all", trigger(&[]), None, params(&[]), None),
+            (
+                "identityOwner operator signs with the fetcher's identity",
+                trigger(&[region, ("identityOwner", "operator")]),
+                None,
+                params(&[]),
+                aws_auth("ap-northeast-2", "", none),
+            ),
+            (
+                "operator with awsRoleArn assumes it",
+                trigger(&[region, ("identityOwner", "operator")]),
+                Some(secrets()),
+                params(&[("awsRoleArn", "arn:aws:iam::1:role/q")]),
+                aws_auth("ap-northeast-2", "arn:aws:iam::1:role/q", none),
+            ),
+            (
+                "pod identity aws is the fetcher's identity",
+                trigger(&[region]),
+                Some(pod_identity(None, None)),
+                params(&[]),
+                aws_auth("ap-northeast-2", "", none),
+            ),
+            (
+                "pod identity roleArn is assumed",
+                trigger(&[region]),
+                Some(pod_identity(Some("arn:aws:iam::1:role/amp"), Some("keda"))),
+                params(&[]),
+                aws_auth("ap-northeast-2", "arn:aws:iam::1:role/amp", none),
+            ),
+            (
+                "static keys from secrets",
+                trigger(&[region, ("identityOwner", "pod")]),
+                Some(secrets()),
+                params(&[
+                    ("awsAccessKeyID", "AKIA"),
+                    ("awsSecretAccessKey", "s3"),
+                    ("awsSessionToken", "tok"),
+                ]),
+                aws_auth("ap-northeast-2", "", ("AKIA", "s3", "tok")),
+            ),
+            (
+                "region may come from the authentication",
+                trigger(&[("identityOwner", "operator")]),
+                Some(secrets()),
+                params(&[("awsRegion", "us-west-2")]),
+                aws_auth("us-west-2", "", none),
+            ),
+            (
+                "bearer",
+                trigger(&[("authModes", "bearer")]),
+                Some(secrets()),
+                params(&[("bearerToken", " tok\n")]),
+                Some(Method::Bearer(bearer("tok", ""))),
+            ),
+            (
+                "custom header",
+                trigger(&[("authModes", "custom")]),
+                Some(secrets()),
+                params(&[("customAuthHeader", "X-Api-Key"), ("customAuthValue", "v")]),
+                Some(Method::Bearer(bearer("v", "X-Api-Key"))),
+            ),
+            (
+                "basic without password",
+                trigger(&[("authModes", "basic")]),
+                Some(secrets()),
+                params(&[("username", "u")]),
+                Some(Method::Basic(v1::BasicAuth {
+                    username: "u".into(),
+                    password: String::new(),
+                })),
+            ),
+            (
+                "tls with bearer and ca",
+                trigger(&[("authModes", "tls,bearer")]),
+                Some(secrets()),
+                params(&[
+                    ("cert", "C"),
+                    ("key", "K"),
+                    ("ca", "CA"),
+                    ("bearerToken", "t"),
+                ]),
+                Some(Method::Tls(v1::TlsClientAuth {
+                    cert_pem: "C".into(),
+                    key_pem: "K".into(),
+                    ca_pem: "CA".into(),
+                    bearer: Some(bearer("t", "")),
+                })),
+            ),
+            (
+                "authModes may come from the authentication",
+                trigger(&[]),
+                Some(secrets()),
+                params(&[("authModes", "bearer"), ("bearerToken", "t")]),
+                Some(Method::Bearer(bearer("t", ""))),
+            ),
+        ];
+        for (what, t, auth, p, want) in table {
+            let got = resolve_auth(&t, "spec.triggers[0]", auth.as_ref(), &p)
+                .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+            assert_eq!(got.and_then(|a| a.method), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn missing_or_conflicting_credentials_are_errors_that_say_what_to_add() {
+        let table: Vec<Case<&str>> = vec![
+            (
+                "bearer without token",
+                trigger(&[("authModes", "bearer")]),
+                Some(secrets()),
+                params(&[]),
+                "needs parameter bearerToken",
+            ),
+            (
+                "tls without key",
+                trigger(&[("authModes", "tls")]),
+                Some(secrets()),
+                params(&[("cert", "C")]),
+                "needs parameter key",
+            ),
+            (
+                "basic without username",
+                trigger(&[("authModes", "basic")]),
+                Some(secrets()),
+                params(&[]),
+                "needs parameter username",
+            ),
+            (
+                "pod identity with authModes",
+                trigger(&[("authModes", "bearer")]),
+                Some(pod_identity(None, None)),
+                params(&[("bearerToken", "t")]),
+                "pod identity cannot be enabled",
+            ),
+            (
+                "workload identity owner",
+                trigger(&[("awsRegion", "eu-west-1")]),
+                Some(pod_identity(None, Some("workload"))),
+                params(&[]),
+                "not supported",
+            ),
+            (
+                "aws region without credentials",
+                trigger(&[("awsRegion", "eu-west-1")]),
+                None,
+                params(&[]),
+                "set identityOwner: operator",
+            ),
+            (
+                "access key without secret",
+                trigger(&[("awsRegion", "eu-west-1")]),
+                Some(secrets()),
+                params(&[("awsAccessKeyID", "AKIA")]),
+                "awsSecretAccessKey is missing",
+            ),
+        ];
+        for (what, t, auth, p, want) in table {
+            let errors = resolve_auth(&t, "spec.triggers[0]", auth.as_ref(), &p).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.message.contains(want)),
+                "{what}: {errors:?}"
+            );
+            for e in &errors {
+                assert!(
+                    !e.message.contains("AKIA") && !e.message.contains("s3"),
+                    "{what}: secret leaked"
+                );
+            }
+        }
+    }
+}
