@@ -342,7 +342,8 @@ fn apply_manifest(store: &Store, path: &str, text: &str, crds_only: bool) -> Res
     Ok(written)
 }
 
-/// A running emulator. Dropping it does not stop it: call [`EmulatorHandle::shutdown`].
+/// A running emulator. Dropping it stops it abruptly; [`EmulatorHandle::shutdown`] waits for
+/// its tasks to end.
 #[derive(Debug)]
 pub struct EmulatorHandle {
     addr: SocketAddr,

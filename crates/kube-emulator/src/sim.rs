@@ -2,7 +2,8 @@
 //! owned by the workload) and a status that follows `spec.replicas`; a Pod turns Ready after the
 //! start-up delay. It reacts to store events, so 10,000 idle workloads cost nothing per tick.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,8 @@ struct Sim {
     cfg: SimConfig,
     pods: HashMap<Key, Vec<SimPod>>,
     owner: HashMap<(String, String), Key>,
+    /// When Pods of which workload turn ready (entries may be stale: reconciling is idempotent).
+    due: BinaryHeap<Reverse<(Instant, Key)>>,
     next_ip: u32,
 }
 
@@ -61,6 +64,7 @@ pub(crate) async fn run(store: Arc<Store>, cfg: SimConfig, mut shutdown: watch::
         cfg,
         pods: HashMap::new(),
         owner: HashMap::new(),
+        due: BinaryHeap::new(),
         next_ip: 0,
     };
     let mut dirty: HashSet<Key> = HashSet::new();
@@ -131,22 +135,21 @@ impl Sim {
         dirty.extend(self.pods.keys().cloned());
     }
 
-    fn mark_due(&self, dirty: &mut HashSet<Key>) {
+    fn mark_due(&mut self, dirty: &mut HashSet<Key>) {
         let now = Instant::now();
-        for (k, pods) in &self.pods {
-            if pods.iter().any(|p| !p.ready && p.ready_at <= now) {
-                dirty.insert(k.clone());
+        while let Some(Reverse((at, _))) = self.due.peek() {
+            if *at > now {
+                break;
             }
+            let Some(Reverse((_, key))) = self.due.pop() else {
+                break;
+            };
+            dirty.insert(key);
         }
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        self.pods
-            .values()
-            .flatten()
-            .filter(|p| !p.ready)
-            .map(|p| p.ready_at)
-            .min()
+        self.due.peek().map(|Reverse((at, _))| *at)
     }
 
     fn on_event(&mut self, ev: &StoreEvent, dirty: &mut HashSet<Key>) {
