@@ -9,10 +9,48 @@
 //! Data comes from Kubernetes (the actuator's watch cache) or from files (`promscalerctl`), and
 //! goes out as `ScalingPolicy`, `QueryRequest` and `UpstreamAuth` messages. No I/O happens here
 //! except in [`crd::write_crds`]; Secrets are resolved by the caller and passed in.
+//!
+//! How the actuator uses it, once per PromScaler change (not per tick):
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use promscaler_api::{PromScaler, files, resolve_auth};
+//!
+//! # let yaml = r#"
+//! # apiVersion: promscaler.io/v1alpha1
+//! # kind: PromScaler
+//! # metadata: {name: sample-app-prometheus-scaler, namespace: default}
+//! # spec:
+//! #   scaleTargetRef: {name: sample-app}
+//! #   minReplicaCount: 1
+//! #   maxReplicaCount: 5
+//! #   triggers:
+//! #     - type: prometheus
+//! #       metadata:
+//! #         serverAddress: https://aps-workspaces.ap-northeast-2.amazonaws.com/workspaces/ws-1
+//! #         query: sum(avg_over_time(websocket_active_connection_count[1m]))
+//! #         threshold: "50"
+//! #         awsRegion: ap-northeast-2
+//! #         identityOwner: operator
+//! # "#;
+//! let scaler: PromScaler = files::parse_promscalers(yaml)?.remove(0);
+//! // Invalid ⇒ Ready=False with every FieldError ("spec.triggers[0].metadata.threshold: ...").
+//! let v = scaler.validate().map_err(promscaler_api::Error::from)?;
+//! // Per trigger: look up its PromScalerAuthentication (v.triggers[i].authentication_ref) and
+//! // the Secrets it names (`spec.secret_refs()`), then build the upstream auth.
+//! let auth = resolve_auth(&v.triggers[0].prometheus, "spec.triggers[0]", None, &BTreeMap::new())
+//!     .map_err(promscaler_api::Error::from)?;
+//! let batch = vec![v.query_request(0, auth)]; // → MetricsFetcherService.QueryBatch
+//! let policy = v.policy.clone(); // → DecideRequest.policy, with v.pause as DecideRequest.pause
+//! assert_eq!(policy.max_replicas, 5);
+//! assert_eq!(batch[0].query, "sum(avg_over_time(websocket_active_connection_count[1m]))");
+//! # Ok::<(), promscaler_api::Error>(())
+//! ```
 
 mod auth;
 pub mod crd;
 mod error;
+pub mod files;
 mod go;
 pub mod keda;
 pub mod pause;
