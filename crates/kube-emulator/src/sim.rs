@@ -237,10 +237,12 @@ impl Sim {
             }
             self.owner
                 .insert((ns.clone(), pod_name.clone()), key.clone());
+            let ready_at = now + self.cfg.startup_delay;
+            self.due.push(Reverse((ready_at, key.clone())));
             pods.push(SimPod {
                 name: pod_name,
                 ordinal,
-                ready_at: now + self.cfg.startup_delay,
+                ready_at,
                 ready: false,
             });
         }
