@@ -52,7 +52,9 @@ pub struct PromScalerAuthenticationSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretTargetRef {
-    /// The parameter, one of [`AUTH_PARAMETERS`].
+    /// The parameter: bearerToken, username, password, ca, cert, key, customAuthHeader,
+    /// customAuthValue, awsAccessKeyID, awsSecretAccessKey, awsSessionToken, awsRoleArn,
+    /// awsRegion or authModes.
     pub parameter: String,
     /// Secret name.
     pub name: String,

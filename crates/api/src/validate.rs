@@ -70,6 +70,12 @@ impl ValidatedScaler {
         }
     }
 
+    /// KEDA's `status.scaleTargetKind` (the SCALETARGETKIND column): `<apiVersion>.<kind>`,
+    /// e.g. `apps/v1.Deployment`.
+    pub fn scale_target_kind(&self) -> String {
+        format!("{}.{}", self.target.api_version, self.target.kind)
+    }
+
     /// The `QueryRequest` for trigger `index`, with `auth` resolved by the caller (see
     /// [`crate::resolve_auth`]). With `useCachedMetrics`, a result up to one polling interval
     /// old may be served from the fetcher's cache.

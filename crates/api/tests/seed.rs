@@ -65,6 +65,7 @@ fn seed_validates_into_the_policy_the_guide_describes() {
             name: "sample-app".into(),
         }
     );
+    assert_eq!(v.scale_target_kind(), "apps/v1.Deployment");
     assert_eq!(v.polling_interval, std::time::Duration::from_secs(60));
     assert_eq!(
         v.policy,
