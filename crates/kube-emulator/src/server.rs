@@ -712,7 +712,16 @@ fn patch_resp(
     let sub = t.sub.clone();
     let result = store.update(def, &t.ns, name, mode, false, dry_run, |cur| {
         let cur = present(def, &Arc::new(cur.clone()));
-        let new = apply_patch(def, &cur, kind, &patch_doc, &manager, sub.as_deref())?;
+        let mut new = apply_patch(def, &cur, kind, &patch_doc, &manager, sub.as_deref())?;
+        // an applied configuration that names a resourceVersion uses it as a precondition
+        if kind == PatchKind::Apply
+            && let Some(rv) = patch_doc
+                .pointer("/metadata/resourceVersion")
+                .filter(|v| v.is_string())
+            && let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            m.insert("resourceVersion".into(), rv.clone());
+        }
         Ok(new)
     });
     match result {

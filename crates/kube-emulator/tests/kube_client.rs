@@ -129,8 +129,35 @@ async fn deployments_apply_get_list_and_scale_with_simulated_pods() {
             .all(|p| p.owner_references()[0].name == "web")
     );
 
-    let scale = within(deployments.get_scale("web")).await.unwrap();
-    assert_eq!(scale.status.unwrap().replicas, 3);
+    let mut scale = within(deployments.get_scale("web")).await.unwrap();
+    assert_eq!(scale.status.as_ref().unwrap().replicas, 3);
+    // PUT /scale with the resourceVersion it read; a second PUT with the same one conflicts
+    scale.spec.as_mut().unwrap().replicas = Some(2);
+    let replaced = within(deployments.replace_scale("web", &PostParams::default(), &scale))
+        .await
+        .unwrap();
+    assert_eq!(replaced.spec.unwrap().replicas, Some(2));
+    assert_eq!(
+        api_error(
+            within(deployments.replace_scale("web", &PostParams::default(), &scale))
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
+
+    // an applied configuration with a stale resourceVersion is refused
+    let mut stale = deployment("web", 3);
+    stale["metadata"]["resourceVersion"] =
+        json!(applied.metadata.resource_version.clone().unwrap());
+    let err = within(deployments.patch(
+        "web",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(stale),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(api_error(err), 409);
 
     // scaling down removes pods; SSA by the same manager can change replicas back
     within(deployments.patch(
