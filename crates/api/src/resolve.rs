@@ -175,41 +175,33 @@ pub fn resolve_auth(
             None,
         )));
     }
-    let uses_aws = !region.is_empty()
-        || trigger.identity_owner.is_some()
-        || role_param.is_some()
-        || key_id.is_some();
-    if !uses_aws {
-        return Ok(None);
+    // KEDA signs whenever its AWS authorization resolves: always for `identityOwner: operator`;
+    // for `pod` (the default) only with awsRoleArn or static keys, and otherwise sends the
+    // request unsigned. Unsigned with an awsRegion can only fail at AMP, so that is an error.
+    if trigger.identity_owner == Some(IdentityOwner::Operator) || role_param.is_some() {
+        return Ok(Some(aws(region, role_param, None)));
     }
-    match trigger.identity_owner {
-        Some(IdentityOwner::Operator) => Ok(Some(aws(region, role_param, None))),
-        Some(IdentityOwner::Pod) | None => {
-            if role_param.is_some() {
-                return Ok(Some(aws(region, role_param, None)));
-            }
-            match (key_id, param("awsSecretAccessKey")) {
-                (Some(id), Some(secret)) => Ok(Some(aws(
-                    region,
-                    None,
-                    Some((id, secret, param("awsSessionToken").unwrap_or_default())),
-                ))),
-                (Some(_), None) => {
-                    errors.push(FieldError::new(
-                        format!("{path}.authenticationRef"),
-                        "awsAccessKeyID is set but awsSecretAccessKey is missing; add it to the PromScalerAuthentication's secretTargetRef",
-                    ));
-                    Err(errors)
-                }
-                _ => {
-                    errors.push(FieldError::new(
-                        format!("{path}.metadata.identityOwner"),
-                        "AWS signing (awsRegion) needs credentials: set identityOwner: operator to use the metrics-fetcher's own identity (IRSA), use a PromScalerAuthentication with podIdentity.provider: aws, or give awsAccessKeyID/awsSecretAccessKey (or awsRoleArn) in its secretTargetRef",
-                    ));
-                    Err(errors)
-                }
-            }
+    match (key_id, param("awsSecretAccessKey")) {
+        (Some(id), Some(secret)) => Ok(Some(aws(
+            region,
+            None,
+            Some((id, secret, param("awsSessionToken").unwrap_or_default())),
+        ))),
+        (Some(_), None) => {
+            errors.push(FieldError::new(
+                format!("{path}.authenticationRef"),
+                "awsAccessKeyID is set but awsSecretAccessKey is missing; add it to the PromScalerAuthentication's secretTargetRef",
+            ));
+            Err(errors)
         }
+        (None, _) if !region.is_empty() => {
+            errors.push(FieldError::new(
+                format!("{path}.metadata.identityOwner"),
+                "AWS signing (awsRegion) needs credentials: set identityOwner: operator to use the metrics-fetcher's own identity (IRSA), use a PromScalerAuthentication with podIdentity.provider: aws, or give awsAccessKeyID/awsSecretAccessKey (or awsRoleArn) in its secretTargetRef",
+            ));
+            Err(errors)
+        }
+        (None, _) => Ok(None),
     }
 }
 
@@ -353,6 +345,20 @@ mod tests {
                     ("awsSessionToken", "tok"),
                 ]),
                 aws_auth("ap-northeast-2", "", ("AKIA", "s3", "tok")),
+            ),
+            (
+                "operator signs even without a region (derived from the AMP host)",
+                trigger(&[("identityOwner", "operator")]),
+                None,
+                params(&[]),
+                aws_auth("", "", none),
+            ),
+            (
+                "identityOwner pod without AWS credentials or region sends unsigned, as KEDA",
+                trigger(&[("identityOwner", "pod")]),
+                None,
+                params(&[]),
+                None,
             ),
             (
                 "region may come from the authentication",
