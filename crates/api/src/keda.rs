@@ -89,7 +89,7 @@ pub fn import_keda(input: &str) -> Result<Imported, Error> {
             (Some(KEDA_API_VERSION), Some("ScaledObject")) => {}
             (Some(KEDA_API_VERSION), Some("TriggerAuthentication")) => {
                 if let Some(v) = cx.trigger_auth(d, &id, None) {
-                    out.push(v);
+                    out.push((*n, v));
                 }
             }
             (Some(KEDA_API_VERSION), Some("ClusterTriggerAuthentication")) => {
@@ -103,7 +103,7 @@ pub fn import_keda(input: &str) -> Result<Imported, Error> {
                         }
                         for ns in namespaces {
                             if let Some(v) = cx.trigger_auth(d, &id, Some(ns)) {
-                                out.push(v);
+                                out.push((*n, v));
                             }
                         }
                         convertible_cluster_auths.push(name);
@@ -116,25 +116,24 @@ pub fn import_keda(input: &str) -> Result<Imported, Error> {
             }
             _ => {
                 cx.notes.push(format!("{id}: not a KEDA resource, passed through unchanged"));
-                out.push(d.clone());
+                out.push((*n, d.clone()));
             }
         }
     }
     // ScaledObjects after authentications so ClusterTriggerAuthentication refs can be checked.
-    let mut scaled = Vec::new();
     for (n, d) in &docs {
         if api_version_of(d) == Some(KEDA_API_VERSION) && kind_of(d) == Some("ScaledObject") {
             let id = describe(d, *n);
             if let Some(v) = cx.scaled_object(d, &id, &convertible_cluster_auths) {
-                scaled.push((*n, v));
+                out.push((*n, v));
             }
         }
     }
-    // Keep input order: authentications first as they were, then ScaledObjects in their order.
-    out.extend(scaled.into_iter().map(|(_, v)| v));
+    // Input order (a ClusterTriggerAuthentication's copies take its place); the sort is stable.
+    out.sort_by_key(|(n, _)| *n);
     if cx.problems.is_empty() {
         Ok(Imported {
-            documents: out,
+            documents: out.into_iter().map(|(_, v)| v).collect(),
             notes: cx.notes,
         })
     } else {

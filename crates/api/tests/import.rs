@@ -224,3 +224,19 @@ fn print_corpus() {
         }
     }
 }
+
+#[test]
+fn documents_keep_their_input_order() {
+    let input = format!(
+        "{}---\n{}",
+        data("seed_scaledobject.yaml"),
+        data("seed_triggerauthentication.yaml")
+    );
+    let kinds: Vec<String> = import_keda(&input)
+        .unwrap()
+        .documents
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["PromScaler", "PromScalerAuthentication"]);
+}
