@@ -79,6 +79,37 @@ fn rows(out: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Line `n` of a kubectl table, cut at the header's column starts (cells may be empty).
+fn aligned_cells(out: &str, n: usize) -> std::collections::HashMap<String, String> {
+    let lines: Vec<&str> = out.lines().collect();
+    let header = lines[0];
+    let mut starts: Vec<(usize, &str)> = Vec::new();
+    let mut prev_space = true;
+    for (i, c) in header.char_indices() {
+        if c != ' ' && prev_space {
+            let word = header[i..].split(' ').next().unwrap();
+            starts.push((i, word));
+        }
+        prev_space = c == ' ';
+    }
+    let line = lines[n];
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, (start, name))| {
+            let end = starts
+                .get(k + 1)
+                .map_or(line.len(), |(s, _)| *s)
+                .min(line.len());
+            let cell = line
+                .get((*start).min(line.len())..end)
+                .unwrap_or_default()
+                .trim();
+            (name.to_string(), cell.to_string())
+        })
+        .collect()
+}
+
 const DEPLOYMENT: &str = "
 apiVersion: apps/v1
 kind: Deployment
@@ -318,5 +349,55 @@ async fn kubectl_serves_crds_with_printer_columns_and_scale() {
     assert!(within(widgets.get_opt("w1")).await.unwrap().is_none());
     let out = kubectl.run(&["get", "widgets"]).await;
     assert!(out.contains("No resources found"), "{out}");
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_charts_crds_load_from_their_directory_and_print_their_columns() {
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/promscaler/crds");
+    let emulator = within(
+        promscaler_kube_emulator::Emulator::builder()
+            .no_workload_sim()
+            .crds_dir(&crds)
+            .start("127.0.0.1:0"),
+    )
+    .await
+    .expect("the chart's CRDs load");
+    emulator
+        .apply_yaml(
+            "apiVersion: promscaler.io/v1alpha1
+kind: PromScaler
+metadata: {name: sample-app, namespace: default}
+spec:
+  scaleTargetRef: {name: sample-app}
+  minReplicaCount: 1
+  maxReplicaCount: 5
+  triggers:
+  - type: prometheus
+    metadata: {serverAddress: 'http://prometheus:9090', query: 'sum(up)', threshold: '50'}
+status:
+  desiredReplicas: 3
+  conditions: [{type: Ready, status: 'True'}]
+",
+        )
+        .unwrap();
+    let kubectl = Kubectl::new(&emulator);
+    let out = kubectl.run(&["get", "psc"]).await;
+    let header = rows(&out).remove(0);
+    assert_eq!(
+        header[..5],
+        ["NAME", "SCALETARGETKIND", "SCALETARGETNAME", "MIN", "MAX"].map(String::from)
+    );
+    assert_eq!(header.last().map(String::as_str), Some("AGE"));
+    let row = aligned_cells(&out, 1);
+    assert_eq!(row["NAME"], "sample-app");
+    assert_eq!(
+        row["SCALETARGETKIND"], "",
+        "no status.scaleTargetKind: an empty cell"
+    );
+    assert_eq!(row["SCALETARGETNAME"], "sample-app");
+    assert_eq!(row["MAX"], "5");
+    assert_eq!(row["READY"], "True");
+    assert_eq!(row["DESIRED"], "3");
     emulator.shutdown().await;
 }
