@@ -52,7 +52,7 @@ pub struct PromScalerAuthenticationSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretTargetRef {
-    /// The parameter: bearerToken, username, password, ca, cert, key, customAuthHeader,
+    /// The parameter: bearerToken (or token), username, password, ca, cert, key, customAuthHeader,
     /// customAuthValue, awsAccessKeyID, awsSecretAccessKey, awsSessionToken, awsRoleArn,
     /// awsRegion or authModes.
     pub parameter: String,
@@ -79,6 +79,7 @@ pub struct PodIdentity {
 /// The `secretTargetRef` parameters promscaler understands (KEDA's names).
 pub const AUTH_PARAMETERS: &[&str] = &[
     "bearerToken",
+    "token",
     "username",
     "password",
     "ca",

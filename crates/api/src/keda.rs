@@ -274,7 +274,9 @@ impl Cx {
             for (i, r) in refs.iter().enumerate() {
                 let p = format!("spec.secretTargetRef[{i}]");
                 self.only(id, &p, r, &["parameter", "name", "key"], "remove it");
-                if let Some(param) = str_at(r, &["parameter"])
+                if str_at(r, &["parameter"]) == Some("awsExternalId") {
+                    self.problem(id, &format!("{p}.parameter"), "awsExternalId is not supported: the metrics-fetcher assumes roles without an external ID; allow the role to be assumed without one, or keep this on KEDA");
+                } else if let Some(param) = str_at(r, &["parameter"])
                     && !AUTH_PARAMETERS.contains(&param)
                     && param != "awsAccessKeyId"
                 {

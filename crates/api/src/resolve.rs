@@ -96,7 +96,11 @@ pub fn resolve_auth(
         };
         let bearer = if modes.contains(&AuthMode::Bearer) {
             Some(v1::BearerAuth {
-                token: need("bearerToken", "bearer"),
+                // KEDA also accepts `token` for `bearerToken`.
+                token: match param("token") {
+                    Some(t) if param("bearerToken").is_none() => t,
+                    _ => need("bearerToken", "bearer"),
+                },
                 header_name: String::new(),
             })
         } else if modes.contains(&AuthMode::Custom) {
@@ -154,6 +158,13 @@ pub fn resolve_auth(
         .or_else(|| param("awsRegion"))
         .unwrap_or_default();
     let role_param = param("awsRoleArn");
+    if param("awsExternalId").is_some() {
+        errors.push(FieldError::new(
+            format!("{path}.authenticationRef"),
+            "parameter awsExternalId is not supported: the metrics-fetcher assumes roles without an external ID; allow the role to be assumed without one, or keep this trigger on KEDA",
+        ));
+        return Err(errors);
+    }
     let key_id = param("awsAccessKeyID").or_else(|| param("awsAccessKeyId"));
     if let Some(p) = pod_identity {
         match p.identity_owner.as_deref().unwrap_or("") {
@@ -373,6 +384,13 @@ mod tests {
                 Some(secrets()),
                 params(&[("bearerToken", " tok\n")]),
                 Some(Method::Bearer(bearer("tok", ""))),
+            ),
+            (
+                "token is KEDA's other name for bearerToken",
+                trigger(&[("authModes", "bearer")]),
+                Some(secrets()),
+                params(&[("token", "t")]),
+                Some(Method::Bearer(bearer("t", ""))),
             ),
             (
                 "custom header",

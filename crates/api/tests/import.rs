@@ -240,3 +240,43 @@ fn documents_keep_their_input_order() {
         .collect();
     assert_eq!(kinds, ["PromScaler", "PromScalerAuthentication"]);
 }
+
+#[test]
+fn fields_promscaler_ignores_are_kept_with_a_note_saying_why() {
+    let imported = import_keda(&data("every_supported_field.yaml")).unwrap();
+    let notes = imported.notes.join("\n");
+    for expected in [
+        "metadata.annotations[scaledobject.keda.sh/transfer-hpa-ownership]: kept, but ignored",
+        "spec.scaleTargetRef.envSourceContainerName: kept, but unused",
+        "spec.advanced.horizontalPodAutoscalerConfig.name: \"custom-hpa-name\" is ignored",
+        "spec.triggers[0].metadata.metricName: is ignored (deprecated since KEDA 2.10)",
+    ] {
+        assert!(notes.contains(expected), "missing {expected:?} in\n{notes}");
+    }
+    let ps: PromScaler = serde_yaml::from_value(imported.documents[0].clone()).unwrap();
+    let v = ps.validate().unwrap();
+    assert_eq!(v.pause.paused_replicas, Some(3));
+    assert_eq!(v.scale_target_kind(), "argoproj.io/v1alpha1.Rollout");
+    let t = &v.triggers[0].prometheus;
+    assert_eq!(t.timeout, Some(std::time::Duration::from_millis(2500)));
+    assert!(!t.ignore_null_values);
+    assert_eq!(t.query_parameters.len(), 2);
+}
+
+#[test]
+fn aws_external_id_is_refused_because_the_fetcher_cannot_send_it() {
+    let input = r#"
+apiVersion: keda.sh/v1alpha1
+kind: TriggerAuthentication
+metadata: {name: amp, namespace: x}
+spec:
+  secretTargetRef:
+    - {parameter: awsRoleArn, name: aws, key: role}
+    - {parameter: awsExternalId, name: aws, key: external-id}
+"#;
+    let problems = problems_of(input);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("spec.secretTargetRef[1].parameter: awsExternalId is not supported")
+    );
+}

@@ -35,6 +35,7 @@ fn every_importable_corpus_file_fits_the_generated_crd_schemas() {
         "bearer_token_prometheus.yaml",
         "cluster_trigger_authentication.yaml",
         "scaling_modifiers.yaml",
+        "every_supported_field.yaml",
     ] {
         for doc in import_keda(&data(f)).unwrap().documents {
             let doc = serde_json::to_value(doc).unwrap();
