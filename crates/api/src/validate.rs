@@ -259,7 +259,17 @@ pub fn validate_spec(
             ),
         ));
     }
-    if let Some(idle) = spec.idle_replica_count {
+    // KEDA compares idle with the HPA's minimum, which is 1 when minReplicaCount is 0, so it
+    // accepts idle 0 with min 0; that combination means nothing beyond min 0, so it is dropped.
+    let mut idle_replicas = spec.idle_replica_count;
+    if idle_replicas == Some(0) && min == 0 && spec.min_replica_count.is_some() {
+        warnings.push(FieldError::new(
+            "spec.idleReplicaCount",
+            "0 has no effect with minReplicaCount 0 (it already scales to zero); remove it",
+        ));
+        idle_replicas = None;
+    }
+    if let Some(idle) = idle_replicas {
         if idle < 0 {
             errors.push(FieldError::new(
                 "spec.idleReplicaCount",
@@ -444,7 +454,7 @@ pub fn validate_spec(
     let policy = v1::ScalingPolicy {
         min_replicas: min,
         max_replicas: max,
-        idle_replicas: spec.idle_replica_count,
+        idle_replicas,
         cooldown_period: Some(proto_duration(Duration::from_secs(
             cooldown.unsigned_abs().into(),
         ))),
@@ -865,8 +875,13 @@ mod tests {
             ),
             ("idle below min is fine", ok().min(1).idle(0), &[]),
             (
-                "idle with min 0",
+                "idle 0 with min 0 is accepted, as KEDA does",
                 ok().min(0).idle(0),
+                &[],
+            ),
+            (
+                "idle 1 with min 0",
+                ok().min(0).idle(1),
                 &["spec.idleReplicaCount"],
             ),
             (
