@@ -948,7 +948,9 @@ fn watch_resp(
         .body(StreamBody::new(stream).boxed())
         .expect("valid response");
     let start = shared.store.watch_from(&def, from);
+    // marked seen now, before the client can see the response and drop watches
     let mut drops = shared.faults.drop_signal();
+    drops.borrow_and_update();
     let mut shutdown = shared.shutdown.clone();
     let interval = shared.bookmark_interval;
     tokio::spawn(async move {
@@ -975,7 +977,6 @@ fn watch_resp(
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        drops.borrow_and_update();
         loop {
             let line = tokio::select! {
                 ev = events.recv() => match ev {

@@ -247,6 +247,64 @@ async fn metadata_and_streaming_list_watchers_work() {
 }
 
 #[tokio::test]
+async fn watches_end_on_timeout_and_when_dropped() {
+    let emulator = start().await;
+    let c = client(&emulator);
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    // timeoutSeconds ends the stream
+    let mut timed = within(cms.watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0"))
+        .await
+        .unwrap()
+        .boxed();
+    assert!(within(timed.try_next()).await.unwrap().is_none());
+
+    // the admin API drops every watch
+    let mut open = within(cms.watch(&WatchParams::default().disable_bookmarks(), "0"))
+        .await
+        .unwrap()
+        .boxed();
+    let admin = |method: &str, path: &str, body: Value| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(body.to_string().into_bytes())
+            .unwrap()
+    };
+    within(c.request_text(admin("POST", "/_emulator/faults/drop-watches", json!({}))))
+        .await
+        .unwrap();
+    assert!(within(open.try_next()).await.unwrap().is_none());
+
+    // latency and rules show in the admin API and clear
+    within(c.request_text(admin(
+        "POST",
+        "/_emulator/faults/latency",
+        json!({"millis": 1}),
+    )))
+    .await
+    .unwrap();
+    within(c.request_text(admin(
+        "POST",
+        "/_emulator/faults/fail",
+        json!({"path": "/never", "status": 500, "count": 3}),
+    )))
+    .await
+    .unwrap();
+    let state = get_json(&c, "/_emulator/faults", "application/json").await;
+    assert_eq!(state["latencyMillis"], 1);
+    assert_eq!(state["rules"][0]["count"], 3);
+    within(c.request_text(admin("DELETE", "/_emulator/faults", json!({}))))
+        .await
+        .unwrap();
+    let state = get_json(&c, "/_emulator/faults", "application/json").await;
+    assert_eq!(
+        (state["latencyMillis"].clone(), state["rules"].clone()),
+        (json!(0), json!([]))
+    );
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
 async fn statefulsets_get_ordinal_pods_and_status() {
     let emulator = start().await;
     let c = client(&emulator);
