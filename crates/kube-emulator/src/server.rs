@@ -253,12 +253,15 @@ pub(crate) async fn handle(
         tracing::debug!(%path, verb, code = e.code.as_u16(), "injected fault");
         return Ok(error_response(&e));
     }
+    let method = req.method().clone();
     let result = match target {
         Some(Ok(t)) => resource(&shared, req, t, verb, q).await,
         Some(Err(e)) => Err(e),
         None => non_resource(&shared, &req, &segs),
     };
-    Ok(result.unwrap_or_else(|e| error_response(&e)))
+    let response = result.unwrap_or_else(|e| error_response(&e));
+    tracing::debug!(%method, %path, verb, status = response.status().as_u16(), "request");
+    Ok(response)
 }
 
 fn non_resource(
