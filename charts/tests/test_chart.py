@@ -280,7 +280,11 @@ def check_rbac(docs: list[dict], values: dict) -> None:
                 require(granted(target["apiGroup"], f"{res}/scale", verb), f"actuator cannot {verb} {res}/scale")
     for group in ("", "events.k8s.io"):
         require(granted(group, "events", "create"), f"actuator cannot create events in '{group}'")
-    require(granted("", "secrets", "get"), "actuator cannot read Secrets")
+    for verb in ("get", "list", "watch"):
+        require(granted("", "secrets", verb), f"actuator cannot {verb} Secrets (it watches them)")
+    for group, res in (("apps", "deployments"), ("apps", "statefulsets")):
+        for verb in ("create", "update", "patch", "delete"):
+            require(not granted(group, res, verb), f"actuator may {verb} {res}: it writes /scale only")
     require(not granted("", "pods", "get"), "actuator reads pods: not needed")
     leases = [
         role for role in by_kind(docs, "Role") if any("leases" in r["resources"] for r in role["rules"])

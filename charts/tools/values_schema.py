@@ -255,12 +255,6 @@ ACTUATOR = component(
                         required=["apiGroup", "resources"],
                     ),
                 },
-                "secrets": obj(
-                    {
-                        "enabled": b(),
-                        "namespaces": {"type": "array", "items": {"type": "string"}},
-                    }
-                ),
             }
         ),
     },

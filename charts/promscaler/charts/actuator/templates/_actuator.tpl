@@ -19,21 +19,9 @@ resolves to every ready pod so the actuator balances its HTTP/2 connections. */ 
 {{- .Values.leaderElection.leaseName | default (include "promscaler.fullname" .) -}}
 {{- end -}}
 
-{{- /* Namespaces where Secrets may be read: rbac.secrets.namespaces, else the watched
-namespace; empty = cluster-wide (in the ClusterRole). */ -}}
-{{- define "promscaler.actuator.secretNamespaces" -}}
-{{- $s := .Values.rbac.secrets -}}
-{{- if $s.namespaces -}}
-{{- toYaml $s.namespaces -}}
-{{- else if .Values.watchNamespace -}}
-{{- toYaml (list .Values.watchNamespace) -}}
-{{- else -}}
-[]
-{{- end -}}
-{{- end -}}
-
-{{- /* The rules for PromScalers, scale targets and Events (ClusterRole, or Role in the watched
-namespace). Secrets are separate: they may be narrower than the watch. */ -}}
+{{- /* The actuator's rules (a ClusterRole, or a Role in the watched namespace): they follow
+what it watches, over the same scope (crates/actuator/src/controller: reflectors on
+PromScalers, PromScalerAuthentications, Secrets, Deployments, StatefulSets). */ -}}
 {{- define "promscaler.actuator.watchRules" -}}
 # PromScalers and PromScalerAuthentications: the actuator's input.
 - apiGroups: ["promscaler.io"]
@@ -46,11 +34,12 @@ namespace). Secrets are separate: they may be narrower than the watch. */ -}}
 - apiGroups: ["promscaler.io"]
   resources: ["promscalers/status", "promscalers/finalizers"]
   verbs: ["get", "update", "patch"]
-{{- range .Values.rbac.scaleTargets }}
-# Scale targets ({{ .apiGroup | default "core" }}): watched for replicas, written through /scale only.
-- apiGroups: [{{ .apiGroup | quote }}]
-  resources: {{ toJson .resources }}
+# Deployments and StatefulSets: watched for replicas (the actuator's reflectors), never written.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
   verbs: ["get", "list", "watch"]
+{{- range .Values.rbac.scaleTargets }}
+# Scale targets ({{ .apiGroup | default "core" }}): replicas are read and written through /scale only.
 - apiGroups: [{{ .apiGroup | quote }}]
   resources:
     {{- range .resources }}
@@ -65,11 +54,9 @@ namespace). Secrets are separate: they may be narrower than the watch. */ -}}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
-{{- end -}}
-
-{{- define "promscaler.actuator.secretRules" -}}
-# Secrets referenced by PromScalerAuthentications (secretTargetRef); their values travel to the
-# fetcher inside the request and are never logged.
+# Secrets referenced by PromScalerAuthentications (secretTargetRef), read only; their values
+# travel to the fetcher inside the request and are never logged. Install with watchNamespace to
+# confine this (and everything above) to one namespace.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
