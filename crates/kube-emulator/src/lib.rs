@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod discovery;
 mod error;
 mod faults;
@@ -37,6 +38,7 @@ mod store;
 mod table;
 mod time;
 mod tls;
+mod watches;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

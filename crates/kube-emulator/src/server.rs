@@ -1,26 +1,26 @@
 //! The HTTP front: routing, verbs, content negotiation (JSON, Table, metadata-only), patches,
-//! `/scale` and `/status`, watches, and the `/_emulator` admin API.
+//! `/scale` and `/status`; watches live in `watches`, the admin API in `admin`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt as _, Full, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
+use hyper::body::Incoming;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::watch;
 
 use crate::discovery;
 use crate::error::ApiError;
-use crate::faults::{FailRule, Faults};
+use crate::faults::Faults;
 use crate::jsonpath;
 use crate::patch;
 use crate::resources::{Builtin, ResourceDef};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{Deleted, EventKind, Preconditions, Store, StoreEvent, UpdateMode, meta_str};
+use crate::store::{Deleted, Preconditions, Store, UpdateMode, meta_str};
 use crate::table;
 use crate::time;
 
@@ -42,16 +42,16 @@ fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Respo
         .expect("valid response")
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     full(status, "application/json", (v).to_string().into_bytes())
 }
 
-fn error_response(e: &ApiError) -> Response<Body> {
+pub(crate) fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, &e.to_status())
 }
 
 /// Query parameters (last value wins).
-struct Query(HashMap<String, String>);
+pub(crate) struct Query(HashMap<String, String>);
 
 impl Query {
     fn parse(q: Option<&str>) -> Self {
@@ -61,17 +61,17 @@ impl Query {
                 .collect(),
         )
     }
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
     }
-    fn flag(&self, k: &str) -> bool {
+    pub(crate) fn flag(&self, k: &str) -> bool {
         matches!(self.get(k), Some("1" | "true" | "True"))
     }
 }
 
 /// How the client wants objects rendered.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Render {
+pub(crate) enum Render {
     Object,
     Table,
     Metadata,
@@ -94,7 +94,7 @@ fn render_of(accept: &str) -> Render {
 
 /// The object as the requested version presents it (versions share storage: no conversion,
 /// like a CRD with `conversion: None`).
-fn present(def: &ResourceDef, obj: &Arc<Value>) -> Arc<Value> {
+pub(crate) fn present(def: &ResourceDef, obj: &Arc<Value>) -> Arc<Value> {
     let stored = obj
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -140,7 +140,7 @@ fn convert_event(o: &mut Value, to_new: bool) {
     }
 }
 
-fn partial(obj: &Value) -> Value {
+pub(crate) fn partial(obj: &Value) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
@@ -148,11 +148,11 @@ fn partial(obj: &Value) -> Value {
     })
 }
 
-struct Target {
-    def: Arc<ResourceDef>,
-    ns: String,
-    name: Option<String>,
-    sub: Option<String>,
+pub(crate) struct Target {
+    pub(crate) def: Arc<ResourceDef>,
+    pub(crate) ns: String,
+    pub(crate) name: Option<String>,
+    pub(crate) sub: Option<String>,
 }
 
 fn parse_target(
@@ -229,7 +229,7 @@ pub(crate) async fn handle(
         trimmed.split('/').collect()
     };
     if segs.first() == Some(&"_emulator") {
-        return Ok(admin(&shared, req, &segs[1..]).await);
+        return Ok(crate::admin::admin(&shared, req, &segs[1..]).await);
     }
     let q = Query::parse(req.uri().query());
     let target = match segs.as_slice() {
@@ -314,7 +314,7 @@ fn non_resource(
     }
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     req.into_body()
         .collect()
         .await
@@ -322,7 +322,7 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))
 }
 
-fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     // `Value: FromStr` is compiled inside serde_json (optimised even in debug builds)
     std::str::from_utf8(body)
         .map_err(|e| ApiError::bad_request(format!("the request body is not UTF-8: {e}")))?
@@ -369,7 +369,7 @@ async fn resource(
     let def = t.def.clone();
     match verb {
         "list" => list(store, &t, &q, render),
-        "watch" => watch_resp(shared, &t, &q, render),
+        "watch" => crate::watches::watch_resp(shared, &t, &q, render),
         "get" => {
             let name = t.name.as_deref().expect("get has a name");
             let obj = store.get(&def, &t.ns, name)?;
@@ -820,234 +820,4 @@ fn write_scale(
         }
         Ok(new)
     })
-}
-
-fn event_line(kind: &str, object: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(object.len() + 40);
-    b.extend_from_slice(b"{\"type\":\"");
-    b.extend_from_slice(kind.as_bytes());
-    b.extend_from_slice(b"\",\"object\":");
-    b.extend_from_slice(object);
-    b.extend_from_slice(b"}\n");
-    b.freeze()
-}
-
-struct WatchFilter {
-    def: Arc<ResourceDef>,
-    ns: Option<String>,
-    labels: LabelSelector,
-    fields: FieldSelector,
-    render: Render,
-    include_object: String,
-}
-
-impl WatchFilter {
-    fn matches(&self, obj: &Value) -> bool {
-        self.ns
-            .as_deref()
-            .is_none_or(|ns| meta_str(obj, "namespace") == ns)
-            && self.labels.matches(obj)
-            && self.fields.matches(obj)
-    }
-
-    /// The line for an event, or `None` when the watcher does not see it.
-    fn line(&self, ev: &StoreEvent) -> Option<Bytes> {
-        if ev.storage != self.def.storage_key() {
-            return None;
-        }
-        if self.ns.as_deref().is_some_and(|ns| ev.namespace() != ns) {
-            return None;
-        }
-        let mut kind = ev.kind;
-        if !self.labels.is_empty() || !self.fields.is_empty() {
-            let now = self.matches(&ev.object);
-            let before = ev.prev.as_ref().is_some_and(|p| self.matches(p));
-            kind = match (ev.kind, before, now) {
-                (EventKind::Deleted, _, true) | (EventKind::Added, _, true) => ev.kind,
-                (EventKind::Modified, true, true) => EventKind::Modified,
-                (EventKind::Modified, false, true) => EventKind::Added,
-                (EventKind::Modified, true, false) => EventKind::Deleted,
-                _ => return None,
-            };
-        }
-        let same_version = ev.object.get("apiVersion").and_then(Value::as_str)
-            == Some(self.def.api_version().as_str());
-        Some(match self.render {
-            Render::Object if same_version => event_line(kind.as_str(), ev.object_json()),
-            Render::Object => event_line(
-                kind.as_str(),
-                &(*present(&self.def, &ev.object)).to_string().into_bytes(),
-            ),
-            Render::Metadata => {
-                event_line(kind.as_str(), &partial(&ev.object).to_string().into_bytes())
-            }
-            Render::Table => {
-                let t = table::table(
-                    &self.def,
-                    [&*ev.object],
-                    Some(ev.rv.to_string()),
-                    None,
-                    &self.include_object,
-                );
-                event_line(kind.as_str(), &t.to_string().into_bytes())
-            }
-        })
-    }
-
-    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
-        let mut meta = json!({"resourceVersion": rv.to_string()});
-        if initial_end {
-            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-        }
-        let obj =
-            json!({"kind": self.def.kind, "apiVersion": self.def.api_version(), "metadata": meta});
-        event_line("BOOKMARK", &obj.to_string().into_bytes())
-    }
-}
-
-fn watch_resp(
-    shared: &Arc<Shared>,
-    t: &Target,
-    q: &Query,
-    render: Render,
-) -> Result<Response<Body>, ApiError> {
-    let def = t.def.clone();
-    let filter = WatchFilter {
-        def: def.clone(),
-        ns: def
-            .namespaced
-            .then(|| t.ns.clone())
-            .filter(|n| !n.is_empty()),
-        labels: LabelSelector::parse(q.get("labelSelector").unwrap_or_default())
-            .map_err(ApiError::bad_request)?,
-        fields: FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())
-            .map_err(ApiError::bad_request)?,
-        render,
-        include_object: q.get("includeObject").unwrap_or("Metadata").to_string(),
-    };
-    let send_initial = q.flag("sendInitialEvents");
-    let from = match q.get("resourceVersion") {
-        None | Some("0") => None,
-        Some(_) if send_initial => None,
-        Some(rv) => Some(
-            rv.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?,
-        ),
-    };
-    let bookmarks = q.flag("allowWatchBookmarks");
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|s| s.parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-    });
-    let response = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(StreamBody::new(stream).boxed())
-        .expect("valid response");
-    let start = shared.store.watch_from(&def, from);
-    // marked seen now, before the client can see the response and drop watches
-    let mut drops = shared.faults.drop_signal();
-    drops.borrow_and_update();
-    let mut shutdown = shared.shutdown.clone();
-    let interval = shared.bookmark_interval;
-    tokio::spawn(async move {
-        let (initial, mut events, start_rv) = match start {
-            Ok(s) => s,
-            Err(e) => {
-                // the real API answers an expired resourceVersion inside the watch stream
-                let _ = tx
-                    .send(event_line("ERROR", &e.to_status().to_string().into_bytes()))
-                    .await;
-                return;
-            }
-        };
-        let mut last_rv = start_rv;
-        for ev in &initial {
-            if let Some(line) = filter.line(ev)
-                && tx.send(line).await.is_err()
-            {
-                return;
-            }
-        }
-        if send_initial && tx.send(filter.bookmark(start_rv, true)).await.is_err() {
-            return;
-        }
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        loop {
-            let line = tokio::select! {
-                ev = events.recv() => match ev {
-                    Ok(ev) => {
-                        last_rv = last_rv.max(ev.rv);
-                        match filter.line(&ev) { Some(l) => l, None => continue }
-                    }
-                    // a watcher that fell behind is closed; the client resumes from its last
-                    // resourceVersion out of the history
-                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
-                },
-                _ = ticker.tick(), if bookmarks => filter.bookmark(last_rv, false),
-                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => return,
-                _ = drops.changed() => return,
-                _ = shutdown.changed() => return,
-                _ = tx.closed() => return,
-            };
-            if tx.send(line).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(response)
-}
-
-async fn admin(shared: &Shared, req: Request<Incoming>, segs: &[&str]) -> Response<Body> {
-    let faults = &shared.faults;
-    let method = req.method().clone();
-    let ok = || json_response(StatusCode::OK, &faults.snapshot());
-    match (method.as_str(), segs) {
-        ("GET", ["faults"]) => ok(),
-        ("DELETE", ["faults"]) => {
-            faults.clear();
-            ok()
-        }
-        ("POST", ["faults", "fail"]) => match read_body(req).await.and_then(|b| {
-            serde_json::from_slice::<FailRule>(&b)
-                .map_err(|e| ApiError::bad_request(format!("expected a FailRule: {e}")))
-        }) {
-            Ok(rule) => {
-                faults.fail_next(rule);
-                ok()
-            }
-            Err(e) => error_response(&e),
-        },
-        ("POST" | "PUT", ["faults", "latency"]) => {
-            match read_body(req).await.and_then(|b| parse_json(&b)) {
-                Ok(v) => {
-                    faults.set_latency(Duration::from_millis(
-                        v.get("millis").and_then(Value::as_u64).unwrap_or(0),
-                    ));
-                    ok()
-                }
-                Err(e) => error_response(&e),
-            }
-        }
-        ("POST", ["faults", "drop-watches"]) => {
-            faults.drop_watches();
-            ok()
-        }
-        ("POST", ["faults", "expire-watches"]) => {
-            faults.expire_watches();
-            ok()
-        }
-        ("GET", ["stats"]) => json_response(
-            StatusCode::OK,
-            &json!({"resourceVersion": shared.store.current_rv().to_string(), "objects": shared.store.count()}),
-        ),
-        _ => error_response(&ApiError::page_not_found()),
-    }
 }

@@ -1,0 +1,62 @@
+//! The `/_emulator` admin API: fault injection over HTTP and a few statistics.
+
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::faults::FailRule;
+use crate::server::{Body, Shared, error_response, json_response, parse_json, read_body};
+
+pub(crate) async fn admin(
+    shared: &Shared,
+    req: Request<Incoming>,
+    segs: &[&str],
+) -> Response<Body> {
+    let faults = &shared.faults;
+    let method = req.method().clone();
+    let ok = || json_response(StatusCode::OK, &faults.snapshot());
+    match (method.as_str(), segs) {
+        ("GET", ["faults"]) => ok(),
+        ("DELETE", ["faults"]) => {
+            faults.clear();
+            ok()
+        }
+        ("POST", ["faults", "fail"]) => match read_body(req).await.and_then(|b| {
+            serde_json::from_slice::<FailRule>(&b)
+                .map_err(|e| ApiError::bad_request(format!("expected a FailRule: {e}")))
+        }) {
+            Ok(rule) => {
+                faults.fail_next(rule);
+                ok()
+            }
+            Err(e) => error_response(&e),
+        },
+        ("POST" | "PUT", ["faults", "latency"]) => {
+            match read_body(req).await.and_then(|b| parse_json(&b)) {
+                Ok(v) => {
+                    faults.set_latency(Duration::from_millis(
+                        v.get("millis").and_then(Value::as_u64).unwrap_or(0),
+                    ));
+                    ok()
+                }
+                Err(e) => error_response(&e),
+            }
+        }
+        ("POST", ["faults", "drop-watches"]) => {
+            faults.drop_watches();
+            ok()
+        }
+        ("POST", ["faults", "expire-watches"]) => {
+            faults.expire_watches();
+            ok()
+        }
+        ("GET", ["stats"]) => json_response(
+            StatusCode::OK,
+            &json!({"resourceVersion": shared.store.current_rv().to_string(), "objects": shared.store.count()}),
+        ),
+        _ => error_response(&ApiError::page_not_found()),
+    }
+}
