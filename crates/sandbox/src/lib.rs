@@ -1,1 +1,11 @@
-//! The local, self-contained promscaler environment: emulator, Prometheus, the three services, a load curve
+//! The local, self-contained promscaler environment and the rig the end-to-end tests share.
+//!
+//! Everything here runs real parts on loopback: the three service binaries as child processes
+//! ([`process`]), and (as later issues add them) a real Prometheus, an STS emulator, a
+//! SigV4-verifying AMP-like gateway and the Kubernetes API emulator. `cargo xtask sandbox` and
+//! `integration-tests` both build on these pieces.
+
+pub mod gateway;
+pub mod process;
+pub mod prometheus;
+pub mod sts;

@@ -1,0 +1,119 @@
+//! Command-line flags and the composition root of `promscaler-metrics-fetcher`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use promscaler_runtime::args::parse_duration;
+use promscaler_runtime::{ServerArgs, Service};
+
+use crate::aws::{CredentialStore, env_region};
+use crate::metrics::Metrics;
+use crate::policy::{HostPattern, Policy};
+use crate::prometheus::UpstreamConfig;
+use crate::{Config, Fetcher, FetcherService, SERVICE};
+
+/// `promscaler-metrics-fetcher`: queries Prometheus-compatible servers (AMP with SigV4) for the
+/// actuator and other tools. Stateless apart from caches: run as many replicas as needed.
+#[derive(Debug, clap::Parser)]
+#[command(name = "promscaler-metrics-fetcher", version, about, long_about = None)]
+pub struct Args {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub fetcher: FetcherArgs,
+}
+
+/// The fetcher's own flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FetcherArgs {
+    /// Hosts that may be queried, comma-separated patterns: "prometheus.monitoring.svc",
+    /// "*.amazonaws.com" (one or more leading labels), "aps-workspaces.*.amazonaws.com" (`*`
+    /// within a label), optionally with ":port". Empty = any host.
+    #[arg(long, env = "PROMSCALER_ALLOWED_SERVERS", value_delimiter = ',')]
+    pub allowed_servers: Vec<HostPattern>,
+
+    /// Namespaces whose PromScalers may use the fetcher's own AWS identity (KEDA
+    /// `identityOwner: operator`), comma-separated; "*" = any. Unset = any namespace.
+    #[arg(
+        long,
+        env = "PROMSCALER_OPERATOR_IDENTITY_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub operator_identity_namespaces: Option<Vec<String>>,
+
+    /// Concurrent upstream requests per server host.
+    #[arg(long, env = "PROMSCALER_PER_SERVER_CONCURRENCY", default_value_t = 16)]
+    pub per_server_concurrency: usize,
+
+    /// Largest accepted upstream response body, bytes.
+    #[arg(long, env = "PROMSCALER_MAX_RESPONSE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_response_bytes: usize,
+
+    /// How long results stay available to requests with a max_age, e.g. "10m".
+    #[arg(long, env = "PROMSCALER_CACHE_RETENTION", default_value = "10m", value_parser = parse_duration)]
+    pub cache_retention: Duration,
+
+    /// Largest QueryBatch.
+    #[arg(long, env = "PROMSCALER_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+}
+
+impl FetcherArgs {
+    /// The policy these flags describe.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            allowed_servers: self.allowed_servers.clone(),
+            operator_identity_namespaces: self.operator_identity_namespaces.clone().map(|ns| {
+                ns.into_iter()
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            }),
+        }
+    }
+
+    /// The fetcher settings these flags describe.
+    pub fn config(&self) -> Config {
+        Config {
+            upstream: UpstreamConfig {
+                max_body_bytes: self.max_response_bytes,
+                per_server_concurrency: self.per_server_concurrency,
+                ..UpstreamConfig::default()
+            },
+            max_batch: self.max_batch,
+            cache_retention: self.cache_retention,
+            ..Config::default()
+        }
+    }
+}
+
+impl Args {
+    /// Runs the service until SIGTERM/SIGINT.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut service = Service::init(SERVICE, self.server)?;
+        let metrics = Metrics::default();
+        metrics.register(service.registry());
+        let policy = self.fetcher.policy();
+        tracing::info!(policy = %policy.describe(), "fetcher policy");
+        let credentials = Arc::new(CredentialStore::new(env_region(), metrics.clone()));
+        let fetcher = Arc::new(Fetcher::new(
+            self.fetcher.config(),
+            policy,
+            credentials,
+            metrics,
+        ));
+        let bound = service.bind().await?;
+        let routes =
+            tonic::service::Routes::new(FetcherService::new(fetcher.clone()).into_server());
+        let pruner: promscaler_runtime::server::Task = Box::pin(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                fetcher.prune_cache();
+            }
+        });
+        bound.serve(routes, vec![("cache-pruner", pruner)]).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+//! The fetcher's own metrics (prometheus-client), named `promscaler_fetcher_*`.
+//!
+//! Label values are bounded: `server` is the upstream host, but only the first
+//! [`MAX_SERVER_LABELS`] distinct hosts get their own value (later ones are `other`); `kind` is
+//! one of the `QueryErrorKind`s; identity kinds are `own`, `static`, `assume_role`. No query,
+//! namespace or secret is ever a label.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::Error;
+
+/// Distinct `server` label values before hosts are folded into `other`.
+pub const MAX_SERVER_LABELS: usize = 50;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn new_histogram() -> Histogram {
+    // 5 ms .. ~20 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 13))
+}
+
+/// The fetcher's metrics; cheap to clone (shared counters).
+#[derive(Clone)]
+pub struct Metrics {
+    upstream_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    upstream_errors: Family<Labels, Counter>,
+    queries: Family<Labels, Counter>,
+    cache_hits: Counter,
+    coalesced_waiters: Counter,
+    credential_refreshes: Family<Labels, Counter>,
+    credential_failures: Family<Labels, Counter>,
+    policy_denials: Counter,
+    servers: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            upstream_duration: Family::new_with_constructor(new_histogram),
+            upstream_errors: Family::default(),
+            queries: Family::default(),
+            cache_hits: Counter::default(),
+            coalesced_waiters: Counter::default(),
+            credential_refreshes: Family::default(),
+            credential_failures: Family::default(),
+            policy_denials: Counter::default(),
+            servers: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric in `registry` under the `fetcher` prefix (the runtime's registry
+    /// is prefixed `promscaler`, so names are `promscaler_fetcher_*`).
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("fetcher");
+        r.register_with_unit(
+            "upstream_request_duration",
+            "Latency of upstream Prometheus/AMP requests, by server host",
+            Unit::Seconds,
+            self.upstream_duration.clone(),
+        );
+        r.register(
+            "upstream_errors",
+            "Failed upstream requests by server host and QueryErrorKind",
+            self.upstream_errors.clone(),
+        );
+        r.register(
+            "queries",
+            "Instant queries answered, by outcome (ok or a QueryErrorKind) and how they were served (upstream, coalesced, cache)",
+            self.queries.clone(),
+        );
+        r.register(
+            "cache_hits",
+            "Queries answered from a result younger than their max_age",
+            self.cache_hits.clone(),
+        );
+        r.register(
+            "coalesced_waiters",
+            "Queries that waited on an identical in-flight upstream request instead of sending their own",
+            self.coalesced_waiters.clone(),
+        );
+        r.register(
+            "credential_refreshes",
+            "AWS credentials obtained (STS calls for IRSA and AssumeRole), by identity kind",
+            self.credential_refreshes.clone(),
+        );
+        r.register(
+            "credential_failures",
+            "Failures to obtain AWS credentials, by identity kind",
+            self.credential_failures.clone(),
+        );
+        r.register(
+            "policy_denials",
+            "Queries denied by --allowed-servers or --operator-identity-namespaces",
+            self.policy_denials.clone(),
+        );
+    }
+
+    /// The `server` label value for `host` (bounded).
+    pub fn host_label(&self, host: &str) -> String {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        if servers.contains(host) {
+            return host.to_owned();
+        }
+        if servers.len() < MAX_SERVER_LABELS {
+            servers.insert(host.to_owned());
+            return host.to_owned();
+        }
+        "other".to_owned()
+    }
+
+    /// Records one upstream request.
+    pub fn observe_upstream(&self, server: &str, elapsed: Duration, error: Option<&Error>) {
+        self.upstream_duration
+            .get_or_create(&vec![("server", server.to_owned())])
+            .observe(elapsed.as_secs_f64());
+        if let Some(err) = error {
+            self.upstream_errors
+                .get_or_create(&vec![
+                    ("server", server.to_owned()),
+                    ("kind", err.kind_label().to_owned()),
+                ])
+                .inc();
+        }
+    }
+
+    /// Records one answered instant query.
+    pub fn query(&self, outcome: Result<(), &Error>, served: &'static str) {
+        let outcome = match outcome {
+            Ok(()) => "ok",
+            Err(e) => e.kind_label(),
+        };
+        self.queries
+            .get_or_create(&vec![
+                ("outcome", outcome.to_owned()),
+                ("served", served.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// A cache hit.
+    pub fn cache_hit(&self) {
+        self.cache_hits.inc();
+    }
+
+    /// A coalesced waiter.
+    pub fn coalesced(&self) {
+        self.coalesced_waiters.inc();
+    }
+
+    /// Credentials obtained for an identity kind.
+    pub fn credential_refresh(&self, kind: &'static str) {
+        self.credential_refreshes
+            .get_or_create(&vec![("identity", kind.to_owned())])
+            .inc();
+    }
+
+    /// Credentials could not be obtained.
+    pub fn credential_failure(&self, kind: &'static str) {
+        self.credential_failures
+            .get_or_create(&vec![("identity", kind.to_owned())])
+            .inc();
+    }
+
+    /// A policy denial.
+    pub fn policy_denial(&self) {
+        self.policy_denials.inc();
+    }
+
+    /// Credential refreshes so far, all kinds (tests).
+    pub fn credential_refresh_count(&self, kind: &'static str) -> u64 {
+        self.credential_refreshes
+            .get_or_create(&vec![("identity", kind.to_owned())])
+            .get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+
+    #[test]
+    fn server_labels_are_bounded() {
+        let m = Metrics::default();
+        for i in 0..(MAX_SERVER_LABELS + 10) {
+            m.host_label(&format!("host-{i}"));
+        }
+        assert_eq!(m.host_label("host-0"), "host-0");
+        assert_eq!(m.host_label("brand-new"), "other");
+    }
+
+    #[test]
+    fn metrics_are_exposed_with_prefix_and_seconds_unit() {
+        let m = Metrics::default();
+        let mut registry = Registry::with_prefix("promscaler");
+        m.register(&mut registry);
+        m.observe_upstream(
+            "prom:9090",
+            Duration::from_millis(12),
+            Some(&Error::EmptyResult),
+        );
+        m.cache_hit();
+        m.credential_refresh("own");
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("promscaler_fetcher_upstream_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"promscaler_fetcher_upstream_errors_total{server="prom:9090",kind="empty_result"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("promscaler_fetcher_cache_hits_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"promscaler_fetcher_credential_refreshes_total{identity="own"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! A real Prometheus (the `prometheus` binary of Debian's package, on the PATH) on 127.0.0.1
+//! with tempdir storage, scraping targets every second; and [`ScrapeTarget`], a tiny HTTP
+//! server whose `/metrics` text the test sets — the emulated app's pods.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::process::{ChildProcess, free_port, http, poll_until};
+
+/// The seed's metric.
+pub const SAMPLE_METRIC: &str = "websocket_active_connection_count";
+
+/// The seed's query: one value for the whole app.
+pub const SEED_QUERY: &str = r#"sum(avg_over_time(websocket_active_connection_count{app_kubernetes_io_name="sample-app"}[1m]))"#;
+
+/// The seed's counter-example: one series per pod, which cannot drive scaling.
+pub const SEED_MULTI_SERIES_QUERY: &str =
+    r#"avg_over_time(websocket_active_connection_count{app_kubernetes_io_name="sample-app"}[1m])"#;
+
+/// A running Prometheus, killed on drop.
+#[derive(Debug)]
+pub struct Prometheus {
+    process: Option<ChildProcess>,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `targets` every second and waits until it is ready (10 s).
+    pub async fn start(targets: &[SocketAddr]) -> Result<Self> {
+        let binary = which("prometheus").context(
+            "the prometheus binary is not on the PATH: `apt-get install -y \
+             --no-install-recommends prometheus` (cargo xtask test installs it)",
+        )?;
+        let dir = tempfile::Builder::new()
+            .prefix("promscaler-prom-")
+            .tempdir()?;
+        let port = free_port()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let target_list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - \
+             job_name: sample-app\n    honor_labels: true\n    static_configs:\n      - targets: \
+             [{}]\n",
+            target_list.join(", ")
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config)?;
+        let mut cmd = Command::new(binary);
+        cmd.arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.enable-lifecycle")
+            .arg("--log.level=warn");
+        let process = ChildProcess::spawn("prometheus", cmd, &dir.path().join("prometheus.log"))?;
+        let mut prometheus = Self {
+            process: Some(process),
+            addr,
+            _dir: dir,
+        };
+        prometheus.wait_ready().await?;
+        Ok(prometheus)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let addr = self.addr;
+        let result = poll_until(
+            "prometheus /-/ready",
+            Duration::from_secs(15),
+            || async move {
+                let (status, _) = http(addr, "GET", "/-/ready", "").await?;
+                Ok((status == 200).then_some(()))
+            },
+        )
+        .await;
+        if let Err(e) = result {
+            let log = self
+                .process
+                .as_mut()
+                .map(|p| p.log_tail())
+                .unwrap_or_default();
+            bail!("{e:#}\nprometheus log:\n{log}");
+        }
+        Ok(())
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listen address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops Prometheus (the port then refuses connections).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+
+    /// Runs an instant query directly and returns the JSON body.
+    pub async fn query(&self, query: &str) -> Result<String> {
+        let body = format!("query={}", form_encode(query));
+        let (status, text) = http(self.addr, "POST", "/api/v1/query", &body).await?;
+        if status != 200 {
+            bail!("prometheus answered {status}: {text}");
+        }
+        Ok(text)
+    }
+
+    /// Waits until `query` directly returns a one-element result equal to `expected`.
+    pub async fn wait_for_value(
+        &self,
+        query: &str,
+        expected: f64,
+        timeout: Duration,
+    ) -> Result<()> {
+        poll_until(&format!("{query} == {expected}"), timeout, || async move {
+            let text = self.query(query).await?;
+            Ok((single_value(&text) == Some(expected)).then_some(()))
+        })
+        .await
+    }
+
+    /// Waits until `query` directly returns exactly `n` series.
+    pub async fn wait_for_series(&self, query: &str, n: usize, timeout: Duration) -> Result<()> {
+        poll_until(
+            &format!("{query} returns {n} series"),
+            timeout,
+            || async move {
+                let text = self.query(query).await?;
+                Ok((text.matches("\"metric\"").count() == n).then_some(()))
+            },
+        )
+        .await
+    }
+}
+
+/// The value of a one-element vector or scalar in a Prometheus JSON answer (rig use only).
+pub fn single_value(json: &str) -> Option<f64> {
+    if json.matches("\"value\"").count() > 1 {
+        return None;
+    }
+    let start = json.find("\"value\":[")? + "\"value\":[".len();
+    let rest = &json[start..];
+    let quote = rest.find('"')? + 1;
+    let end = rest[quote..].find('"')? + quote;
+    rest[quote..end].parse().ok()
+}
+
+fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// An HTTP server answering every request with the current `/metrics` text; stops on drop.
+#[derive(Debug)]
+pub struct ScrapeTarget {
+    addr: SocketAddr,
+    text: Arc<Mutex<String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ScrapeTarget {
+    /// Serves `text` on 127.0.0.1:0.
+    pub async fn start(text: String) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let text = Arc::new(Mutex::new(text));
+        let shared = text.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut read = 0;
+                    // Read the request head; the body (none for GET) is ignored.
+                    while read < buf.len() {
+                        match stream.read(&mut buf[read..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read += n,
+                        }
+                        if buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                            break;
+                        }
+                    }
+                    let body = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Ok(Self { addr, text, task })
+    }
+
+    /// Serves the seed app's gauge, one series per pod with the given connection counts.
+    pub async fn sample_app(connections_per_pod: &[f64]) -> Result<Self> {
+        Self::start(sample_app_metrics(connections_per_pod)).await
+    }
+
+    /// Replaces the served text.
+    pub fn set(&self, text: String) {
+        *self.text.lock().unwrap_or_else(|e| e.into_inner()) = text;
+    }
+
+    /// The listen address (a Prometheus target).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for ScrapeTarget {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The exposition text of the seed app: `websocket_active_connection_count` per pod.
+pub fn sample_app_metrics(connections_per_pod: &[f64]) -> String {
+    let mut text = format!(
+        "# HELP {SAMPLE_METRIC} Open websocket connections.\n# TYPE {SAMPLE_METRIC} gauge\n"
+    );
+    for (i, c) in connections_per_pod.iter().enumerate() {
+        text.push_str(&format!(
+            "{SAMPLE_METRIC}{{app_kubernetes_io_name=\"sample-app\",pod=\"sample-app-{i}\"}} {c}\n"
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_single_value() {
+        let json = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"140"]}]}}"#;
+        assert_eq!(single_value(json), Some(140.0));
+        assert_eq!(single_value(r#"{"data":{"result":[]}}"#), None);
+    }
+
+    #[test]
+    fn sample_app_has_one_series_per_pod() {
+        let text = sample_app_metrics(&[70.0, 70.0]);
+        assert_eq!(
+            text.matches("app_kubernetes_io_name=\"sample-app\"")
+                .count(),
+            2
+        );
+    }
+}
