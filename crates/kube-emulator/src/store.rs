@@ -968,6 +968,14 @@ impl Store {
                     st.history_start
                 )));
             }
+            // a version from the future (a client that outlived a restarted emulator) cannot be
+            // resumed either: 410 makes it re-list instead of waiting for events it would miss
+            Some(rv) if rv > st.rv => {
+                return Err(ApiError::gone(format!(
+                    "too large resource version: {rv}, current: {}",
+                    st.rv
+                )));
+            }
             Some(rv) => st
                 .history
                 .iter()

@@ -181,6 +181,15 @@ async fn watches_resume_bookmark_and_expire() {
     .await;
     assert!(!bookmark.metadata.resource_version.is_empty());
 
+    // a resourceVersion from the future (a restarted emulator) gets 410 too, so clients re-list
+    let mut future = within(cms.watch(&WatchParams::default(), "999999999"))
+        .await
+        .unwrap()
+        .boxed();
+    assert!(
+        matches!(within(future.try_next()).await.unwrap().unwrap(), WatchEvent::Error(e) if e.code == 410)
+    );
+
     // a resourceVersion older than the history gets 410 inside the stream
     emulator.faults().expire_watches();
     let mut expired = within(cms.watch(&WatchParams::default(), &rv))
