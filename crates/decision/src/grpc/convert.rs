@@ -26,9 +26,18 @@ pub(crate) fn timestamp_from_wire(
     t: &prost_types::Timestamp,
     field: &str,
 ) -> Result<core::Timestamp> {
+    timestamp_lazy(t, || field.to_owned())
+}
+
+/// As [`timestamp_from_wire`], naming the field only on error (no formatting per entry on the
+/// hot path).
+fn timestamp_lazy(
+    t: &prost_types::Timestamp,
+    field: impl FnOnce() -> String,
+) -> Result<core::Timestamp> {
     if !(0..1_000_000_000).contains(&t.nanos) {
         return Err(invalid(
-            field,
+            field(),
             format!("nanos must be within 0..1e9, got {}", t.nanos),
         ));
     }
@@ -73,13 +82,13 @@ fn duration_from_wire(d: &prost_types::Duration, field: &str) -> Result<Duration
     Ok(Duration::new(d.seconds as u64, d.nanos as u32))
 }
 
-fn metric_type(v: i32, field: &str) -> Result<core::MetricType> {
+fn metric_type(v: i32, field: impl FnOnce() -> String) -> Result<core::MetricType> {
     match v1::MetricType::try_from(v) {
         Ok(v1::MetricType::Unspecified | v1::MetricType::AverageValue) => {
             Ok(core::MetricType::AverageValue)
         }
         Ok(v1::MetricType::Value) => Ok(core::MetricType::Value),
-        Err(_) => Err(invalid(field, format!("unknown metric type {v}"))),
+        Err(_) => Err(invalid(field(), format!("unknown metric type {v}"))),
     }
 }
 
@@ -151,10 +160,9 @@ pub(crate) fn policy_from_wire(p: &v1::ScalingPolicy) -> Result<core::ScalingPol
         .map(|(i, t)| {
             Ok(core::TriggerPolicy {
                 name: t.name.as_str().into(),
-                metric_type: metric_type(
-                    t.metric_type,
-                    &format!("policy.triggers[{i}].metric_type"),
-                )?,
+                metric_type: metric_type(t.metric_type, || {
+                    format!("policy.triggers[{i}].metric_type")
+                })?,
                 target: t.target,
                 activation_target: t.activation_target,
             })
@@ -181,7 +189,9 @@ pub(crate) fn policy_from_wire(p: &v1::ScalingPolicy) -> Result<core::ScalingPol
             formula: m.formula.clone(),
             target: m.target,
             activation_target: m.activation_target,
-            metric_type: metric_type(m.metric_type, "policy.scaling_modifiers.metric_type")?,
+            metric_type: metric_type(m.metric_type, || {
+                "policy.scaling_modifiers.metric_type".to_owned()
+            })?,
         }),
     };
     Ok(core::ScalingPolicy {
@@ -331,7 +341,7 @@ fn history_from_wire(
                     .ok_or_else(|| invalid(format!("{field}[{i}].at"), "is required"))?;
             Ok(core::TimestampedReplicas::new(
                 r.replicas,
-                timestamp_from_wire(at, &format!("{field}[{i}].at"))?,
+                timestamp_lazy(at, || format!("{field}[{i}].at"))?,
             ))
         })
         .collect()
