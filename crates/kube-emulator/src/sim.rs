@@ -41,6 +41,8 @@ type Key = (&'static str, String, String);
 
 struct SimPod {
     name: String,
+    /// The template hash it was created from (a Deployment replaces Pods of older templates).
+    hash: String,
     ordinal: u32,
     ready_at: Instant,
     ready: bool,
@@ -214,7 +216,10 @@ impl Sim {
         let hash = template_hash(&template);
         let now = Instant::now();
         let mut pods = self.pods.remove(key).unwrap_or_default();
-        while pods.len() < desired {
+        // StatefulSet Pods keep their template (no rolling update); Deployment Pods of an older
+        // template are replaced: new ones are created, old ones go once the new ones are ready
+        let is_current = |p: &SimPod| sts || p.hash == hash;
+        while pods.iter().filter(|p| is_current(p)).count() < desired {
             let ordinal = if sts {
                 (0..)
                     .find(|o| !pods.iter().any(|p| p.ordinal == *o))
@@ -241,19 +246,22 @@ impl Sim {
             self.due.push(Reverse((ready_at, key.clone())));
             pods.push(SimPod {
                 name: pod_name,
+                hash: hash.clone(),
                 ordinal,
                 ready_at,
                 ready: false,
             });
         }
-        while pods.len() > desired {
+        while pods.iter().filter(|p| is_current(p)).count() > desired {
             let victim = if sts {
                 pods.iter()
                     .enumerate()
                     .max_by_key(|(_, p)| p.ordinal)
                     .map(|(i, _)| i)
             } else {
-                pods.iter().rposition(|p| !p.ready).or(Some(pods.len() - 1))
+                pods.iter()
+                    .rposition(|p| is_current(p) && !p.ready)
+                    .or_else(|| pods.iter().rposition(&is_current))
             };
             let Some(i) = victim else { break };
             let p = pods.remove(i);
@@ -281,7 +289,17 @@ impl Sim {
                 },
             );
         }
+        let rolled = pods.iter().filter(|p| is_current(p) && p.ready).count() == desired;
+        if rolled && pods.iter().any(|p| !is_current(p)) {
+            let (keep, old): (Vec<SimPod>, Vec<SimPod>) =
+                pods.into_iter().partition(|p| is_current(p));
+            for p in old {
+                self.delete_pod(ns, &p.name);
+            }
+            pods = keep;
+        }
         let total = pods.len() as i64;
+        let updated = pods.iter().filter(|p| is_current(p)).count() as i64;
         let ready = pods.iter().filter(|p| p.ready).count() as i64;
         if total > 0 || desired > 0 {
             self.pods.insert(key.clone(), pods);
@@ -294,7 +312,7 @@ impl Sim {
         let status = if sts {
             sts_status(&old, generation, total, ready, &format!("{name}-{hash}"))
         } else {
-            deployment_status(&old, generation, desired as i64, total, ready)
+            deployment_status(&old, generation, desired as i64, total, updated, ready)
         };
         if status != old {
             let _ = self
@@ -426,11 +444,18 @@ fn put_nonzero(m: &mut Map<String, Value>, k: &str, v: i64) {
     }
 }
 
-fn deployment_status(old: &Value, generation: i64, desired: i64, total: i64, ready: i64) -> Value {
+fn deployment_status(
+    old: &Value,
+    generation: i64,
+    desired: i64,
+    total: i64,
+    updated: i64,
+    ready: i64,
+) -> Value {
     let mut m = Map::new();
     m.insert("observedGeneration".into(), json!(generation));
     put_nonzero(&mut m, "replicas", total);
-    put_nonzero(&mut m, "updatedReplicas", total);
+    put_nonzero(&mut m, "updatedReplicas", updated);
     put_nonzero(&mut m, "readyReplicas", ready);
     put_nonzero(&mut m, "availableReplicas", ready);
     put_nonzero(
@@ -439,7 +464,7 @@ fn deployment_status(old: &Value, generation: i64, desired: i64, total: i64, rea
         (desired.max(total) - ready).max(0),
     );
     let available = ready >= desired;
-    let progressed = ready == desired && total == desired;
+    let progressed = ready == desired && total == desired && updated == desired;
     m.insert(
         "conditions".into(),
         json!([

@@ -159,6 +159,35 @@ async fn deployments_apply_get_list_and_scale_with_simulated_pods() {
     .unwrap_err();
     assert_eq!(api_error(err), 409);
 
+    // a template change rolls the pods: new ones from the new template replace the old ones
+    let mut v2 = deployment("web", 2);
+    v2["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+    let rolled = within(deployments.patch(
+        "web",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(v2),
+    ))
+    .await
+    .unwrap();
+    let generation = rolled.metadata.generation;
+    eventually("the rollout to finish", || async {
+        let s = deployments.get("web").await.ok()?.status?;
+        let done = s.observed_generation == generation
+            && s.updated_replicas == Some(2)
+            && s.replicas == Some(2)
+            && s.ready_replicas == Some(2);
+        done.then_some(())
+    })
+    .await;
+    let images: Vec<String> = within(pods.list(&ListParams::default().labels("app=web")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.spec.unwrap().containers[0].image.clone().unwrap())
+        .collect();
+    assert_eq!(images, vec!["nginx:2", "nginx:2"]);
+
     // scaling down removes pods; SSA by the same manager can change replicas back
     within(deployments.patch(
         "web",
