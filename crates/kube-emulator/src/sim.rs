@@ -216,6 +216,7 @@ impl Sim {
         let hash = template_hash(&template);
         let now = Instant::now();
         let mut pods = self.pods.remove(key).unwrap_or_default();
+        let before = pods.len();
         // StatefulSet Pods keep their template (no rolling update); Deployment Pods of an older
         // template are replaced: new ones are created, old ones go once the new ones are ready
         let is_current = |p: &SimPod| sts || p.hash == hash;
@@ -298,6 +299,9 @@ impl Sim {
             }
             pods = keep;
         }
+        if pods.len() != before {
+            self.record_scaling(&obj, before, pods.len(), &hash, sts);
+        }
         let total = pods.len() as i64;
         let updated = pods.iter().filter(|p| is_current(p)).count() as i64;
         let ready = pods.iter().filter(|p| p.ready).count() as i64;
@@ -323,6 +327,59 @@ impl Sim {
                     Ok(new)
                 });
         }
+    }
+
+    /// The core/v1 Event the workload's controller records when it changes the Pod count
+    /// (`ScalingReplicaSet` from the deployment controller, `SuccessfulCreate`/`SuccessfulDelete`
+    /// from the statefulset controller), so `kubectl describe` shows scaling as on a cluster.
+    fn record_scaling(&self, owner: &Value, from: usize, to: usize, hash: &str, sts: bool) {
+        let Some(def) = self.def("/events") else {
+            return;
+        };
+        let name = meta_str(owner, "name");
+        let (component, reason, message) = if sts {
+            let verb = if to > from { "create" } else { "delete" };
+            (
+                "statefulset-controller",
+                if to > from {
+                    "SuccessfulCreate"
+                } else {
+                    "SuccessfulDelete"
+                },
+                format!("{verb} Pods in StatefulSet {name}: {from} to {to} replicas"),
+            )
+        } else {
+            let direction = if to > from { "up" } else { "down" };
+            (
+                "deployment-controller",
+                "ScalingReplicaSet",
+                format!("Scaled {direction} replica set {name}-{hash} from {from} to {to}"),
+            )
+        };
+        let now = time::now();
+        let event = json!({
+            "metadata": {"name": format!("{name}.{}", random_suffix(10))},
+            "involvedObject": {
+                "apiVersion": "apps/v1",
+                "kind": owner["kind"],
+                "name": name,
+                "namespace": meta_str(owner, "namespace"),
+                "uid": meta_str(owner, "uid"),
+                "resourceVersion": meta_str(owner, "resourceVersion"),
+            },
+            "reason": reason,
+            "message": message,
+            "source": {"component": component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "type": "Normal",
+            "reportingComponent": component,
+            "reportingInstance": "",
+        });
+        let _ = self
+            .store
+            .create(&def, meta_str(owner, "namespace"), event, true, false);
     }
 
     fn pod_object(

@@ -129,6 +129,21 @@ async fn deployments_apply_get_list_and_scale_with_simulated_pods() {
             .all(|p| p.owner_references()[0].name == "web")
     );
 
+    // the "deployment controller" records its scaling as Events, as `kubectl describe` shows them
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client(&emulator), "default");
+    let scaled =
+        within(events.list(
+            &ListParams::default().fields("involvedObject.name=web,reason=ScalingReplicaSet"),
+        ))
+        .await
+        .unwrap();
+    assert!(scaled.items.iter().any(|e| {
+        e.message
+            .as_deref()
+            .is_some_and(|m| m.ends_with("from 2 to 3"))
+    }));
+
     let mut scale = within(deployments.get_scale("web")).await.unwrap();
     assert_eq!(scale.status.as_ref().unwrap().replicas, 3);
     // PUT /scale with the resourceVersion it read; a second PUT with the same one conflicts
@@ -550,7 +565,11 @@ async fn recorder_events_are_created_then_counted_as_a_series() {
         .await
         .unwrap();
     let events: Api<K8sEvent> = Api::namespaced(c, "default");
-    let list = within(events.list(&ListParams::default())).await.unwrap();
+    // (the simulated deployment controller records its own scaling events too)
+    let list =
+        within(events.list(&ListParams::default().fields("reportingController=promscaler-test")))
+            .await
+            .unwrap();
     assert_eq!(list.items.len(), 1);
     let e = &list.items[0];
     assert_eq!(e.reason.as_deref(), Some("Scaled"));
@@ -560,9 +579,10 @@ async fn recorder_events_are_created_then_counted_as_a_series() {
     // the same Event through core/v1 (what `kubectl get events` and `describe` read)
     let core: Api<k8s_openapi::api::core::v1::Event> =
         Api::namespaced(client(&emulator), "default");
-    let list = within(core.list(&ListParams::default().fields("involvedObject.name=ev")))
-        .await
-        .unwrap();
+    let list =
+        within(core.list(&ListParams::default().fields("involvedObject.name=ev,reason=Scaled")))
+            .await
+            .unwrap();
     assert_eq!(list.items.len(), 1);
     assert_eq!(list.items[0].message.as_deref(), Some("scaled to 1"));
     assert_eq!(
