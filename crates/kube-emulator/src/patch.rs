@@ -455,10 +455,34 @@ pub(crate) fn server_side_apply(
     if let Some(sub) = subresource {
         entry["subresource"] = json!(sub);
     }
-    let mut new_entries: Vec<Value> = entries.into_iter().filter(|e| !same(e)).collect();
-    new_entries.push(entry);
+    let prev_time = entries
+        .iter()
+        .find(|e| same(e))
+        .and_then(|e| e.get("time").cloned());
+    let mut new_entries = entries;
+    let pos = match new_entries.iter().position(same) {
+        Some(i) => {
+            new_entries[i] = entry;
+            i
+        }
+        None => {
+            new_entries.push(entry);
+            new_entries.len() - 1
+        }
+    };
     if let Some(meta) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("managedFields".into(), Value::Array(new_entries));
+    }
+    // an apply that changes nothing changes nothing, not even the manager's timestamp (as in the
+    // real API: no new resourceVersion, no watch event)
+    if let Some(t) = prev_time {
+        let mut unchanged = merged.clone();
+        if let Some(e) = unchanged.pointer_mut(&format!("/metadata/managedFields/{pos}")) {
+            e["time"] = t;
+        }
+        if unchanged == *current {
+            return current.clone();
+        }
     }
     merged
 }
@@ -558,5 +582,21 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_repeated_apply_is_a_no_op() {
+        let applied = json!({"metadata": {"name": "x", "labels": {"a": "1"}}});
+        let first = server_side_apply(
+            &json!({"metadata": {"name": "x"}}),
+            &applied,
+            "mgr",
+            "v1",
+            None,
+            true,
+            "t1",
+        );
+        let again = server_side_apply(&first, &applied, "mgr", "v1", None, true, "t2");
+        assert_eq!(again, first);
     }
 }

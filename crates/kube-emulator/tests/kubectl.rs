@@ -253,6 +253,20 @@ async fn kubectl_server_side_apply_owns_and_prunes_its_fields() {
         Some("kubectl")
     );
 
+    // applying the same file again changes nothing (same resourceVersion)
+    let rv = cm.metadata.resource_version.clone();
+    kubectl
+        .run(&["apply", "--server-side", "-f", path(&first)])
+        .await;
+    assert_eq!(
+        within(cms.get("settings"))
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        rv
+    );
+
     let second = kubectl.write(
         "cm2.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: '3'\n",
