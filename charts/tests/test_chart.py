@@ -544,6 +544,34 @@ def irsa_values_are_keda_compatible() -> None:
     )
 
 
+def binaries_accept_the_chart_args() -> None:
+    """Every Deployment's args, given to the real binary followed by --help: clap parses (and
+    rejects) each flag and value before it prints the help, so exit 0 means the binary accepts
+    exactly what the chart passes. The binaries come from PROMSCALER_BIN_DIR (the Rust test
+    sets it to its own target directory; `cargo xtask test` builds them first)."""
+    import os
+
+    bin_dir = Path(os.environ.get("PROMSCALER_BIN_DIR") or ROOT / "target/debug")
+    missing = [c for c in SUBCHARTS if not (bin_dir / f"promscaler-{c}").is_file()]
+    if missing:
+        raise Pending(f"no {', '.join(f'promscaler-{c}' for c in missing)} in {bin_dir}: build them (cargo build --workspace --bins)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMSCALER_", "AWS_", "OTEL_"))}
+    checked = set()
+    for scenario in SCENARIOS:
+        for d in by_kind(documents(render(CHART, load_values(scenario))), "Deployment"):
+            (c,) = d["spec"]["template"]["spec"]["containers"]
+            binary = bin_dir / f"promscaler-{component_of(d)}"
+            key = (binary.name, tuple(c["args"]))
+            if key in checked:
+                continue
+            checked.add(key)
+            proc = subprocess.run([str(binary), *c["args"], "--help"], capture_output=True, text=True, timeout=30, env=env)
+            require(
+                proc.returncode == 0 and "Usage" in proc.stdout,
+                f"{binary.name} rejects the args of {d['metadata']['name']} (ci/{scenario}-values.yaml): {' '.join(c['args'])}\n{proc.stderr.strip()}",
+            )
+
+
 # ---------------------------------------------------------------------------------------------
 # CRDs (generated from the Rust types by another issue; here: they are in the chart and sane)
 
@@ -802,6 +830,7 @@ GROUPS: dict[str, list[Callable[[], None]]] = {
         irsa_values_are_keda_compatible,
     ],
     "crds": [crds_are_in_the_chart, example_matches_crds],
+    "flags": [binaries_accept_the_chart_args],
     "example": [example_renders],
     "docker": [dockerfile_lints],
     "docs": [docs_match_chart],
