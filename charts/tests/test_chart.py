@@ -623,6 +623,14 @@ def crds_are_in_the_chart() -> None:
     require(len(names) == len(docs), f"Helm loads CRDs {names}")
 
 
+def crd_printer_columns(kind: str) -> list[dict]:
+    for doc in crd_documents():
+        if doc["spec"]["names"]["kind"] == kind:
+            (version,) = [v for v in doc["spec"]["versions"] if v["name"] == "v1alpha1"]
+            return version.get("additionalPrinterColumns", [])
+    raise CheckFailed(f"no CRD for {kind}")
+
+
 def crd_schema(kind: str) -> dict:
     for doc in crd_documents():
         if doc["spec"]["names"]["kind"] == kind:
@@ -798,6 +806,11 @@ def docs_match_chart() -> None:
                 part = part.replace("\\", "")
                 require(isinstance(node, dict) and part in node, f"docs/deploy.md sets {path}, which {chart.name} does not have")
                 node = node[part]
+    # The `kubectl get psc` output shown has the CRD's printer columns, in order.
+    header = re.search(r"^NAME +SCALETARGETKIND .*$", doc, re.M)
+    require(header, "docs/deploy.md shows no `kubectl get psc` output")
+    columns = [c["name"].upper() for c in crd_printer_columns("PromScaler")]
+    require(header[0].split() == ["NAME", *columns], f"docs/deploy.md columns {header[0].split()[1:]}, the CRD prints {columns}")
     readme = (CHART / "README.md").read_text()
     for needed in ("aps:QueryMetrics", "aps:GetSeries", "aps:GetLabels", "aps:GetMetricMetadata", "system:serviceaccount:", "sts:AssumeRoleWithWebIdentity", "Pod Identity", "podIdentity.aws.irsa"):
         require(needed in readme, f"charts/promscaler/README.md does not mention {needed}")
