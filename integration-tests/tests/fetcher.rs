@@ -1,0 +1,336 @@
+//! End-to-end tests of `promscaler-metrics-fetcher` over real parts (issue 4 item 9):
+//! a real Prometheus scraping the seed's app, moto's server as STS, an AMP-like gateway that
+//! verifies SigV4 with botocore against the credentials moto issued, and the fetcher binary as
+//! a child process with IRSA environment variables — all on 127.0.0.1.
+//!
+//! Needs `PROMSCALER_TEST_PYTHON` (a venv with moto[server] and botocore; `cargo xtask test`
+//! creates it), `prometheus` on the PATH and the fetcher binary built. Every await is bounded.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use promscaler_proto::v1 as pb;
+use promscaler_proto::v1::QueryErrorKind;
+use promscaler_proto::v1::metrics_fetcher_service_client::MetricsFetcherServiceClient;
+use promscaler_proto::v1::query_response::Result as QueryResult;
+use promscaler_sandbox::gateway::AmpGateway;
+use promscaler_sandbox::process::{ServiceProcess, free_port, test_python};
+use promscaler_sandbox::prometheus::{
+    Prometheus, SEED_MULTI_SERIES_QUERY, SEED_QUERY, ScrapeTarget,
+};
+use promscaler_sandbox::sts::Sts;
+use tonic::transport::Channel;
+
+/// The seed's workspace region.
+const REGION: &str = "ap-northeast-2";
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/promscaler-metrics-fetcher";
+/// Two pods with 70 connections each: the seed's 140 (⇒ 3 replicas at threshold 50).
+const PODS: [f64; 2] = [70.0, 70.0];
+const EXPECTED: f64 = 140.0;
+
+/// Rigs running at once: each is four processes, on two cores.
+static RIGS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(3);
+
+async fn bounded<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .with_context(|| format!("{what} did not finish within {limit:?}"))
+}
+
+struct Rig {
+    _target: ScrapeTarget,
+    prometheus: Prometheus,
+    sts: Option<Sts>,
+    gateway: AmpGateway,
+    fetcher: ServiceProcess,
+    client: MetricsFetcherServiceClient<Channel>,
+    _token_dir: tempfile::TempDir,
+    _permit: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl Rig {
+    /// The whole rig; `sts_up = false` points the fetcher at an STS endpoint nobody listens on.
+    async fn start(sts_up: bool) -> Result<Self> {
+        let permit = bounded("a rig slot", Duration::from_secs(300), RIGS.acquire()).await??;
+        let python = test_python()?;
+        let target = ScrapeTarget::sample_app(&PODS).await?;
+        let prometheus = Prometheus::start(&[target.addr()]).await?;
+        let (sts, sts_endpoint) = if sts_up {
+            let sts = Sts::start(&python).await?;
+            let endpoint = sts.endpoint();
+            (Some(sts), endpoint)
+        } else {
+            (None, format!("http://127.0.0.1:{}", free_port()?))
+        };
+        let gateway = AmpGateway::start(&python, &prometheus.url(), &sts_endpoint, REGION).await?;
+
+        let token_dir = tempfile::tempdir()?;
+        let token_file = token_dir.path().join("token");
+        std::fs::write(
+            &token_file,
+            "eyJhbGciOiJSUzI1NiJ9.test-service-account-token.sig",
+        )?;
+        let no_file = token_dir.path().join("absent");
+        let env: Vec<(String, String)> = [
+            ("AWS_ROLE_ARN", ROLE_ARN.to_owned()),
+            (
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ENDPOINT_URL_STS", sts_endpoint),
+            // Never reach for instance metadata or the machine's AWS files.
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            ("AWS_CONFIG_FILE", no_file.display().to_string()),
+            ("AWS_SHARED_CREDENTIALS_FILE", no_file.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let fetcher = ServiceProcess::start(
+            "promscaler-metrics-fetcher",
+            &["--log-level=info,promscaler_metrics_fetcher=debug".to_owned()],
+            &env,
+        )
+        .await?;
+        let channel = bounded(
+            "gRPC connect",
+            Duration::from_secs(10),
+            tonic::transport::Endpoint::from_shared(fetcher.grpc_url())?.connect(),
+        )
+        .await??;
+        // Data is in once Prometheus itself answers the seed query with the expected value.
+        prometheus
+            .wait_for_value(SEED_QUERY, EXPECTED, Duration::from_secs(30))
+            .await?;
+        Ok(Self {
+            _target: target,
+            prometheus,
+            sts,
+            gateway,
+            fetcher,
+            client: MetricsFetcherServiceClient::new(channel),
+            _token_dir: token_dir,
+            _permit: permit,
+        })
+    }
+
+    /// A query to the gateway signed with the fetcher's own identity (IRSA).
+    fn amp_query(&self, query: &str) -> pb::QueryRequest {
+        pb::QueryRequest {
+            source: Some(pb::PrometheusSource {
+                server_address: self.gateway.workspace_url(),
+                auth: Some(pb::UpstreamAuth {
+                    method: Some(pb::upstream_auth::Method::Aws(pb::AwsAuth::default())),
+                }),
+                timeout: Some(secs(10)),
+                ..Default::default()
+            }),
+            query: query.to_owned(),
+            caller: Some(pb::ScalerRef {
+                namespace: "default".into(),
+                name: "sample-app-prometheus-scaler".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn query(&self, req: pb::QueryRequest) -> Result<pb::QueryResponse> {
+        let mut client = self.client.clone();
+        let response = bounded("Query", Duration::from_secs(60), client.query(req)).await??;
+        Ok(response.into_inner())
+    }
+
+    /// Context for a failed assertion: the fetcher's and gateway's logs.
+    fn logs(&self) -> String {
+        format!(
+            "--- fetcher log ---\n{}\n--- gateway log ---\n{}",
+            self.fetcher.log_tail(),
+            self.gateway.log_tail()
+        )
+    }
+}
+
+fn secs(s: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: s,
+        nanos: 0,
+    }
+}
+
+fn value(r: &pb::QueryResponse) -> Result<f64> {
+    match &r.result {
+        Some(QueryResult::Sample(s)) => Ok(s.value),
+        other => bail!("expected a sample, got {other:?}"),
+    }
+}
+
+fn error(r: &pb::QueryResponse) -> Result<(QueryErrorKind, String)> {
+    match &r.result {
+        Some(QueryResult::Error(e)) => Ok((QueryErrorKind::try_from(e.kind)?, e.message.clone())),
+        other => bail!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irsa_credentials_sign_the_seed_query_and_return_its_value() -> Result<()> {
+    let rig = Rig::start(true).await?;
+    let response = rig.query(rig.amp_query(SEED_QUERY)).await?;
+    let got = value(&response).with_context(|| rig.logs())?;
+    assert_eq!(got, EXPECTED);
+    let stats = rig.gateway.stats().await?;
+    assert_eq!((stats.forwarded, stats.rejected), (1, 0), "{stats:?}");
+    assert_eq!(rig.sts.as_ref().unwrap().issued_credentials().await?, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_region_is_forbidden_with_amps_message() -> Result<()> {
+    let rig = Rig::start(true).await?;
+    let mut req = rig.amp_query(SEED_QUERY);
+    if let Some(pb::upstream_auth::Method::Aws(aws)) = req
+        .source
+        .as_mut()
+        .and_then(|s| s.auth.as_mut())
+        .and_then(|a| a.method.as_mut())
+    {
+        aws.region = "us-east-1".into();
+    }
+    let response = rig.query(req).await?;
+    let (kind, message) = error(&response).with_context(|| rig.logs())?;
+    assert_eq!(kind, QueryErrorKind::Forbidden, "{message}");
+    assert!(
+        message.contains("Credential should be scoped to a valid region"),
+        "{message}"
+    );
+    assert_eq!(rig.gateway.stats().await?.forwarded, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sts_down_is_unauthenticated_and_nothing_is_sent_unsigned() -> Result<()> {
+    let rig = Rig::start(false).await?;
+    let response = rig.query(rig.amp_query(SEED_QUERY)).await?;
+    let (kind, message) = error(&response).with_context(|| rig.logs())?;
+    assert_eq!(kind, QueryErrorKind::Unauthenticated, "{message}");
+    assert!(message.contains("the fetcher's own identity"), "{message}");
+    let stats = rig.gateway.stats().await?;
+    assert_eq!((stats.forwarded, stats.rejected), (0, 0), "{stats:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_concurrent_identical_queries_make_one_upstream_request() -> Result<()> {
+    let rig = Rig::start(true).await?;
+    // Credentials first, so the burst below is about coalescing only.
+    value(&rig.query(rig.amp_query(SEED_QUERY)).await?).with_context(|| rig.logs())?;
+    // A slow upstream keeps the first request in flight while the other 99 arrive.
+    rig.gateway.set_delay(Duration::from_secs(2)).await?;
+    let burst = (0..100).map(|_| {
+        let mut client = rig.client.clone();
+        let req = rig.amp_query(SEED_QUERY);
+        tokio::spawn(async move { client.query(req).await })
+    });
+    let results = bounded(
+        "100 queries",
+        Duration::from_secs(60),
+        futures::future::join_all(burst),
+    )
+    .await?;
+    for r in results {
+        assert_eq!(value(&r??.into_inner())?, EXPECTED);
+    }
+    let stats = rig.gateway.stats().await?;
+    assert_eq!(stats.forwarded, 2, "{stats:?}");
+    let metrics = rig.fetcher.metrics_text().await?;
+    assert!(
+        metrics.contains("promscaler_fetcher_coalesced_waiters_total 99"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_queries_need_one_sts_call() -> Result<()> {
+    let rig = Rig::start(true).await?;
+    // Distinct queries, so each one goes upstream and needs signing.
+    for batch in 0..10 {
+        let queries = (0..100)
+            .map(|i| rig.amp_query(&format!("{SEED_QUERY} + {}", batch * 100 + i)))
+            .collect();
+        let mut client = rig.client.clone();
+        let results = bounded(
+            "a batch of 100",
+            Duration::from_secs(120),
+            client.query_batch(pb::QueryBatchRequest { queries }),
+        )
+        .await??
+        .into_inner()
+        .results;
+        for (i, r) in results.iter().enumerate() {
+            let expected = EXPECTED + f64::from(batch * 100 + i as i32);
+            assert_eq!(value(r).with_context(|| rig.logs())?, expected);
+        }
+    }
+    assert_eq!(rig.gateway.stats().await?.forwarded, 1000);
+    assert_eq!(rig.sts.as_ref().unwrap().issued_credentials().await?, 1);
+    let metrics = rig.fetcher.metrics_text().await?;
+    assert!(
+        metrics.contains(r#"promscaler_fetcher_credential_refreshes_total{identity="own"} 1"#),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_prometheus_is_unreachable() -> Result<()> {
+    let mut rig = Rig::start(true).await?;
+    // The fetcher talks to Prometheus directly here (an in-cluster Prometheus, no auth).
+    let direct = pb::QueryRequest {
+        source: Some(pb::PrometheusSource {
+            server_address: rig.prometheus.url(),
+            ..Default::default()
+        }),
+        query: SEED_QUERY.into(),
+        ..Default::default()
+    };
+    assert_eq!(value(&rig.query(direct.clone()).await?)?, EXPECTED);
+    rig.prometheus.stop();
+    let response = rig.query(direct).await?;
+    let (kind, message) = error(&response).with_context(|| rig.logs())?;
+    assert_eq!(kind, QueryErrorKind::Unreachable, "{message}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upstream_is_a_timeout() -> Result<()> {
+    let rig = Rig::start(true).await?;
+    value(&rig.query(rig.amp_query(SEED_QUERY)).await?).with_context(|| rig.logs())?;
+    rig.gateway.set_delay(Duration::from_secs(5)).await?;
+    let mut req = rig.amp_query(SEED_QUERY);
+    if let Some(source) = req.source.as_mut() {
+        source.timeout = Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 500_000_000,
+        });
+    }
+    let response = rig.query(req).await?;
+    let (kind, message) = error(&response).with_context(|| rig.logs())?;
+    assert_eq!(kind, QueryErrorKind::Timeout, "{message}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_per_pod_query_is_multiple_series() -> Result<()> {
+    let rig = Rig::start(true).await?;
+    rig.prometheus
+        .wait_for_series(SEED_MULTI_SERIES_QUERY, PODS.len(), Duration::from_secs(30))
+        .await?;
+    let response = rig.query(rig.amp_query(SEED_MULTI_SERIES_QUERY)).await?;
+    let (kind, message) = error(&response).with_context(|| rig.logs())?;
+    assert_eq!(kind, QueryErrorKind::MultipleSeries, "{message}");
+    assert!(message.contains(r#"pod="sample-app-0""#), "{message}");
+    assert!(message.contains("sum(...)"), "{message}");
+    Ok(())
+}
