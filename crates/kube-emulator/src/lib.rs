@@ -31,6 +31,7 @@ mod faults;
 mod jsonpath;
 mod patch;
 mod resources;
+mod schema;
 mod selectors;
 mod server;
 mod sim;
@@ -78,6 +79,7 @@ pub struct EmulatorBuilder {
     history: usize,
     bookmark_interval: Duration,
     https: bool,
+    prune: bool,
 }
 
 impl Default for EmulatorBuilder {
@@ -89,6 +91,7 @@ impl Default for EmulatorBuilder {
             history: 100_000,
             bookmark_interval: Duration::from_secs(5),
             https: false,
+            prune: true,
         }
     }
 }
@@ -133,6 +136,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Whether custom resources are pruned and defaulted by their CRD's structural schema, as
+    /// the real API server does (on by default: a field the schema lacks is silently dropped).
+    pub fn schema_pruning(mut self, on: bool) -> Self {
+        self.prune = on;
+        self
+    }
+
     /// Serves HTTPS with a certificate for `localhost` and `127.0.0.1` generated at start,
     /// signed by a throw-away CA that the kubeconfig trusts (plain HTTP by default).
     pub fn https(mut self) -> Self {
@@ -142,7 +152,7 @@ impl EmulatorBuilder {
 
     /// Loads the CRDs, binds `addr` (`127.0.0.1:0` picks a free port) and starts serving.
     pub async fn start(self, addr: &str) -> Result<EmulatorHandle, Error> {
-        let store = Arc::new(Store::new(self.history));
+        let store = Arc::new(Store::new(self.history, self.prune));
         let mut manifests = self.manifests.clone();
         for dir in &self.crd_dirs {
             manifests.extend(read_manifest_dir(dir)?);

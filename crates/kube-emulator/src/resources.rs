@@ -60,6 +60,8 @@ pub(crate) struct ResourceDef {
     pub(crate) generation: bool,
     /// The CRD's name (`plural.group`) for custom resources.
     pub(crate) crd: Option<String>,
+    /// The version's `openAPIV3Schema` (custom resources): pruning and defaults.
+    pub(crate) schema: Option<Arc<Value>>,
 }
 
 impl ResourceDef {
@@ -137,6 +139,7 @@ fn builtin(
             Builtin::Deployment | Builtin::StatefulSet | Builtin::Crd
         ),
         crd: None,
+        schema: None,
     }
 }
 
@@ -355,6 +358,7 @@ pub(crate) fn defs_from_crd(crd: &Value) -> Result<Vec<ResourceDef>, String> {
             builtin: Builtin::Custom,
             generation: true,
             crd: Some(name.to_string()),
+            schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
         });
     }
     Ok(defs)

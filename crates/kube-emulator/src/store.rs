@@ -135,6 +135,8 @@ struct State {
 pub(crate) struct Store {
     state: Mutex<State>,
     tx: broadcast::Sender<Arc<StoreEvent>>,
+    /// Whether custom resources are pruned and defaulted by their CRD schema.
+    prune: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -307,7 +309,7 @@ fn prepare(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
 }
 
 impl Store {
-    pub(crate) fn new(history_cap: usize) -> Self {
+    pub(crate) fn new(history_cap: usize, prune: bool) -> Self {
         let (tx, _) = broadcast::channel(65_536);
         let store = Self {
             state: Mutex::new(State {
@@ -319,6 +321,7 @@ impl Store {
                 history_start: 1,
             }),
             tx,
+            prune,
         };
         let ns = store
             .registry()
@@ -532,6 +535,11 @@ impl Store {
                 );
             }
         }
+        if self.prune
+            && let Some(schema) = &def.schema
+        {
+            crate::schema::prune_and_default(&mut obj, schema);
+        }
         prepare(def, &mut obj)?;
         let mut crd_defs = None;
         if def.builtin == Builtin::Crd {
@@ -734,6 +742,11 @@ impl Store {
             {
                 meta.insert("managedFields".into(), mf.clone());
             }
+        }
+        if self.prune
+            && let Some(schema) = &def.schema
+        {
+            crate::schema::prune_and_default(&mut new, schema);
         }
         prepare(def, &mut new)?;
         if def.builtin == Builtin::Crd {

@@ -383,3 +383,69 @@ async fn manifests_load_without_http() {
     );
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn custom_resources_are_pruned_and_defaulted_by_their_schema() {
+    let crd = "
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: things.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: things, kind: Thing}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, default: 3}
+          status:
+            type: object
+            properties:
+              phase: {type: string}
+";
+    let thing = json!({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}, "spec": {"typo": 1}});
+    for (pruning, want) in [(true, json!({"size": 3})), (false, json!({"typo": 1}))] {
+        let emulator = within(
+            promscaler_kube_emulator::Emulator::builder()
+                .crd_yaml(crd)
+                .schema_pruning(pruning)
+                .start("127.0.0.1:0"),
+        )
+        .await
+        .unwrap();
+        let ar = kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("example.com", "v1", "Thing"),
+            "things",
+        );
+        let things: Api<kube::core::DynamicObject> =
+            Api::namespaced_with(client(&emulator), "default", &ar);
+        let created = within(things.create(
+            &Default::default(),
+            &serde_json::from_value(thing.clone()).unwrap(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(created.data["spec"], want, "pruning {pruning}");
+        if pruning {
+            // status writes are pruned too: a field the schema lacks does not survive
+            let patched = within(things.patch_status(
+                "t",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": "Ready", "decisionStat": {"x": 1}}})),
+            ))
+            .await
+            .unwrap();
+            assert_eq!(patched.data["status"], json!({"phase": "Ready"}));
+        }
+        emulator.shutdown().await;
+    }
+}
