@@ -117,3 +117,46 @@ impl Args {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn policy_flags_parse_comma_separated_lists() {
+        let args = Args::try_parse_from([
+            "promscaler-metrics-fetcher",
+            "--allowed-servers=*.amazonaws.com,prometheus.monitoring.svc:9090",
+            "--operator-identity-namespaces=team-a, team-b",
+        ])
+        .unwrap();
+        let policy = args.fetcher.policy();
+        assert_eq!(policy.allowed_servers.len(), 2);
+        assert!(policy.allowed_servers[1].matches("prometheus.monitoring.svc", Some(9090)));
+        assert_eq!(
+            policy.operator_identity_namespaces,
+            Some(vec!["team-a".to_owned(), "team-b".to_owned()])
+        );
+    }
+
+    #[test]
+    fn no_policy_flags_mean_an_open_policy() {
+        let args = Args::try_parse_from(["promscaler-metrics-fetcher"]).unwrap();
+        let policy = args.fetcher.policy();
+        assert!(policy.allowed_servers.is_empty());
+        assert_eq!(policy.operator_identity_namespaces, None);
+        assert_eq!(args.fetcher.config().max_batch, 1000);
+    }
+
+    #[test]
+    fn urls_are_not_host_patterns() {
+        let err = Args::try_parse_from([
+            "promscaler-metrics-fetcher",
+            "--allowed-servers=https://prometheus:9090",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("not a URL"), "{err}");
+    }
+}
