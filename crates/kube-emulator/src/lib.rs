@@ -30,6 +30,7 @@ mod error;
 mod faults;
 mod jsonpath;
 mod patch;
+mod proto;
 mod resources;
 mod schema;
 mod selectors;

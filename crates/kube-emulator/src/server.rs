@@ -359,9 +359,10 @@ async fn resource(
         .unwrap_or("application/json")
         .to_string();
     let dry_run = q.get("dryRun") == Some("All");
-    // JSON only: client-go (kubectl's typed clients) falls back to JSON on a 415
-    if matches!(verb, "create" | "update" | "patch")
-        && (content_type.contains("protobuf") || content_type.contains("cbor"))
+    // JSON only, but for the protobuf that `kubectl create namespace|configmap|secret` sends
+    let protobuf = content_type.contains("protobuf");
+    if matches!(verb, "update" | "patch") && (protobuf || content_type.contains("cbor"))
+        || verb == "create" && content_type.contains("cbor")
     {
         return Err(ApiError::unsupported_media_type(&content_type));
     }
@@ -389,7 +390,12 @@ async fn resource(
                 return Err(ApiError::method_not_allowed());
             }
             let body = read_body(req).await?;
-            let obj = parse_json_or_yaml(&body)?;
+            let obj = if protobuf {
+                crate::proto::decode(&body)
+                    .ok_or_else(|| ApiError::unsupported_media_type(&content_type))?
+            } else {
+                parse_json_or_yaml(&body)?
+            };
             check_type(&def, &obj)?;
             let created = store.create(&def, &t.ns, obj, false, dry_run)?;
             Ok(render_one(&def, &created, render, &q, StatusCode::CREATED))

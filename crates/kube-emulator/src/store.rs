@@ -281,7 +281,12 @@ fn prepare(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
             }
         }
         Builtin::Secret => {
-            default(o, &["type"], json!("Opaque"));
+            if o.get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                o.insert("type".into(), json!("Opaque"));
+            }
             if let Some(Value::Object(sd)) = o.remove("stringData") {
                 let data = o.entry("data").or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(d) = data {

@@ -415,3 +415,44 @@ status:
     assert_eq!(row["DESIRED"], "3");
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn kubectl_create_generators_that_send_protobuf_work() {
+    let emulator = start().await;
+    let kubectl = Kubectl::new(&emulator);
+    kubectl.run(&["create", "namespace", "demo"]).await;
+    kubectl
+        .run(&[
+            "-n",
+            "demo",
+            "create",
+            "configmap",
+            "cm",
+            "--from-literal=a=b",
+        ])
+        .await;
+    kubectl
+        .run(&[
+            "-n",
+            "demo",
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "--from-literal=user=admin",
+        ])
+        .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client(&emulator), "demo");
+    assert_eq!(within(cms.get("cm")).await.unwrap().data.unwrap()["a"], "b");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client(&emulator), "demo");
+    let s = within(secrets.get("s")).await.unwrap();
+    assert_eq!(s.data.unwrap()["user"].0, b"admin");
+    assert_eq!(s.type_.as_deref(), Some("Opaque"));
+    // generators of other kinds are refused (415) rather than misread
+    let (ok, out) = kubectl
+        .try_run(&["-n", "demo", "create", "deployment", "web", "--image=nginx"])
+        .await;
+    assert!(!ok && out.contains("unknown format"), "{out}");
+    emulator.shutdown().await;
+}
