@@ -3,7 +3,7 @@
 //! start-up delay. It reacts to store events, so 10,000 idle workloads cost nothing per tick.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +35,8 @@ impl Default for SimConfig {
 }
 
 const DEPLOYMENTS: &str = "apps/deployments";
+/// Scaling Events kept per workload; older ones are deleted.
+const MAX_EVENTS_PER_WORKLOAD: usize = 10;
 const STATEFULSETS: &str = "apps/statefulsets";
 
 type Key = (&'static str, String, String);
@@ -55,6 +57,9 @@ struct Sim {
     owner: HashMap<(String, String), Key>,
     /// When Pods of which workload turn ready (entries may be stale: reconciling is idempotent).
     due: BinaryHeap<Reverse<(Instant, Key)>>,
+    /// The scaling Events recorded per workload, oldest first (bounded, like the real API's
+    /// event TTL bounds them).
+    events: HashMap<Key, VecDeque<String>>,
     next_ip: u32,
 }
 
@@ -67,6 +72,7 @@ pub(crate) async fn run(store: Arc<Store>, cfg: SimConfig, mut shutdown: watch::
         pods: HashMap::new(),
         owner: HashMap::new(),
         due: BinaryHeap::new(),
+        events: HashMap::new(),
         next_ip: 0,
     };
     let mut dirty: HashSet<Key> = HashSet::new();
@@ -200,6 +206,7 @@ impl Sim {
                 for p in self.pods.remove(key).unwrap_or_default() {
                     self.delete_pod(ns, &p.name);
                 }
+                self.events.remove(key);
                 return;
             }
         };
@@ -300,7 +307,7 @@ impl Sim {
             pods = keep;
         }
         if pods.len() != before {
-            self.record_scaling(&obj, before, pods.len(), &hash, sts);
+            self.record_scaling(key, &obj, before, pods.len(), &hash, sts);
         }
         let total = pods.len() as i64;
         let updated = pods.iter().filter(|p| is_current(p)).count() as i64;
@@ -332,7 +339,15 @@ impl Sim {
     /// The core/v1 Event the workload's controller records when it changes the Pod count
     /// (`ScalingReplicaSet` from the deployment controller, `SuccessfulCreate`/`SuccessfulDelete`
     /// from the statefulset controller), so `kubectl describe` shows scaling as on a cluster.
-    fn record_scaling(&self, owner: &Value, from: usize, to: usize, hash: &str, sts: bool) {
+    fn record_scaling(
+        &mut self,
+        key: &Key,
+        owner: &Value,
+        from: usize,
+        to: usize,
+        hash: &str,
+        sts: bool,
+    ) {
         let Some(def) = self.def("/events") else {
             return;
         };
@@ -357,8 +372,9 @@ impl Sim {
             )
         };
         let now = time::now();
+        let event_name = format!("{name}.{}", random_suffix(10));
         let event = json!({
-            "metadata": {"name": format!("{name}.{}", random_suffix(10))},
+            "metadata": {"name": event_name},
             "involvedObject": {
                 "apiVersion": "apps/v1",
                 "kind": owner["kind"],
@@ -377,9 +393,18 @@ impl Sim {
             "reportingComponent": component,
             "reportingInstance": "",
         });
-        let _ = self
-            .store
-            .create(&def, meta_str(owner, "namespace"), event, true, false);
+        let ns = meta_str(owner, "namespace");
+        if self.store.create(&def, ns, event, true, false).is_ok() {
+            let recorded = self.events.entry(key.clone()).or_default();
+            recorded.push_back(event_name);
+            if recorded.len() > MAX_EVENTS_PER_WORKLOAD
+                && let Some(oldest) = recorded.pop_front()
+            {
+                let _ = self
+                    .store
+                    .delete(&def, ns, &oldest, &Preconditions::default(), false);
+            }
+        }
     }
 
     fn pod_object(
