@@ -208,6 +208,8 @@ mod tests {
     const CA: &str = include_str!("../testdata/ca.pem");
     const CLIENT_CERT: &str = include_str!("../testdata/client.pem");
     const CLIENT_KEY: &str = include_str!("../testdata/client.key");
+    const SERVER_CERT: &str = include_str!("../testdata/server.pem");
+    const SERVER_KEY: &str = include_str!("../testdata/server.key");
 
     #[test]
     fn one_client_per_distinct_tls_configuration() {
@@ -254,6 +256,136 @@ mod tests {
         };
         let err = tls_config(&tls).unwrap_err();
         assert!(!err.to_string().contains("c2VjcmV0"), "{err}");
+    }
+
+    /// A TLS server on 127.0.0.1:0 (certificate for 127.0.0.1 from the test CA) answering one
+    /// Prometheus response per request; optionally requiring a client certificate from that CA.
+    async fn tls_server(
+        require_client_cert: bool,
+    ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(SERVER_CERT.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(SERVER_KEY.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if require_client_cert {
+            let mut roots = RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(CA.as_bytes()).unwrap())
+                .unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder.with_single_cert(certs, key).unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(
+                        |req: http::Request<hyper::body::Incoming>| async move {
+                            let body = format!(
+                                r#"{{"status":"success","data":{{"resultType":"scalar","result":[1,"{}"]}}}}"#,
+                                if req.version() == http::Version::HTTP_2 {
+                                    2
+                                } else {
+                                    1
+                                }
+                            );
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from(body),
+                            )))
+                        },
+                    );
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, task)
+    }
+
+    async fn get(tls: &TlsSettings, addr: std::net::SocketAddr) -> Result<String, String> {
+        let client = ClientCache::default().client(tls).unwrap();
+        let uri: http::Uri = format!("https://127.0.0.1:{}/api/v1/query?query=1", addr.port())
+            .parse()
+            .unwrap();
+        let req = http::Request::get(uri)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| crate::error::error_chain(&e))?;
+        use http_body_util::BodyExt as _;
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn custom_ca_is_trusted_and_http2_is_negotiated() {
+        let (addr, _server) = tls_server(false).await;
+        // webpki roots alone do not know the test CA.
+        let err = get(&TlsSettings::default(), addr).await.unwrap_err();
+        assert!(err.contains("certificate"), "{err}");
+        let with_ca = TlsSettings {
+            ca_pem: Some(CA.into()),
+            ..TlsSettings::default()
+        };
+        let body = get(&with_ca, addr).await.unwrap();
+        assert!(body.contains(r#""2"]"#), "ALPN should pick h2: {body}");
+    }
+
+    #[tokio::test]
+    async fn unsafe_ssl_skips_verification_only_when_asked() {
+        let (addr, _server) = tls_server(false).await;
+        let unsafe_ssl = TlsSettings {
+            unsafe_ssl: true,
+            ..TlsSettings::default()
+        };
+        assert!(get(&unsafe_ssl, addr).await.is_ok());
+        assert!(get(&TlsSettings::default(), addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn client_certificate_is_presented_to_servers_that_require_one() {
+        let (addr, _server) = tls_server(true).await;
+        let without = TlsSettings {
+            ca_pem: Some(CA.into()),
+            ..TlsSettings::default()
+        };
+        assert!(get(&without, addr).await.is_err());
+        let with = TlsSettings {
+            ca_pem: Some(CA.into()),
+            client_cert: Some(ClientCert {
+                cert_pem: CLIENT_CERT.into(),
+                key_pem: Secret::new(CLIENT_KEY),
+            }),
+            unsafe_ssl: false,
+        };
+        assert!(get(&with, addr).await.is_ok());
     }
 
     #[test]
