@@ -1,1 +1,12 @@
-//! End-to-end tests over real processes: Prometheus, STS, SigV4 gateway, Kubernetes API emulator, the three services
+//! End-to-end tests of promscaler over real processes and sockets, and the helpers they share.
+//!
+//! The rig's heavier parts (Prometheus, the STS emulator, the SigV4-verifying gateway, the
+//! Kubernetes API emulator) live in `promscaler-sandbox`, which the local sandbox also uses;
+//! what only tests need lives here: the service binaries as supervised child processes
+//! ([`services`]), the emulator with promscaler's CRDs ([`cluster`]), the whole system
+//! ([`system`]) and a tiny OTLP trace receiver ([`otlp`]).
+
+pub mod cluster;
+pub mod otlp;
+pub mod services;
+pub mod system;

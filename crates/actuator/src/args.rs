@@ -1,11 +1,36 @@
 //! Command-line flags and the composition root of `promscaler-actuator`.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use promscaler_proto::v1::actuator_service_server::ActuatorServiceServer;
-use promscaler_runtime::{ServerArgs, Service, grpc_client};
+use anyhow::Context as _;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use promscaler_proto::v1::{
+    actuator_service_server::ActuatorServiceServer, decision_service_client::DecisionServiceClient,
+    metrics_fetcher_service_client::MetricsFetcherServiceClient,
+};
+use promscaler_runtime::{
+    ServerArgs, Service,
+    args::parse_duration,
+    grpc_client,
+    propagation::{InjectFn, inject},
+    server::Task,
+};
+use tokio::sync::{broadcast, watch};
 
-use crate::{SERVICE, grpc::ActuatorGrpc, peers};
+use promscaler_proto::service_names;
+
+use crate::{
+    SERVICE,
+    controller::{self, Settings, Shard, Watches},
+    grpc::ActuatorGrpc,
+    leader::{LeaderElector, LeaseTiming},
+    metrics::Metrics,
+    peers::{Peer, Peers},
+    ratelimit::{RateLimit, RateLimitLayer},
+    readiness::Gate,
+    views::Views,
+};
 
 /// `promscaler-actuator`: watches PromScalers and scales their targets.
 #[derive(Debug, clap::Parser)]
@@ -31,42 +56,255 @@ pub struct Args {
     )]
     pub decision_addr: String,
 
+    /// Watch PromScalers (and their targets, authentications, Secrets) in this namespace only;
+    /// empty = all namespaces.
+    #[arg(long, env = "PROMSCALER_WATCH_NAMESPACE", default_value = "")]
+    pub watch_namespace: String,
+
+    /// Elect a leader through a Lease (only the leader writes). Turn off only when a single
+    /// replica runs.
+    #[arg(long, env = "PROMSCALER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Namespace of the Lease; empty = $POD_NAMESPACE, else the kubeconfig's namespace.
+    #[arg(long, env = "PROMSCALER_LEASE_NAMESPACE", default_value = "")]
+    pub lease_namespace: String,
+
+    /// Name of the Lease (with sharding, "-shard-<index>" is appended).
+    #[arg(
+        long,
+        env = "PROMSCALER_LEASE_NAME",
+        default_value = "promscaler-actuator"
+    )]
+    pub lease_name: String,
+
+    /// How long a leader's Lease stays valid without renewal, e.g. "15s".
+    #[arg(long, env = "PROMSCALER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// This replica's identity in the Lease and in Events; empty = $POD_NAME, else the host name.
+    #[arg(long, env = "PROMSCALER_IDENTITY", default_value = "")]
+    pub identity: String,
+
+    /// This replica's shard, 0..shard-count.
+    #[arg(long, env = "PROMSCALER_SHARD_INDEX", default_value_t = 0)]
+    pub shard_index: u32,
+
+    /// Number of shards PromScalers are spread over (by a stable hash of namespace/name).
+    #[arg(long, env = "PROMSCALER_SHARD_COUNT", default_value_t = 1)]
+    pub shard_count: u32,
+
+    /// Sustained Kubernetes API requests per second (client-side rate limit).
+    #[arg(long, env = "PROMSCALER_KUBE_QPS", default_value_t = 50.0)]
+    pub kube_qps: f64,
+
+    /// Kubernetes API requests allowed in a burst.
+    #[arg(long, env = "PROMSCALER_KUBE_BURST", default_value_t = 100)]
+    pub kube_burst: u32,
+
+    /// Deadline of each call to the fetcher and the decision service, e.g. "10s".
+    #[arg(long, env = "PROMSCALER_RPC_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub rpc_timeout: Duration,
+
     /// How often the peers' grpc.health.v1 status is checked, e.g. "5s".
-    #[arg(long, env = "PROMSCALER_PEER_CHECK_INTERVAL", default_value = "5s", value_parser = promscaler_runtime::args::parse_duration)]
+    #[arg(long, env = "PROMSCALER_PEER_CHECK_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub peer_check_interval: Duration,
+
+    /// PromScalers evaluated at the same time.
+    #[arg(long, env = "PROMSCALER_MAX_CONCURRENT_TICKS", default_value_t = 256)]
+    pub max_concurrent_ticks: usize,
+}
+
+fn identity(flag: &str) -> String {
+    if !flag.is_empty() {
+        return flag.to_owned();
+    }
+    if let Ok(pod) = std::env::var("POD_NAME")
+        && !pod.is_empty()
+    {
+        return pod;
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{}-{}",
+        if host.is_empty() { "actuator" } else { &host },
+        std::process::id()
+    )
 }
 
 impl Args {
     /// Runs the actuator until SIGTERM/SIGINT.
     pub async fn run(self) -> anyhow::Result<()> {
-        let service = Service::init(SERVICE, self.server)?;
+        if self.shard_count == 0 || self.shard_index >= self.shard_count {
+            anyhow::bail!(
+                "--shard-index {} must be below --shard-count {} (and the count at least 1)",
+                self.shard_index,
+                self.shard_count
+            );
+        }
+        if self.kube_qps.is_nan() || self.kube_qps <= 0.0 {
+            anyhow::bail!("--kube-qps must be > 0 (got {})", self.kube_qps);
+        }
+        let mut service = Service::init(SERVICE, self.server)?;
         let shutdown = service.shutdown();
-        let fetcher = grpc_client::channel("--fetcher-addr", &self.fetcher_addr, &shutdown)?;
-        let decision = grpc_client::channel("--decision-addr", &self.decision_addr, &shutdown)?;
-        let peers = peers::Peers::new(vec![
-            peers::Peer::new(
+        let readiness = service.readiness();
+        let metrics = Metrics::register(service.registry());
+
+        let config = kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration: run in a cluster or set KUBECONFIG")?;
+        let default_namespace = config.default_namespace.clone();
+        let client = kube::client::ClientBuilder::try_from(config)?
+            .with_layer(&RateLimitLayer(RateLimit {
+                qps: self.kube_qps,
+                burst: self.kube_burst,
+            }))
+            .build();
+
+        let inject: InjectFn = inject;
+        let fetcher_channel =
+            grpc_client::channel("--fetcher-addr", &self.fetcher_addr, &shutdown)?;
+        let decision_channel =
+            grpc_client::channel("--decision-addr", &self.decision_addr, &shutdown)?;
+        let peers = Peers::new(vec![
+            Peer::new(
                 "metrics-fetcher",
-                promscaler_proto::service_names::METRICS_FETCHER,
-                fetcher,
+                service_names::METRICS_FETCHER,
+                fetcher_channel.clone(),
             ),
-            peers::Peer::new(
+            Peer::new(
                 "decision",
-                promscaler_proto::service_names::DECISION,
-                decision,
+                service_names::DECISION,
+                decision_channel.clone(),
             ),
         ]);
-        let readiness = service.readiness();
-        let bound = service.bind().await?;
-        let routes =
-            tonic::service::Routes::new(ActuatorServiceServer::new(ActuatorGrpc));
+        let fetcher = MetricsFetcherServiceClient::with_interceptor(fetcher_channel, inject);
+        let decision = DecisionServiceClient::with_interceptor(decision_channel, inject);
+        let gate = Gate::new(readiness);
+
+        let namespace = (!self.watch_namespace.is_empty()).then_some(self.watch_namespace.as_str());
+        let watches = Watches::new(&client, namespace);
+        let identity = identity(&self.identity);
+        let shard = Shard {
+            index: self.shard_index,
+            count: self.shard_count,
+        };
+        let views = Arc::new(Views::default());
+        let (decisions, _) = broadcast::channel(1024);
+        let settings = Settings {
+            rpc_timeout: self.rpc_timeout,
+            kube_timeout: Duration::from_secs(10),
+            max_concurrent_ticks: self.max_concurrent_ticks.max(1),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            shard,
+            namespace: namespace.map(str::to_owned),
+            controller_name: "promscaler-actuator".to_owned(),
+            instance: identity.clone(),
+        };
+
+        let (leading_tx, leading) = watch::channel(!self.leader_elect);
+        let (handle, commands) = controller::handle(leading.clone());
+        let ctx = controller::context(
+            client.clone(),
+            &watches,
+            fetcher,
+            decision,
+            views.clone(),
+            decisions.clone(),
+            metrics,
+            settings,
+        );
+        let grpc = ActuatorGrpc::new(
+            client.clone(),
+            watches.scalers.clone(),
+            views,
+            decisions,
+            handle,
+            shard,
+        );
+
+        let mut tasks: Vec<(&'static str, Task)> = Vec::new();
+        if self.leader_elect {
+            let lease_namespace = if !self.lease_namespace.is_empty() {
+                self.lease_namespace.clone()
+            } else {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(default_namespace)
+            };
+            let lease_name = if self.shard_count > 1 {
+                format!("{}-shard-{}", self.lease_name, self.shard_index)
+            } else {
+                self.lease_name.clone()
+            };
+            let elector = LeaderElector::new(
+                Api::<Lease>::namespaced(client.clone(), &lease_namespace),
+                lease_name,
+                identity,
+                LeaseTiming {
+                    lease_duration: self.lease_duration,
+                    retry_period: (self.lease_duration / 5).max(Duration::from_millis(200)),
+                },
+            );
+            let shutdown = shutdown.clone();
+            tasks.push((
+                "leader election",
+                Box::pin(async move {
+                    elector.run(leading_tx, shutdown).await;
+                    // Ends only at shutdown (the server stops first).
+                    std::future::pending::<()>().await;
+                    Ok(())
+                }),
+            ));
+        } else {
+            // Keep the sender alive: leadership never changes.
+            tasks.push((
+                "leadership",
+                Box::pin(async move {
+                    let _keep = leading_tx;
+                    std::future::pending::<()>().await;
+                    Ok(())
+                }),
+            ));
+        }
+        let peer_shutdown = shutdown.clone();
+        let peer_gate = gate.clone();
         let interval = self.peer_check_interval;
-        let watch_peers = Box::pin(async move {
-            peers.watch(interval, readiness, shutdown).await;
-            Ok(())
-        });
-        bound
-            .serve(routes, vec![("peer health checks", watch_peers)])
-            .await?;
+        tasks.push((
+            "peer health checks",
+            Box::pin(async move {
+                peers.watch(interval, peer_gate, peer_shutdown).await;
+                std::future::pending::<()>().await;
+                Ok(())
+            }),
+        ));
+        let controller_shutdown = shutdown.clone();
+        tasks.push((
+            "controller",
+            Box::pin(async move {
+                controller::run(
+                    ctx,
+                    watches,
+                    leading,
+                    commands,
+                    gate,
+                    controller_shutdown.clone(),
+                )
+                .await;
+                if controller_shutdown.is_triggered() {
+                    std::future::pending::<()>().await;
+                }
+                Err("the controller loop stopped".to_owned())
+            }),
+        ));
+
+        let bound = service.bind().await?;
+        let routes = tonic::service::Routes::new(ActuatorServiceServer::new(grpc));
+        bound.serve(routes, tasks).await?;
         Ok(())
     }
 }

@@ -1,53 +1,266 @@
-//! ActuatorService over gRPC. The controller (actuator issue) fills these handlers.
+//! ActuatorService: what the actuator knows, served from memory (the watch cache and the last
+//! decisions), plus Pause/Resume (annotations) and Reconcile (evaluate now).
 
-use promscaler_proto::v1::{
-    DecisionEvent, ListScalersRequest, ListScalersResponse, ScalerRef, ScalerStatus,
-    WatchDecisionsRequest, actuator_service_server::ActuatorService,
+use std::{pin::Pin, sync::Arc};
+
+use futures::Stream;
+use kube::{
+    Api, ResourceExt as _,
+    api::{Patch, PatchParams},
+    runtime::reflector::{ObjectRef, Store},
 };
+use promscaler_api::PromScaler;
+use promscaler_proto::v1::{
+    Condition, DecisionEvent, ListScalersRequest, ListScalersResponse, ScaleTargetRef, ScalerRef,
+    ScalerStatus, WatchDecisionsRequest, actuator_service_server::ActuatorService,
+};
+use tokio::sync::broadcast;
+use tokio_stream::{StreamExt as _, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
-/// The ActuatorService handlers.
-#[derive(Debug, Default, Clone)]
-pub struct ActuatorGrpc;
+use crate::{
+    controller::{Handle, ScalerKey, Shard},
+    spec,
+    views::Views,
+};
 
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "{rpc} is not implemented yet: it arrives with the PromScaler controller"
-    ))
+/// Annotation set by `Pause` (KEDA's `autoscaling.keda.sh/paused` works the same).
+pub const PAUSED_ANNOTATION: &str = "promscaler.io/paused";
+
+/// The ActuatorService handlers.
+#[derive(Clone)]
+pub struct ActuatorGrpc {
+    client: kube::Client,
+    scalers: Store<PromScaler>,
+    views: Arc<Views>,
+    decisions: broadcast::Sender<DecisionEvent>,
+    handle: Handle,
+    shard: Shard,
+}
+
+impl std::fmt::Debug for ActuatorGrpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActuatorGrpc").finish_non_exhaustive()
+    }
+}
+
+impl ActuatorGrpc {
+    /// Handlers over the controller's cache, memory and command handle.
+    pub fn new(
+        client: kube::Client,
+        scalers: Store<PromScaler>,
+        views: Arc<Views>,
+        decisions: broadcast::Sender<DecisionEvent>,
+        handle: Handle,
+        shard: Shard,
+    ) -> Self {
+        Self {
+            client,
+            scalers,
+            views,
+            decisions,
+            handle,
+            shard,
+        }
+    }
+
+    fn summary(&self, scaler: &PromScaler) -> ScalerStatus {
+        let key = ScalerKey::of(scaler);
+        let target = spec::target_ref(scaler);
+        let status = scaler.status.clone().unwrap_or_default();
+        let last_decision = self.views.get(&key).and_then(|v| v.last_event);
+        let last_values = last_decision
+            .as_ref()
+            .and_then(|e| e.decision.as_ref())
+            .map(|d| {
+                d.triggers
+                    .iter()
+                    .filter_map(|t| Some((t.name.clone(), t.value?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ScalerStatus {
+            r#ref: Some(ScalerRef {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+            }),
+            target: Some(ScaleTargetRef {
+                api_version: target.api_version,
+                kind: target.kind,
+                name: target.name,
+            }),
+            min_replicas: scaler.spec.min_replica_count.unwrap_or(0),
+            max_replicas: scaler.spec.max_replica_count.unwrap_or(100),
+            trigger_types: scaler
+                .spec
+                .triggers
+                .iter()
+                .map(|t| t.type_.clone())
+                .collect(),
+            authentications: scaler
+                .spec
+                .triggers
+                .iter()
+                .filter_map(|t| Some(t.authentication_ref.as_ref()?.name.clone()))
+                .collect(),
+            conditions: status
+                .conditions
+                .iter()
+                .map(|c| Condition {
+                    r#type: c.type_.clone(),
+                    status: c.status.clone(),
+                    reason: c.reason.clone().unwrap_or_default(),
+                    message: c.message.clone().unwrap_or_default(),
+                })
+                .collect(),
+            last_values,
+            replicas: last_decision.as_ref().and_then(|e| e.replicas),
+            desired_replicas: last_decision
+                .as_ref()
+                .and_then(|e| e.decision.as_ref())
+                .map_or(status.desired_replicas.unwrap_or(0), |d| d.desired_replicas),
+            last_scale_time: status
+                .last_scale_time
+                .as_ref()
+                .map(crate::controller::status_time),
+            paused: spec::is_paused(scaler),
+            last_decision,
+        }
+    }
+
+    fn find(&self, reference: &ScalerRef) -> Result<Arc<PromScaler>, Status> {
+        if reference.namespace.is_empty() || reference.name.is_empty() {
+            return Err(Status::invalid_argument("namespace and name are required"));
+        }
+        self.scalers
+            .get(&ObjectRef::new(&reference.name).within(&reference.namespace))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "PromScaler {}/{} not found",
+                    reference.namespace, reference.name
+                ))
+            })
+    }
+
+    async fn set_paused(
+        &self,
+        reference: &ScalerRef,
+        paused: bool,
+    ) -> Result<ScalerStatus, Status> {
+        self.find(reference)?;
+        let api: Api<PromScaler> = Api::namespaced(self.client.clone(), &reference.namespace);
+        let value = if paused {
+            serde_json::json!("true")
+        } else {
+            serde_json::Value::Null
+        };
+        let patch =
+            serde_json::json!({ "metadata": { "annotations": { PAUSED_ANNOTATION: value } } });
+        let updated = api
+            .patch(
+                &reference.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot update the PromScaler: {e}")))?;
+        Ok(self.summary(&updated))
+    }
 }
 
 #[tonic::async_trait]
 impl ActuatorService for ActuatorGrpc {
     async fn list_scalers(
         &self,
-        _: Request<ListScalersRequest>,
+        request: Request<ListScalersRequest>,
     ) -> Result<Response<ListScalersResponse>, Status> {
-        Err(not_yet("ListScalers"))
+        let namespace = request.into_inner().namespace;
+        let mut scalers: Vec<ScalerStatus> = self
+            .scalers
+            .state()
+            .iter()
+            .filter(|s| {
+                namespace.is_empty() || s.namespace().as_deref() == Some(namespace.as_str())
+            })
+            .filter(|s| self.shard.owns(&ScalerKey::of(s)))
+            .map(|s| self.summary(s))
+            .collect();
+        scalers.sort_by(|a, b| {
+            let key = |s: &ScalerStatus| {
+                s.r#ref
+                    .as_ref()
+                    .map(|r| (r.namespace.clone(), r.name.clone()))
+            };
+            key(a).cmp(&key(b))
+        });
+        Ok(Response::new(ListScalersResponse { scalers }))
     }
 
-    async fn get_scaler(&self, _: Request<ScalerRef>) -> Result<Response<ScalerStatus>, Status> {
-        Err(not_yet("GetScaler"))
+    async fn get_scaler(
+        &self,
+        request: Request<ScalerRef>,
+    ) -> Result<Response<ScalerStatus>, Status> {
+        let scaler = self.find(request.get_ref())?;
+        Ok(Response::new(self.summary(&scaler)))
     }
 
     type WatchDecisionsStream =
-        tokio_stream::wrappers::ReceiverStream<Result<DecisionEvent, Status>>;
+        Pin<Box<dyn Stream<Item = Result<DecisionEvent, Status>> + Send + 'static>>;
 
     async fn watch_decisions(
         &self,
-        _: Request<WatchDecisionsRequest>,
+        request: Request<WatchDecisionsRequest>,
     ) -> Result<Response<Self::WatchDecisionsStream>, Status> {
-        Err(not_yet("WatchDecisions"))
+        let namespace = request.into_inner().namespace;
+        let stream =
+            BroadcastStream::new(self.decisions.subscribe()).filter_map(move |item| match item {
+                Ok(event) => {
+                    let matches = namespace
+                        .as_ref()
+                        .is_none_or(|ns| event.r#ref.as_ref().is_some_and(|r| &r.namespace == ns));
+                    matches.then_some(Ok(event))
+                }
+                // A slow subscriber skips what it missed instead of slowing the controller down.
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "a WatchDecisions subscriber lagged");
+                    None
+                }
+            });
+        Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn pause(&self, _: Request<ScalerRef>) -> Result<Response<ScalerStatus>, Status> {
-        Err(not_yet("Pause"))
+    async fn pause(&self, request: Request<ScalerRef>) -> Result<Response<ScalerStatus>, Status> {
+        Ok(Response::new(
+            self.set_paused(request.get_ref(), true).await?,
+        ))
     }
 
-    async fn resume(&self, _: Request<ScalerRef>) -> Result<Response<ScalerStatus>, Status> {
-        Err(not_yet("Resume"))
+    async fn resume(&self, request: Request<ScalerRef>) -> Result<Response<ScalerStatus>, Status> {
+        Ok(Response::new(
+            self.set_paused(request.get_ref(), false).await?,
+        ))
     }
 
-    async fn reconcile(&self, _: Request<ScalerRef>) -> Result<Response<DecisionEvent>, Status> {
-        Err(not_yet("Reconcile"))
+    async fn reconcile(
+        &self,
+        request: Request<ScalerRef>,
+    ) -> Result<Response<DecisionEvent>, Status> {
+        let scaler = self.find(request.get_ref())?;
+        let key = ScalerKey::of(&scaler);
+        if !self.shard.owns(&key) {
+            return Err(Status::failed_precondition(format!(
+                "PromScaler {key} belongs to another shard; send Reconcile to that shard's leader"
+            )));
+        }
+        if !self.handle.is_leader() {
+            return Err(Status::failed_precondition(
+                "this actuator replica is a standby; send Reconcile to the leader",
+            ));
+        }
+        self.handle
+            .reconcile(key)
+            .await
+            .map(Response::new)
+            .map_err(Status::unavailable)
     }
 }

@@ -3,12 +3,20 @@
 //! The only component with Kubernetes write rights. For each PromScaler it reads the target's
 //! scale from watch caches, asks the metrics-fetcher (`QueryBatch`) and the decision service
 //! (`Decide`) over gRPC, patches `/scale`, records Events and writes status when something a
-//! user or a successor needs changed. Today it serves ActuatorService and tracks whether its two
-//! peers are reachable; the controller loop arrives with the actuator issue.
+//! user or a successor needs changed ([`controller`]). Leadership comes from a Lease
+//! ([`leader`]); ActuatorService serves what the controller knows ([`grpc`]).
 
 pub mod args;
+pub mod controller;
 pub mod grpc;
+pub mod leader;
+pub mod metrics;
 pub mod peers;
+pub mod ratelimit;
+pub mod readiness;
+pub mod scheduler;
+pub mod spec;
+pub mod views;
 
 /// Identity and default ports of this service.
 pub const SERVICE: promscaler_runtime::ServiceInfo = promscaler_runtime::ServiceInfo {
@@ -16,6 +24,6 @@ pub const SERVICE: promscaler_runtime::ServiceInfo = promscaler_runtime::Service
     grpc_port: 50053,
     admin_port: 9093,
     grpc_services: &[promscaler_proto::service_names::ACTUATOR],
-    // Ready only once the fetcher and the decision service answer (see `peers`).
+    // Ready once the watch caches have synced (see `controller::run`).
     ready_on_start: false,
 };

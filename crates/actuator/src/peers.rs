@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use promscaler_runtime::{Readiness, Shutdown};
+use promscaler_runtime::Shutdown;
+
+use crate::readiness::Gate;
 use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -74,8 +76,8 @@ impl Peers {
         }
     }
 
-    /// Checks the peers every `interval` and mirrors the outcome in `readiness` until shutdown.
-    pub async fn watch(self, interval: Duration, readiness: Readiness, shutdown: Shutdown) {
+    /// Checks the peers every `interval` and mirrors the outcome in `gate` until shutdown.
+    pub async fn watch(self, interval: Duration, gate: Gate, shutdown: Shutdown) {
         let mut last: Option<Result<(), String>> = None;
         loop {
             let outcome = self.check(interval.min(Duration::from_secs(3))).await;
@@ -85,7 +87,7 @@ impl Peers {
                     Err(reason) => tracing::warn!(%reason, "not ready: a peer is not serving"),
                 }
             }
-            readiness.set_ready(outcome.is_ok() && !shutdown.is_triggered());
+            gate.set_peers_serving(outcome.is_ok());
             last = Some(outcome);
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}

@@ -1,0 +1,501 @@
+//! The PromScaler controller: watch caches, one shared scheduler, leader-gated ticks.
+//!
+//! Watches (kube-runtime reflectors) keep PromScalers, PromScalerAuthentications, Secrets,
+//! Deployments and StatefulSets in memory, so a tick reads everything it needs without a GET.
+//! One loop owns the [`Scheduler`]: a PromScaler is due every `pollingInterval`, at once when its
+//! spec changes, after a backoff when a tick failed. Due ticks run concurrently up to a limit,
+//! never two for the same PromScaler. Only the leader (or the leader of this shard) ticks;
+//! standbys keep their caches warm and take over from the state persisted in status.
+
+pub mod status;
+pub mod target;
+pub mod tick;
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::{StreamExt as _, stream::FuturesUnordered};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::Secret,
+};
+use kube::{
+    Api, Client, Resource as _,
+    runtime::{
+        WatchStreamExt as _,
+        events::Recorder,
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use promscaler_api::{PromScaler, PromScalerAuthentication};
+use promscaler_proto::v1::{
+    DecisionEvent, decision_service_client::DecisionServiceClient,
+    metrics_fetcher_service_client::MetricsFetcherServiceClient,
+};
+use promscaler_runtime::{Shutdown, propagation::InjectFn};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+pub(crate) use status::from_time as status_time;
+pub use target::TargetRef;
+pub use tick::{FINALIZER, TickOutcome};
+
+use crate::{metrics::Metrics, readiness::Gate, scheduler::Scheduler, views::Views};
+
+/// Namespace and name of a PromScaler.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScalerKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ScalerKey {
+    /// The key of `scaler`.
+    pub fn of(scaler: &PromScaler) -> Self {
+        Self {
+            namespace: scaler.metadata.namespace.clone().unwrap_or_default(),
+            name: scaler.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The reflector reference.
+    fn object_ref(&self) -> reflector::ObjectRef<PromScaler> {
+        reflector::ObjectRef::new(&self.name).within(&self.namespace)
+    }
+}
+
+impl fmt::Display for ScalerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Which PromScalers this replica owns: a stable hash of namespace/name modulo the shard count.
+#[derive(Debug, Clone, Copy)]
+pub struct Shard {
+    /// This replica's shard, `0..count`.
+    pub index: u32,
+    /// Number of shards; 1 = no sharding.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether `key` belongs to this shard. FNV-1a: stable across processes and versions.
+    pub fn owns(&self, key: &ScalerKey) -> bool {
+        if self.count <= 1 {
+            return true;
+        }
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in key.namespace.bytes().chain([b'/']).chain(key.name.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+/// Tunables of the loop.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Deadline of each QueryBatch and Decide call.
+    pub rpc_timeout: Duration,
+    /// Deadline of each Kubernetes write.
+    pub kube_timeout: Duration,
+    /// Ticks running at once.
+    pub max_concurrent_ticks: usize,
+    /// First retry delay after a failed tick; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Which PromScalers this replica owns.
+    pub shard: Shard,
+    /// Only this namespace; `None` = all.
+    pub namespace: Option<String>,
+    /// Name of the controller in Events (`reportingController`).
+    pub controller_name: String,
+    /// This replica's name in Events (`reportingInstance`) and the Lease.
+    pub instance: String,
+}
+
+/// Clients of the two peer services, with trace-context injection.
+pub type FetcherClient = MetricsFetcherServiceClient<InterceptedService<Channel, InjectFn>>;
+/// See [`FetcherClient`].
+pub type DecisionClient = DecisionServiceClient<InterceptedService<Channel, InjectFn>>;
+
+/// Everything a tick needs, shared by all ticks.
+pub struct Context {
+    pub(crate) client: Client,
+    pub(crate) scalers: Store<PromScaler>,
+    pub(crate) auths: Store<PromScalerAuthentication>,
+    pub(crate) secrets: Store<Secret>,
+    pub(crate) deployments: Store<Deployment>,
+    pub(crate) statefulsets: Store<StatefulSet>,
+    pub(crate) fetcher: FetcherClient,
+    pub(crate) decision: DecisionClient,
+    pub(crate) recorder: Recorder,
+    pub(crate) views: Arc<Views>,
+    pub(crate) decisions: broadcast::Sender<DecisionEvent>,
+    pub(crate) metrics: Metrics,
+    pub(crate) settings: Settings,
+    pub(crate) targets: target::Targets,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Requests to the loop from the gRPC service.
+#[derive(Debug)]
+pub enum Command {
+    /// Evaluate now and answer with the decision.
+    Reconcile(ScalerKey, oneshot::Sender<Result<DecisionEvent, String>>),
+}
+
+/// Handle the gRPC service uses to talk to the loop.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    leading: watch::Receiver<bool>,
+}
+
+impl Handle {
+    /// Asks the loop to evaluate `key` now.
+    pub async fn reconcile(&self, key: ScalerKey) -> Result<DecisionEvent, String> {
+        if !*self.leading.borrow() {
+            return Err(
+                "this actuator replica is a standby; send Reconcile to the leader".to_owned(),
+            );
+        }
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Reconcile(key, reply))
+            .await
+            .map_err(|_| "the controller loop has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the controller loop dropped the request".to_owned())?
+    }
+
+    /// Whether this replica currently leads.
+    pub fn is_leader(&self) -> bool {
+        *self.leading.borrow()
+    }
+}
+
+/// Stores and the streams that fill them.
+pub struct Watches {
+    /// PromScalers.
+    pub scalers: Store<PromScaler>,
+    /// PromScalerAuthentications.
+    pub auths: Store<PromScalerAuthentication>,
+    /// Secrets.
+    pub secrets: Store<Secret>,
+    /// Deployments.
+    pub deployments: Store<Deployment>,
+    /// StatefulSets.
+    pub statefulsets: Store<StatefulSet>,
+    scaler_events:
+        futures::stream::BoxStream<'static, Result<watcher::Event<PromScaler>, watcher::Error>>,
+    drivers: Vec<futures::future::BoxFuture<'static, ()>>,
+}
+
+impl fmt::Debug for Watches {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watches").finish_non_exhaustive()
+    }
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A reflector whose stream is driven by a background future.
+fn reflect<K>(api: Api<K>) -> (Store<K>, futures::future::BoxFuture<'static, ()>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer);
+    let driver = async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(error) = event {
+                tracing::warn!(%error, kind = %K::kind(&K::DynamicType::default()), "watch failed; retrying");
+            }
+        }
+    };
+    (reader, Box::pin(driver))
+}
+
+impl Watches {
+    /// Starts watching (lazily: the streams run once [`run`] polls them).
+    pub fn new(client: &Client, namespace: Option<&str>) -> Self {
+        let (auths, auth_driver) = reflect(api::<PromScalerAuthentication>(client, namespace));
+        let (secrets, secret_driver) = reflect(api::<Secret>(client, namespace));
+        let (deployments, deployment_driver) = reflect(api::<Deployment>(client, namespace));
+        let (statefulsets, statefulset_driver) = reflect(api::<StatefulSet>(client, namespace));
+        let (scalers, writer) = reflector::store();
+        let scaler_events = watcher(
+            api::<PromScaler>(client, namespace),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .boxed();
+        Self {
+            scalers,
+            auths,
+            secrets,
+            deployments,
+            statefulsets,
+            scaler_events,
+            drivers: vec![
+                auth_driver,
+                secret_driver,
+                deployment_driver,
+                statefulset_driver,
+            ],
+        }
+    }
+}
+
+/// Builds the loop's context and handle.
+#[allow(clippy::too_many_arguments)]
+pub fn context(
+    client: Client,
+    watches: &Watches,
+    fetcher: FetcherClient,
+    decision: DecisionClient,
+    views: Arc<Views>,
+    decisions: broadcast::Sender<DecisionEvent>,
+    metrics: Metrics,
+    settings: Settings,
+) -> Arc<Context> {
+    let reporter = kube::runtime::events::Reporter {
+        controller: settings.controller_name.clone(),
+        instance: Some(settings.instance.clone()),
+    };
+    Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        targets: target::Targets::new(client.clone()),
+        client,
+        scalers: watches.scalers.clone(),
+        auths: watches.auths.clone(),
+        secrets: watches.secrets.clone(),
+        deployments: watches.deployments.clone(),
+        statefulsets: watches.statefulsets.clone(),
+        fetcher,
+        decision,
+        views,
+        decisions,
+        metrics,
+        settings,
+    })
+}
+
+/// Creates the command channel between the gRPC service and the loop.
+pub fn handle(leading: watch::Receiver<bool>) -> (Handle, mpsc::Receiver<Command>) {
+    let (commands, receiver) = mpsc::channel(64);
+    (Handle { commands, leading }, receiver)
+}
+
+/// Runs the controller until `shutdown`; tells `readiness` once every cache has synced.
+pub async fn run(
+    ctx: Arc<Context>,
+    watches: Watches,
+    mut leading: watch::Receiver<bool>,
+    mut commands: mpsc::Receiver<Command>,
+    readiness: Gate,
+    shutdown: Shutdown,
+) {
+    let Watches {
+        scalers: _,
+        auths,
+        secrets,
+        deployments,
+        statefulsets,
+        mut scaler_events,
+        drivers,
+    } = watches;
+    let mut drivers: FuturesUnordered<_> = drivers.into_iter().collect();
+    let scaler_store = ctx.scalers.clone();
+
+    let mut synced = Box::pin(futures::FutureExt::fuse(async move {
+        let _ = auths.wait_until_ready().await;
+        let _ = secrets.wait_until_ready().await;
+        let _ = deployments.wait_until_ready().await;
+        let _ = statefulsets.wait_until_ready().await;
+        let _ = scaler_store.wait_until_ready().await;
+    }));
+    let mut is_synced = false;
+
+    let mut scheduler: Scheduler<ScalerKey> = Scheduler::default();
+    let mut known: HashSet<ScalerKey> = HashSet::new();
+    let mut generations: HashMap<ScalerKey, Option<i64>> = HashMap::new();
+    let mut running: HashSet<ScalerKey> = HashSet::new();
+    let mut backoff: HashMap<ScalerKey, Duration> = HashMap::new();
+    let mut waiting: HashMap<ScalerKey, Vec<oneshot::Sender<Result<DecisionEvent, String>>>> =
+        HashMap::new();
+    let mut queued: Vec<ScalerKey> = Vec::new();
+    let mut ticks = FuturesUnordered::new();
+    let mut is_leader = *leading.borrow();
+    ctx.metrics.set_leader(is_leader);
+
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => break,
+            () = &mut synced, if !is_synced => {
+                is_synced = true;
+                readiness.set_caches_synced(true);
+                tracing::info!(scalers = known.len(), "caches synced");
+            }
+            Some(()) = drivers.next() => {
+                tracing::error!("a watch stream ended; stopping");
+                break;
+            }
+            event = scaler_events.next() => {
+                let Some(event) = event else {
+                    tracing::error!("the PromScaler watch ended; stopping");
+                    break;
+                };
+                match event {
+                    Ok(watcher::Event::Apply(scaler) | watcher::Event::InitApply(scaler)) => {
+                        let key = ScalerKey::of(&scaler);
+                        if !ctx.settings.shard.owns(&key) {
+                            continue;
+                        }
+                        let generation = scaler.meta().generation;
+                        let changed = generations.insert(key.clone(), generation) != Some(generation);
+                        let deleting = scaler.meta().deletion_timestamp.is_some();
+                        if known.insert(key.clone()) || changed || deleting {
+                            scheduler.schedule(key, Duration::ZERO);
+                        }
+                    }
+                    Ok(watcher::Event::Delete(scaler)) => {
+                        let key = ScalerKey::of(&scaler);
+                        known.remove(&key);
+                        generations.remove(&key);
+                        scheduler.remove(&key);
+                        backoff.remove(&key);
+                        ctx.views.remove(&key);
+                    }
+                    Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                    Err(error) => tracing::warn!(%error, "PromScaler watch failed; retrying"),
+                }
+                ctx.metrics.set_scalers(known.len());
+            }
+            changed = leading.changed() => {
+                if changed.is_err() {
+                    tracing::error!("leader election stopped; stopping");
+                    break;
+                }
+                let now_leader = *leading.borrow_and_update();
+                if now_leader != is_leader {
+                    is_leader = now_leader;
+                    ctx.metrics.set_leader(is_leader);
+                    // A new leader starts from what is persisted in status, never from memory
+                    // left over from an earlier term.
+                    ctx.views.forget_states();
+                    if is_leader {
+                        for key in &known {
+                            scheduler.schedule(key.clone(), Duration::ZERO);
+                        }
+                    }
+                }
+            }
+            Some(command) = commands.recv() => match command {
+                Command::Reconcile(key, reply) => {
+                    if !known.contains(&key) {
+                        let _ = reply.send(Err(format!("PromScaler {key} not found")));
+                    } else {
+                        waiting.entry(key.clone()).or_default().push(reply);
+                        if !running.contains(&key) {
+                            scheduler.schedule(key, Duration::ZERO);
+                        }
+                    }
+                }
+            },
+            key = scheduler.next_due(), if is_synced => {
+                if !known.contains(&key) || running.contains(&key) {
+                    continue;
+                }
+                if !is_leader {
+                    // Standby: look again later; leadership changes reschedule everything.
+                    scheduler.schedule(key, Duration::from_secs(30));
+                    continue;
+                }
+                if running.len() >= ctx.settings.max_concurrent_ticks {
+                    queued.push(key);
+                    continue;
+                }
+                running.insert(key.clone());
+                ticks.push(run_tick(ctx.clone(), key));
+            }
+            Some((key, outcome)) = ticks.next() => {
+                running.remove(&key);
+                let outcome: TickOutcome = outcome;
+                for reply in waiting.remove(&key).unwrap_or_default() {
+                    let _ = reply.send(match &outcome {
+                        TickOutcome::Done { event, .. } | TickOutcome::Failed { event, .. } => Ok(event.clone()),
+                        TickOutcome::Gone => Err(format!("PromScaler {key} is gone")),
+                    });
+                }
+                match outcome {
+                    TickOutcome::Done { next, .. } => {
+                        backoff.remove(&key);
+                        if known.contains(&key) {
+                            scheduler.schedule_no_later_than(key, next);
+                        }
+                    }
+                    TickOutcome::Failed { .. } => {
+                        let delay = backoff
+                            .get(&key)
+                            .map_or(ctx.settings.min_backoff, |d| (*d * 2).min(ctx.settings.max_backoff));
+                        backoff.insert(key.clone(), delay);
+                        if known.contains(&key) {
+                            scheduler.schedule_no_later_than(key, delay);
+                        }
+                    }
+                    TickOutcome::Gone => {}
+                }
+                while running.len() < ctx.settings.max_concurrent_ticks {
+                    let Some(key) = queued.pop() else { break };
+                    if known.contains(&key) && !running.contains(&key) {
+                        running.insert(key.clone());
+                        ticks.push(run_tick(ctx.clone(), key));
+                    }
+                }
+            }
+        }
+    }
+    readiness.set_caches_synced(false);
+}
+
+async fn run_tick(ctx: Arc<Context>, key: ScalerKey) -> (ScalerKey, TickOutcome) {
+    let outcome = tick::tick(&ctx, &key).await;
+    (key, outcome)
+}

@@ -1,0 +1,296 @@
+//! PromScaler status: built from a decision (or a failure), written only when something a user
+//! or a successor needs changed, and the decision state's round trip through it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+#[cfg(test)]
+use k8s_openapi::jiff;
+use promscaler_api::{Condition, DecisionStateStatus, HealthStatus, PromScalerStatus};
+use promscaler_proto::v1 as pb;
+
+/// Converts a protobuf timestamp to a Kubernetes time (None when out of range).
+pub fn to_time(ts: &prost_types::Timestamp) -> Option<Time> {
+    promscaler_api::state::time_from_proto(ts)
+}
+
+/// Converts a Kubernetes time to a protobuf timestamp.
+pub fn from_time(time: &Time) -> prost_types::Timestamp {
+    promscaler_api::state::time_to_proto(time)
+}
+
+/// The decision state as persisted in status.
+pub fn state_to_status(state: &pb::DecisionState) -> DecisionStateStatus {
+    DecisionStateStatus::from(state)
+}
+
+/// The decision state read back from status.
+pub fn state_from_status(status: &DecisionStateStatus) -> pb::DecisionState {
+    pb::DecisionState::from(status)
+}
+
+/// Rebuilds the decision state after a restart or failover, conservatively: what status holds
+/// (cooldowns, scale events, failure counts) is kept; the recommendations made since the last
+/// write are unknown, so the current replicas count as a recommendation made now, which blocks an
+/// immediate scale-down (the HPA controller does the same after a restart); and a PromScaler that
+/// was active at the last write is taken as active until now, so its cooldown restarts instead of
+/// expiring early.
+pub fn restore_state(
+    persisted: Option<&PromScalerStatus>,
+    current_replicas: i32,
+    created: Option<&Time>,
+    now: &prost_types::Timestamp,
+) -> pb::DecisionState {
+    let mut state = persisted
+        .and_then(|s| s.decision_state.as_ref())
+        .map(state_from_status)
+        .unwrap_or_default();
+    state.recommendations.push(pb::TimestampedReplicas {
+        replicas: current_replicas,
+        at: Some(*now),
+    });
+    let was_active = persisted.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Active" && c.status == "True")
+    });
+    if was_active {
+        state.last_active_time = Some(*now);
+    }
+    if state.created_at.is_none() {
+        state.created_at = created.map(from_time);
+    }
+    state
+}
+
+/// Sets condition `type_`, keeping its `lastTransitionTime` when the status did not change.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    previous: &[Condition],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) {
+    let transition = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    let condition = Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: Some(reason.to_owned()),
+        message: Some(message.to_owned()),
+        last_transition_time: Some(transition),
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => *existing = condition,
+        None => conditions.push(condition),
+    }
+}
+
+/// Conditions of a decision, with transition times carried over from `previous`.
+pub fn decision_conditions(
+    decision: &pb::DecideResponse,
+    previous: &[Condition],
+    now: &Time,
+) -> Vec<Condition> {
+    let mut conditions = Vec::new();
+    for condition in &decision.conditions {
+        if matches!(
+            condition.r#type.as_str(),
+            "Ready" | "Active" | "Fallback" | "Paused"
+        ) {
+            set_condition(
+                &mut conditions,
+                previous,
+                &condition.r#type,
+                &condition.status,
+                &condition.reason,
+                &condition.message,
+                now,
+            );
+        }
+    }
+    conditions
+}
+
+/// Per-trigger health (KEDA: `Happy` or `Failing` with the failure count).
+pub fn health(decision: &pb::DecideResponse) -> BTreeMap<String, HealthStatus> {
+    decision
+        .triggers
+        .iter()
+        .map(|t| {
+            let failing = t.error.is_some();
+            (
+                t.name.clone(),
+                HealthStatus {
+                    number_of_failures: Some(t.consecutive_failures),
+                    status: Some(if failing { "Failing" } else { "Happy" }.to_owned()),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The parts of a status whose change is worth an API write: everything but the values that
+/// move every tick (metric values, condition messages that quote them, the decision state
+/// between scale events, lastActiveTime while active).
+fn significant(status: &PromScalerStatus) -> serde_json::Value {
+    let conditions: Vec<(&str, &str, &str)> = status
+        .conditions
+        .iter()
+        .map(|c| {
+            (
+                c.type_.as_str(),
+                c.status.as_str(),
+                c.reason.as_deref().unwrap_or(""),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "conditions": conditions,
+        "original": status.original_replica_count,
+        "health": status.health,
+        "desired": status.desired_replicas,
+        "current": status.current_replicas,
+        "lastScaleTime": status.last_scale_time,
+        "paused": status.paused_replica_count,
+        "generation": status.observed_generation,
+        "triggers": status.triggers_types,
+        "auths": status.authentications_types,
+        "scaleEvents": status.decision_state.as_ref().map(|s| (&s.scale_up_events, &s.scale_down_events)),
+    })
+}
+
+/// Whether `new` differs from `old` in a way a user or a successor needs.
+pub fn needs_write(old: Option<&PromScalerStatus>, new: &PromScalerStatus) -> bool {
+    old.is_none_or(|old| significant(old) != significant(new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(seconds: i64) -> prost_types::Timestamp {
+        prost_types::Timestamp { seconds, nanos: 0 }
+    }
+
+    #[test]
+    fn decision_state_survives_the_round_trip_through_status() {
+        let state = pb::DecisionState {
+            recommendations: vec![pb::TimestampedReplicas {
+                replicas: 3,
+                at: Some(ts(100)),
+            }],
+            scale_up_events: vec![pb::TimestampedReplicas {
+                replicas: 1,
+                at: Some(ts(90)),
+            }],
+            scale_down_events: vec![],
+            last_active_time: Some(ts(95)),
+            consecutive_failures: [("rps".to_owned(), 2)].into(),
+            created_at: Some(ts(10)),
+            last_good_values: [(
+                "rps".to_owned(),
+                pb::TimestampedValue {
+                    value: 140.0,
+                    at: Some(ts(99)),
+                },
+            )]
+            .into(),
+        };
+        assert_eq!(state_from_status(&state_to_status(&state)), state);
+    }
+
+    #[test]
+    fn restore_blocks_immediate_scale_down_and_restarts_an_active_cooldown() {
+        let persisted = PromScalerStatus {
+            conditions: vec![Condition {
+                type_: "Active".into(),
+                status: "True".into(),
+                ..Condition::default()
+            }],
+            decision_state: Some(state_to_status(&pb::DecisionState {
+                last_active_time: Some(ts(50)),
+                scale_up_events: vec![pb::TimestampedReplicas {
+                    replicas: 1,
+                    at: Some(ts(40)),
+                }],
+                ..pb::DecisionState::default()
+            })),
+            ..PromScalerStatus::default()
+        };
+        let state = restore_state(Some(&persisted), 3, None, &ts(200));
+        assert_eq!(
+            state.recommendations,
+            vec![pb::TimestampedReplicas {
+                replicas: 3,
+                at: Some(ts(200))
+            }]
+        );
+        assert_eq!(state.last_active_time, Some(ts(200)));
+        assert_eq!(
+            state.scale_up_events.len(),
+            1,
+            "scale-event history is kept"
+        );
+    }
+
+    #[test]
+    fn inactive_scalers_keep_their_persisted_last_active_time() {
+        let persisted = PromScalerStatus {
+            decision_state: Some(state_to_status(&pb::DecisionState {
+                last_active_time: Some(ts(50)),
+                ..pb::DecisionState::default()
+            })),
+            ..PromScalerStatus::default()
+        };
+        let state = restore_state(Some(&persisted), 0, None, &ts(200));
+        assert_eq!(state.last_active_time, Some(ts(50)));
+    }
+
+    #[test]
+    fn metric_values_and_messages_alone_do_not_cause_a_write() {
+        let now = Time(jiff::Timestamp::from_second(1000).unwrap());
+        let mut conditions = Vec::new();
+        set_condition(
+            &mut conditions,
+            &[],
+            "Active",
+            "True",
+            "ScalerActive",
+            "rps 140 > 0",
+            &now,
+        );
+        let old = PromScalerStatus {
+            conditions: conditions.clone(),
+            last_metric_values: [("rps".to_owned(), 140.0)].into(),
+            desired_replicas: Some(3),
+            ..PromScalerStatus::default()
+        };
+        let mut new = old.clone();
+        new.last_metric_values.insert("rps".to_owned(), 141.0);
+        new.conditions[0].message = Some("rps 141 > 0".into());
+        assert!(!needs_write(Some(&old), &new));
+        new.desired_replicas = Some(4);
+        assert!(needs_write(Some(&old), &new));
+        assert!(needs_write(None, &new));
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_changes() {
+        let t1 = Time(jiff::Timestamp::from_second(1000).unwrap());
+        let t2 = Time(jiff::Timestamp::from_second(2000).unwrap());
+        let mut first = Vec::new();
+        set_condition(&mut first, &[], "Ready", "True", "ScalerReady", "", &t1);
+        let mut same = Vec::new();
+        set_condition(&mut same, &first, "Ready", "True", "ScalerReady", "", &t2);
+        assert_eq!(same[0].last_transition_time, Some(t1));
+        let mut flipped = Vec::new();
+        set_condition(&mut flipped, &first, "Ready", "False", "Broken", "", &t2);
+        assert_eq!(flipped[0].last_transition_time, Some(t2));
+    }
+}

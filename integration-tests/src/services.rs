@@ -1,0 +1,161 @@
+//! The three service binaries as child processes on free loopback ports, with helpers to reach
+//! their gRPC and admin endpoints and to stop them the way Kubernetes does (SIGTERM).
+
+use std::{
+    net::SocketAddr,
+    process::{Command, ExitStatus},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use promscaler_sandbox::process::{self, ChildProcess};
+
+/// Which service binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `promscaler-metrics-fetcher`.
+    Fetcher,
+    /// `promscaler-decision`.
+    Decision,
+    /// `promscaler-actuator`.
+    Actuator,
+}
+
+impl Kind {
+    /// The binary name.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Self::Fetcher => "promscaler-metrics-fetcher",
+            Self::Decision => "promscaler-decision",
+            Self::Actuator => "promscaler-actuator",
+        }
+    }
+
+    /// The fully-qualified gRPC service it serves.
+    pub fn grpc_service(self) -> &'static str {
+        match self {
+            Self::Fetcher => promscaler_proto::service_names::METRICS_FETCHER,
+            Self::Decision => promscaler_proto::service_names::DECISION,
+            Self::Actuator => promscaler_proto::service_names::ACTUATOR,
+        }
+    }
+}
+
+/// A running service process.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    kind: Kind,
+    grpc: SocketAddr,
+    admin: SocketAddr,
+    process: ChildProcess,
+    _logs: tempfile::TempDir,
+}
+
+impl ServiceProcess {
+    /// Starts `kind` on free ports with extra `args` and `envs` (OTEL_* and PROMSCALER_* from
+    /// the test's own environment are not inherited, so runs are reproducible).
+    pub fn start(kind: Kind, args: &[String], envs: &[(&str, String)]) -> Result<Self> {
+        let grpc: SocketAddr = ([127, 0, 0, 1], process::free_port()?).into();
+        let admin: SocketAddr = ([127, 0, 0, 1], process::free_port()?).into();
+        let mut command = Command::new(process::bin_path(kind.binary())?);
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("OTEL_") || key.starts_with("PROMSCALER_") {
+                command.env_remove(&*key);
+            }
+        }
+        command
+            .arg("--grpc-addr")
+            .arg(grpc.to_string())
+            .arg("--admin-addr")
+            .arg(admin.to_string())
+            .args(args)
+            .env("PROMSCALER_LOG_LEVEL", "info,promscaler=debug")
+            .envs(envs.iter().map(|(k, v)| (k, v)));
+        let logs = tempfile::tempdir()?;
+        let process = ChildProcess::spawn(kind.binary(), command, &logs.path().join("output.log"))?;
+        Ok(Self {
+            kind,
+            grpc,
+            admin,
+            process,
+            _logs: logs,
+        })
+    }
+
+    /// Which service this is.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// `http://127.0.0.1:<grpc port>`.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// The admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// The end of what the process printed (for assertion messages).
+    pub fn log_tail(&self) -> String {
+        self.process.log_tail()
+    }
+
+    /// A gRPC channel to the service (connects lazily).
+    pub fn channel(&self) -> Result<tonic::transport::Channel> {
+        Ok(tonic::transport::Endpoint::from_shared(self.grpc_url())?
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy())
+    }
+
+    /// Waits until grpc.health.v1 reports SERVING for the service's gRPC service.
+    pub async fn wait_serving(&mut self, timeout: Duration) -> Result<()> {
+        let channel = self.channel()?;
+        let service = self.kind.grpc_service().to_owned();
+        let result =
+            process::poll_until(&format!("{} to serve", self.kind.binary()), timeout, || {
+                let mut client =
+                    tonic_health::pb::health_client::HealthClient::new(channel.clone());
+                let request = tonic_health::pb::HealthCheckRequest {
+                    service: service.clone(),
+                };
+                async move {
+                    let response = client.check(request).await?;
+                    Ok((response.into_inner().status()
+                        == tonic_health::pb::health_check_response::ServingStatus::Serving)
+                        .then_some(()))
+                }
+            })
+            .await;
+        self.process.check_running()?;
+        result.with_context(|| format!("log:\n{}", self.log_tail()))
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub async fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let pid = self.process.id().context("process already reaped")?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM {pid} failed: {status}");
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.process.try_wait()? {
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "{} did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                    self.kind.binary(),
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The whole system for end-to-end tests: the API emulator, a real Prometheus scraping the
+//! emulated app's metrics, and the three services as processes.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use promscaler_sandbox::prometheus::{Prometheus, ScrapeTarget};
+
+use crate::{
+    cluster::Cluster,
+    services::{Kind, ServiceProcess},
+};
+
+/// How long a service may take to come up.
+pub const STARTUP: Duration = Duration::from_secs(30);
+
+/// Everything one end-to-end test runs.
+#[derive(Debug)]
+pub struct System {
+    /// The Kubernetes API.
+    pub cluster: Cluster,
+    /// The app's /metrics (one series per pod).
+    pub app: ScrapeTarget,
+    /// Prometheus scraping `app`.
+    pub prometheus: Prometheus,
+    /// The metrics-fetcher.
+    pub fetcher: ServiceProcess,
+    /// The decision service.
+    pub decision: ServiceProcess,
+    /// Actuators (the first one leads unless the test says otherwise).
+    pub actuators: Vec<ServiceProcess>,
+}
+
+impl System {
+    /// Starts the emulator, Prometheus scraping an app serving `connections_per_pod`, the
+    /// fetcher and the decision service (actuators are started with [`System::start_actuator`]).
+    pub async fn start(connections_per_pod: &[f64]) -> Result<Self> {
+        let cluster = Cluster::start(Duration::from_millis(200)).await?;
+        let app = ScrapeTarget::sample_app(connections_per_pod).await?;
+        let prometheus = Prometheus::start(&[app.addr()]).await?;
+        let mut fetcher = ServiceProcess::start(Kind::Fetcher, &[], &[])?;
+        let mut decision = ServiceProcess::start(Kind::Decision, &[], &[])?;
+        fetcher.wait_serving(STARTUP).await?;
+        decision.wait_serving(STARTUP).await?;
+        Ok(Self {
+            cluster,
+            app,
+            prometheus,
+            fetcher,
+            decision,
+            actuators: Vec::new(),
+        })
+    }
+
+    /// The arguments an actuator needs to reach this system.
+    pub fn actuator_args(&self, identity: &str) -> Vec<String> {
+        [
+            "--fetcher-addr",
+            &self.fetcher.grpc_url(),
+            "--decision-addr",
+            &self.decision.grpc_url(),
+            "--lease-namespace",
+            "default",
+            "--lease-duration",
+            "2s",
+            "--identity",
+            identity,
+            "--peer-check-interval",
+            "200ms",
+            "--rpc-timeout",
+            "3s",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    /// Starts an actuator named `identity` and waits until it serves gRPC.
+    pub async fn start_actuator(&mut self, identity: &str) -> Result<usize> {
+        let args = self.actuator_args(identity);
+        let mut actuator = ServiceProcess::start(
+            Kind::Actuator,
+            &args,
+            &[(
+                "KUBECONFIG",
+                self.cluster.kubeconfig().display().to_string(),
+            )],
+        )?;
+        actuator.wait_serving(STARTUP).await?;
+        self.actuators.push(actuator);
+        Ok(self.actuators.len() - 1)
+    }
+
+    /// Every service's log tail, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for (name, service) in [("fetcher", &self.fetcher), ("decision", &self.decision)] {
+            out.push_str(&format!("--- {name} ---\n{}\n", service.log_tail()));
+        }
+        for (i, actuator) in self.actuators.iter().enumerate() {
+            out.push_str(&format!("--- actuator {i} ---\n{}\n", actuator.log_tail()));
+        }
+        out
+    }
+}
+
+/// The seed's PromScaler (AverageValue 50, activation 0, min 1, max 5) against `server`, with
+/// a 1 s polling interval and no scale-down stabilization so tests run in seconds.
+pub fn seed_promscaler(namespace: &str, server: &str, query: &str, min: i32) -> String {
+    format!(
+        r#"apiVersion: promscaler.io/v1alpha1
+kind: PromScaler
+metadata:
+  name: sample-app-prometheus-scaler
+  namespace: {namespace}
+spec:
+  scaleTargetRef:
+    name: sample-app
+  minReplicaCount: {min}
+  maxReplicaCount: 5
+  pollingInterval: 1
+  cooldownPeriod: 2
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleDown:
+          stabilizationWindowSeconds: 0
+  triggers:
+    - type: prometheus
+      name: connections
+      metadata:
+        serverAddress: {server}
+        query: '{query}'
+        threshold: "50"
+        activationThreshold: "0"
+"#
+    )
+}
