@@ -1,0 +1,133 @@
+//! Shared by the CLI tests: run the built `promscalerctl`, serve the real decision service on
+//! 127.0.0.1:0, read the KEDA corpus of `promscaler-api`.
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses a part
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use promscaler_decision::grpc::DecisionGrpc;
+use promscaler_proto::v1::decision_service_server::DecisionServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+/// Bound on every await in these tests.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// What one run of promscalerctl did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Panics with both streams unless the exit code is `code`.
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn ok(self) -> Self {
+        self.expect_code(0)
+    }
+}
+
+/// Runs promscalerctl with `args` (and `stdin`), without PROMSCALER_* from the environment.
+/// Prints the command and its output so `--nocapture` shows what docs/cli.md quotes.
+pub fn ctl_with_stdin(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_promscalerctl"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PROMSCALER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("promscalerctl starts");
+    if let Some(input) = stdin {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out: Output = child.wait_with_output().expect("promscalerctl runs");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    };
+    println!(
+        "$ promscalerctl {}\n{}{}[exit {}]\n",
+        args.join(" "),
+        run.stdout,
+        run.stderr,
+        run.code
+    );
+    run
+}
+
+pub fn ctl(args: &[&str]) -> Run {
+    ctl_with_stdin(args, None)
+}
+
+/// Runs promscalerctl off the async runtime's threads.
+pub async fn ctl_async(args: Vec<String>) -> Run {
+    tokio::time::timeout(
+        LIMIT,
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            ctl(&args)
+        }),
+    )
+    .await
+    .expect("promscalerctl finishes in time")
+    .expect("join")
+}
+
+/// A file of the KEDA corpus in crates/api/tests/data.
+pub fn corpus(name: &str) -> String {
+    format!("{}/../api/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file in this crate's tests/data.
+pub fn data(name: &str) -> String {
+    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real DecisionService on 127.0.0.1:0; returns its URL.
+pub async fn serve_decision() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(
+        Server::builder()
+            .add_service(DecisionServiceServer::new(DecisionGrpc::new()))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    format!("http://{addr}")
+}
+
+/// A port nothing listens on.
+pub fn closed_port_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
