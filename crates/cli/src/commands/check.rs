@@ -145,7 +145,8 @@ impl Render for CheckView {
         let mut out = t.render();
         for c in self.0.iter().filter(|c| !c.usable) {
             out.push_str(&format!("\n{}: {}\n", c.trigger, c.query));
-            if let Some(e) = &c.error {
+            // The series are listed below; the error message would repeat them.
+            if let Some(e) = c.error.as_ref().filter(|_| c.series.is_empty()) {
                 out.push_str(&format!("  error: {}\n", e.short()));
             }
             if !c.series.is_empty() {

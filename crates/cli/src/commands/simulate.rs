@@ -120,7 +120,7 @@ fn span(seconds: f64, total: f64) -> String {
 impl Render for SimulateView {
     fn table(&self) -> String {
         let total = self.step_seconds * self.steps as f64;
-        let mut out = fields(&[
+        let mut rows = vec![
             ("SCALER", self.scaler.clone()),
             ("RANGE", format!("{} .. {}", self.from, self.to)),
             (
@@ -155,10 +155,11 @@ impl Render for SimulateView {
             ("TIME AT MAX", span(self.seconds_at_max, total)),
             ("TIME IN FALLBACK", span(self.seconds_in_fallback, total)),
             ("TIME ACTIVE", span(self.seconds_active, total)),
-        ]);
+        ];
         if let Some(chart) = &self.chart {
-            out.push_str(&fields(&[("CHART", chart.display().to_string())]));
+            rows.push(("CHART", chart.display().to_string()));
         }
+        let mut out = fields(&rows);
         if !self.events.is_empty() {
             out.push('\n');
             let mut t = Table::new(&["TIME", "FROM", "TO", "REASON"]);

@@ -131,3 +131,96 @@ pub fn closed_port_url() -> String {
         .port();
     format!("http://127.0.0.1:{port}")
 }
+
+/// The seed app's pods scraped by a real Prometheus, and the real metrics-fetcher binary.
+pub struct Rig {
+    pub target: promscaler_sandbox::prometheus::ScrapeTarget,
+    pub prometheus: promscaler_sandbox::prometheus::Prometheus,
+    pub fetcher_url: String,
+    _fetcher: promscaler_sandbox::process::ChildProcess,
+    pub dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// Pods with these connection counts, Prometheus scraping them every second, and
+    /// `promscaler-metrics-fetcher` (built by `cargo build -p promscaler-metrics-fetcher`)
+    /// serving on a free port.
+    pub async fn start(connections_per_pod: &[f64]) -> anyhow::Result<Self> {
+        use promscaler_sandbox::process::{ChildProcess, bin_path, free_port, poll_until};
+        let target =
+            promscaler_sandbox::prometheus::ScrapeTarget::sample_app(connections_per_pod).await?;
+        let prometheus =
+            promscaler_sandbox::prometheus::Prometheus::start(&[target.addr()]).await?;
+        let dir = tempfile::tempdir()?;
+        let grpc: std::net::SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let mut cmd = Command::new(bin_path("promscaler-metrics-fetcher")?);
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("PROMSCALER_") || k.starts_with("OTEL_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.arg("--grpc-addr")
+            .arg(grpc.to_string())
+            .arg("--admin-addr")
+            .arg(format!("127.0.0.1:{}", free_port()?));
+        let mut fetcher = ChildProcess::spawn(
+            "promscaler-metrics-fetcher",
+            cmd,
+            &dir.path().join("fetcher.log"),
+        )?;
+        let ready = poll_until("the metrics-fetcher to listen", LIMIT, || async move {
+            Ok(tokio::net::TcpStream::connect(grpc).await.ok().map(|_| ()))
+        })
+        .await;
+        fetcher.check_running()?;
+        ready?;
+        Ok(Self {
+            target,
+            prometheus,
+            fetcher_url: format!("http://{grpc}"),
+            _fetcher: fetcher,
+            dir,
+        })
+    }
+
+    /// Writes a PromScaler like the seed's, querying this rig's Prometheus without AWS
+    /// signing, and returns its path.
+    pub fn promscaler(&self, file: &str, query: &str) -> String {
+        let yaml = format!(
+            r#"apiVersion: promscaler.io/v1alpha1
+kind: PromScaler
+metadata:
+  name: sample-app-prometheus-scaler
+  namespace: default
+spec:
+  scaleTargetRef:
+    name: sample-app
+  minReplicaCount: 1
+  maxReplicaCount: 5
+  pollingInterval: 60
+  cooldownPeriod: 300
+  fallback:
+    failureThreshold: 2
+    replicas: 1
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleDown:
+          stabilizationWindowSeconds: 600
+  triggers:
+    - type: prometheus
+      name: connections
+      metadata:
+        serverAddress: {}
+        query: '{query}'
+        threshold: "50"
+        activationThreshold: "0"
+"#,
+            self.prometheus.url()
+        );
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, yaml).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+}
