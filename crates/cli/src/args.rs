@@ -12,7 +12,7 @@ use crate::output::Format;
 /// promscalerctl: check queries, explain and replay decisions, import KEDA ScaledObjects and
 /// watch the actuator, over the promscaler services' gRPC APIs.
 #[derive(Debug, clap::Parser)]
-#[command(name = "promscalerctl", version, about, long_about = None)]
+#[command(name = "promscalerctl", version)]
 pub struct Cli {
     /// Flags every command takes.
     #[command(flatten)]
@@ -24,8 +24,10 @@ pub struct Cli {
 
 /// Flags every command takes.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// MetricsFetcherService address: http://host:port, https://host:port or dns:///host:port.
+    /// MetricsFetcherService address: http://host:port, or dns:///host:port to balance over every
+    /// address the name resolves to.
     #[arg(
         long,
         env = "PROMSCALER_FETCHER_ADDR",

@@ -110,3 +110,25 @@ async fn an_unreachable_decision_service_says_what_to_do() {
         )
     );
 }
+
+#[tokio::test]
+async fn a_service_that_never_answers_is_bounded_by_timeout() {
+    // Accepts connections and never speaks HTTP/2.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let mut a = args(&url, &["--value", "140", "--replicas", "2"]);
+    a.extend(["--timeout".to_owned(), "500ms".to_owned()]);
+    let run = ctl_async(a).await.expect_code(1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: the decision service at {url} did not answer Decide within 500ms; check that it is healthy, or raise --timeout\n"
+        )
+    );
+}
