@@ -226,7 +226,7 @@ async fn hundred_concurrent_identical_queries_make_one_upstream_request() -> Res
     // Credentials first, so the burst below is about coalescing only.
     value(&rig.query(rig.amp_query(SEED_QUERY)).await?).with_context(|| rig.logs())?;
     // A slow upstream keeps the first request in flight while the other 99 arrive.
-    rig.gateway.set_delay(Duration::from_secs(2)).await?;
+    rig.gateway.set_delay(Duration::from_secs(3)).await?;
     let burst = (0..100).map(|_| {
         let mut client = rig.client.clone();
         let req = rig.amp_query(SEED_QUERY);
