@@ -133,6 +133,11 @@ impl ServiceProcess {
         result.with_context(|| format!("log:\n{}", self.log_tail()))
     }
 
+    /// Kills the process at once (SIGKILL), as a crash or a node loss would.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the exit status.
     pub async fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let pid = self.process.id().context("process already reaped")?;

@@ -4,12 +4,18 @@
 use std::{process::Command, time::Duration};
 
 use anyhow::{Context as _, Result};
-use k8s_openapi::api::core::v1::Event;
-use kube::{Api, api::ListParams};
+use k8s_openapi::api::{coordination::v1::Lease, core::v1::Event};
+use kube::{
+    Api,
+    api::{ListParams, Patch, PatchParams},
+};
+use promscaler_api::PromScaler;
 use promscaler_integration_tests::{
     cluster::sample_app_deployment,
     system::{System, seed_promscaler},
 };
+use promscaler_kube_emulator::FailRule;
+use promscaler_proto::v1::{ScalerRef, actuator_service_client::ActuatorServiceClient};
 use promscaler_sandbox::{
     process::poll_until,
     prometheus::{SEED_QUERY, sample_app_metrics},
@@ -161,5 +167,295 @@ async fn scales_to_zero_only_after_the_cooldown_and_back_on_activation() -> Resu
         .wait_replicas(NS, "sample-app", 3, WAIT)
         .await
         .with_context(|| system.logs())?;
+    Ok(())
+}
+
+/// The seed's system scaled to 3 by an actuator named "actuator-a"; `edit` changes the
+/// PromScaler's YAML first.
+async fn scaled_to_three(edit: impl Fn(String) -> String) -> Result<System> {
+    let mut system = System::start(&[70.0, 70.0]).await?;
+    system
+        .prometheus
+        .wait_for_value(SEED_QUERY, 140.0, WAIT)
+        .await?;
+    system.cluster.apply(&sample_app_deployment(NS, 2))?;
+    system.start_actuator("actuator-a").await?;
+    system.cluster.apply(&edit(seed_promscaler(
+        NS,
+        &system.prometheus.url(),
+        SEED_QUERY,
+        1,
+    )))?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 3, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    Ok(system)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_applies_after_failure_threshold_when_prometheus_stops() -> Result<()> {
+    let mut system = scaled_to_three(|yaml| {
+        format!("{yaml}  fallback:\n    failureThreshold: 2\n    replicas: 5\n")
+    })
+    .await?;
+    system.prometheus.stop();
+    // More than 2 consecutive failures: the failing trigger proposes fallback.replicas.
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 5, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    let scaler = system
+        .cluster
+        .wait_condition(NS, SCALER, "Fallback", "True", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    let health = scaler.status.unwrap_or_default().health;
+    let connections = health
+        .get("connections")
+        .context("health of trigger connections")?;
+    assert_eq!(connections.status.as_deref(), Some("Failing"));
+    assert!(
+        connections.number_of_failures.unwrap_or(0) > 2,
+        "{connections:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_trigger_without_fallback_never_scales_down() -> Result<()> {
+    let mut system = scaled_to_three(|yaml| yaml).await?;
+    system.prometheus.stop();
+    let scaler = system
+        .cluster
+        .wait_condition(NS, SCALER, "Ready", "False", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    let health = scaler.status.unwrap_or_default().health;
+    assert_eq!(
+        health.get("connections").and_then(|h| h.status.as_deref()),
+        Some("Failing")
+    );
+    // Several polling intervals later the replicas are still 3 (HPA: an invalid metric blocks
+    // scale-down), and every decision said so.
+    let mut client = ActuatorServiceClient::new(system.actuators[0].channel()?);
+    let reference = ScalerRef {
+        namespace: NS.into(),
+        name: SCALER.into(),
+    };
+    let decided = poll_until("three more decisions", WAIT, || {
+        let mut client = client.clone();
+        let reference = reference.clone();
+        async move {
+            let status = client.get_scaler(reference).await?.into_inner();
+            let decision = status.last_decision.and_then(|e| e.decision);
+            Ok(decision.filter(|d| {
+                d.triggers
+                    .first()
+                    .is_some_and(|t| t.consecutive_failures >= 3)
+            }))
+        }
+    })
+    .await?;
+    assert_eq!(decided.desired_replicas, 3, "{:?}", decided.explanation);
+    assert_eq!(
+        system.cluster.deployment_replicas(NS, "sample-app").await?,
+        3
+    );
+    let status = client.get_scaler(reference).await?.into_inner();
+    assert_eq!(status.desired_replicas, 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetcher_down_holds_replicas_and_reports_not_ready() -> Result<()> {
+    let mut system = scaled_to_three(|yaml| yaml).await?;
+    system.fetcher.kill();
+    let scaler = system
+        .cluster
+        .wait_condition(NS, SCALER, "Ready", "False", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    let ready = scaler
+        .status
+        .unwrap_or_default()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .context("Ready condition")?;
+    assert_eq!(
+        ready.reason.as_deref(),
+        Some("MetricsFetcherUnavailable"),
+        "{ready:?}"
+    );
+    assert_eq!(
+        system.cluster.deployment_replicas(NS, "sample-app").await?,
+        3
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_takes_the_lease_and_does_not_scale_down_at_once() -> Result<()> {
+    // A 60 s scale-down window: a successor that forgot the history would scale down at once.
+    // The instantaneous sum, so the lower load shows at the next scrape.
+    let query = r#"sum(websocket_active_connection_count{app_kubernetes_io_name="sample-app"})"#;
+    let mut system = System::start(&[70.0, 70.0]).await?;
+    system.prometheus.wait_for_value(query, 140.0, WAIT).await?;
+    system.cluster.apply(&sample_app_deployment(NS, 2))?;
+    system.start_actuator("actuator-a").await?;
+    let yaml = seed_promscaler(NS, &system.prometheus.url(), query, 1).replace(
+        "stabilizationWindowSeconds: 0",
+        "stabilizationWindowSeconds: 60",
+    );
+    system.cluster.apply(&yaml)?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 3, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    let standby = system.start_actuator("actuator-b").await?;
+
+    // The leader dies without releasing its Lease; load drops to one replica's worth.
+    system.actuators[0].kill();
+    system.app.set(sample_app_metrics(&[20.0, 20.0]));
+    let leases: Api<Lease> = Api::namespaced(system.cluster.client(), NS);
+    poll_until("actuator-b to hold the Lease", WAIT, || async {
+        let lease = leases.get("promscaler-actuator").await?;
+        let holder = lease.spec.and_then(|s| s.holder_identity);
+        Ok((holder.as_deref() == Some("actuator-b")).then_some(()))
+    })
+    .await
+    .with_context(|| system.logs())?;
+
+    // The new leader decides, and its decision is held by the scale-down window it rebuilt.
+    let mut client = ActuatorServiceClient::new(system.actuators[standby].channel()?);
+    let reference = ScalerRef {
+        namespace: NS.into(),
+        name: SCALER.into(),
+    };
+    let decision = poll_until("a decision by actuator-b on the lower load", WAIT, || {
+        let mut client = client.clone();
+        let reference = reference.clone();
+        async move {
+            let event = client.reconcile(reference).await?.into_inner();
+            let decision = event.decision;
+            Ok(decision.filter(|d| d.triggers.first().and_then(|t| t.value) == Some(40.0)))
+        }
+    })
+    .await
+    .with_context(|| system.logs())?;
+    assert_eq!(decision.desired_replicas, 3, "{:?}", decision.explanation);
+    assert!(
+        decision.explanation.iter().any(|l| l.contains("stabiliz")),
+        "{:?}",
+        decision.explanation
+    );
+    assert_eq!(
+        system.cluster.deployment_replicas(NS, "sample-app").await?,
+        3
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_annotations_hold_and_release_replicas() -> Result<()> {
+    let system = scaled_to_three(|yaml| yaml).await?;
+    let scalers: Api<PromScaler> = Api::namespaced(system.cluster.client(), NS);
+    let annotate = |value: serde_json::Value| {
+        let patch = serde_json::json!({ "metadata": { "annotations": { "autoscaling.keda.sh/paused-replicas": value } } });
+        let scalers = scalers.clone();
+        async move {
+            scalers
+                .patch(SCALER, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        }
+    };
+    annotate(serde_json::json!("4")).await?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 4, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    system
+        .cluster
+        .wait_condition(NS, SCALER, "Paused", "True", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    annotate(serde_json::Value::Null).await?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 3, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    system
+        .cluster
+        .wait_condition(NS, SCALER, "Paused", "False", WAIT)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_restores_the_original_replica_count() -> Result<()> {
+    let system = scaled_to_three(|yaml| {
+        yaml.replace(
+            "  advanced:\n",
+            "  advanced:\n    restoreToOriginalReplicaCount: true\n",
+        )
+    })
+    .await?;
+    let scaler = system.cluster.scaler(NS, SCALER).await?;
+    assert!(
+        scaler
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == "promscaler.io/finalizer"),
+        "the actuator adds its finalizer"
+    );
+    let scalers: Api<PromScaler> = Api::namespaced(system.cluster.client(), NS);
+    scalers.delete(SCALER, &Default::default()).await?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 2, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    poll_until("the PromScaler to be gone", WAIT, || async {
+        Ok(scalers.get_opt(SCALER).await?.is_none().then_some(()))
+    })
+    .await
+    .with_context(|| system.logs())?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflict_on_scale_is_retried_until_it_lands() -> Result<()> {
+    let mut system = System::start(&[70.0, 70.0]).await?;
+    system
+        .prometheus
+        .wait_for_value(SEED_QUERY, 140.0, WAIT)
+        .await?;
+    system.cluster.apply(&sample_app_deployment(NS, 2))?;
+    system
+        .cluster
+        .emulator()
+        .faults()
+        .fail_next(FailRule::new("/scale", 409).verb("patch").times(2));
+    system.start_actuator("actuator-a").await?;
+    system.cluster.apply(&seed_promscaler(
+        NS,
+        &system.prometheus.url(),
+        SEED_QUERY,
+        1,
+    ))?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 3, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    assert_eq!(system.cluster.emulator().faults().injected(), 2);
     Ok(())
 }
