@@ -331,7 +331,7 @@ async fn standby_takes_the_lease_and_does_not_scale_down_at_once() -> Result<()>
     .with_context(|| system.logs())?;
 
     // The new leader decides, and its decision is held by the scale-down window it rebuilt.
-    let mut client = ActuatorServiceClient::new(system.actuators[standby].channel()?);
+    let client = ActuatorServiceClient::new(system.actuators[standby].channel()?);
     let reference = ScalerRef {
         namespace: NS.into(),
         name: SCALER.into(),
