@@ -115,7 +115,7 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     pairs
         .iter()
-        .map(|(k, v)| format!("{k:width$}   {v}\n"))
+        .map(|(k, v)| format!("{}\n", format!("{k:width$}   {v}").trim_end()))
         .collect()
 }
 

@@ -177,7 +177,14 @@ impl Render for ScalerView {
                     self.last_scale_time.clone()
                 },
             ),
-            ("AUTHENTICATIONS", self.authentications.clone()),
+            (
+                "AUTHENTICATIONS",
+                if self.authentications.is_empty() {
+                    "<none>".into()
+                } else {
+                    self.authentications.clone()
+                },
+            ),
         ]));
         if !self.conditions.is_empty() {
             out.push('\n');

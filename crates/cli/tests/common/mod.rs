@@ -100,14 +100,16 @@ pub async fn ctl_async(args: Vec<String>) -> Run {
     .expect("join")
 }
 
-/// A file of the KEDA corpus in crates/api/tests/data.
+/// A file of the KEDA corpus in crates/api/tests/data, relative to this crate (cargo and
+/// nextest run tests, and so promscalerctl, in the package directory; relative paths keep the
+/// printed commands short for docs/cli.md).
 pub fn corpus(name: &str) -> String {
-    format!("{}/../api/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!("../api/tests/data/{name}")
 }
 
-/// A file in this crate's tests/data.
+/// A file in this crate's tests/data, relative to this crate.
 pub fn data(name: &str) -> String {
-    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!("tests/data/{name}")
 }
 
 /// The real DecisionService on 127.0.0.1:0; returns its URL.
