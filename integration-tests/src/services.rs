@@ -98,6 +98,11 @@ impl ServiceProcess {
         self.admin
     }
 
+    /// Everything the process printed.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._logs.path().join("output.log")).unwrap_or_default()
+    }
+
     /// The end of what the process printed (for assertion messages).
     pub fn log_tail(&self) -> String {
         self.process.log_tail()

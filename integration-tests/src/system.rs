@@ -29,17 +29,27 @@ pub struct System {
     pub decision: ServiceProcess,
     /// Actuators (the first one leads unless the test says otherwise).
     pub actuators: Vec<ServiceProcess>,
+    /// Environment given to every service process (e.g. OTLP settings).
+    env: Vec<(&'static str, String)>,
 }
 
 impl System {
     /// Starts the emulator, Prometheus scraping an app serving `connections_per_pod`, the
     /// fetcher and the decision service (actuators are started with [`System::start_actuator`]).
     pub async fn start(connections_per_pod: &[f64]) -> Result<Self> {
+        Self::start_with_env(connections_per_pod, Vec::new()).await
+    }
+
+    /// Like [`System::start`], with `env` set for every service process.
+    pub async fn start_with_env(
+        connections_per_pod: &[f64],
+        env: Vec<(&'static str, String)>,
+    ) -> Result<Self> {
         let cluster = Cluster::start(Duration::from_millis(200)).await?;
         let app = ScrapeTarget::sample_app(connections_per_pod).await?;
         let prometheus = Prometheus::start(&[app.addr()]).await?;
-        let mut fetcher = ServiceProcess::start(Kind::Fetcher, &[], &[])?;
-        let mut decision = ServiceProcess::start(Kind::Decision, &[], &[])?;
+        let mut fetcher = ServiceProcess::start(Kind::Fetcher, &[], &env)?;
+        let mut decision = ServiceProcess::start(Kind::Decision, &[], &env)?;
         fetcher.wait_serving(STARTUP).await?;
         decision.wait_serving(STARTUP).await?;
         Ok(Self {
@@ -49,6 +59,7 @@ impl System {
             fetcher,
             decision,
             actuators: Vec::new(),
+            env,
         })
     }
 
@@ -78,14 +89,12 @@ impl System {
     /// Starts an actuator named `identity` and waits until it serves gRPC.
     pub async fn start_actuator(&mut self, identity: &str) -> Result<usize> {
         let args = self.actuator_args(identity);
-        let mut actuator = ServiceProcess::start(
-            Kind::Actuator,
-            &args,
-            &[(
-                "KUBECONFIG",
-                self.cluster.kubeconfig().display().to_string(),
-            )],
-        )?;
+        let mut env = self.env.clone();
+        env.push((
+            "KUBECONFIG",
+            self.cluster.kubeconfig().display().to_string(),
+        ));
+        let mut actuator = ServiceProcess::start(Kind::Actuator, &args, &env)?;
         actuator.wait_serving(STARTUP).await?;
         self.actuators.push(actuator);
         Ok(self.actuators.len() - 1)

@@ -12,6 +12,7 @@ use kube::{
 use promscaler_api::PromScaler;
 use promscaler_integration_tests::{
     cluster::sample_app_deployment,
+    otlp::OtlpReceiver,
     system::{System, seed_promscaler},
 };
 use promscaler_kube_emulator::FailRule;
@@ -457,5 +458,85 @@ async fn conflict_on_scale_is_retried_until_it_lands() -> Result<()> {
         .await
         .with_context(|| system.logs())?;
     assert_eq!(system.cluster.emulator().faults().injected(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tick_is_one_trace_across_the_three_services() -> Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+    ];
+    let mut system = System::start_with_env(&[70.0, 70.0], env).await?;
+    system
+        .prometheus
+        .wait_for_value(SEED_QUERY, 140.0, WAIT)
+        .await?;
+    system.cluster.apply(&sample_app_deployment(NS, 2))?;
+    system.start_actuator("actuator-a").await?;
+    system.cluster.apply(&seed_promscaler(
+        NS,
+        &system.prometheus.url(),
+        SEED_QUERY,
+        1,
+    ))?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 3, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+
+    // Some trace holds the actuator's tick, the fetcher's QueryBatch and the decision's Decide,
+    // and the two server spans are children of spans in the actuator.
+    let trace = poll_until("a trace spanning the three services", WAIT, || {
+        let spans = receiver.spans();
+        async move {
+            let ticks = spans
+                .iter()
+                .filter(|s| s.service == "promscaler-actuator" && s.name == "tick");
+            for tick in ticks {
+                let in_trace: Vec<_> = spans
+                    .iter()
+                    .filter(|s| s.trace_id == tick.trace_id)
+                    .collect();
+                let query = in_trace.iter().find(|s| {
+                    s.service == "promscaler-metrics-fetcher" && s.name.contains("QueryBatch")
+                });
+                let decide = in_trace
+                    .iter()
+                    .find(|s| s.service == "promscaler-decision" && s.name.contains("Decide"));
+                if let (Some(query), Some(decide)) = (query, decide) {
+                    return Ok(Some((
+                        (*query).clone(),
+                        (*decide).clone(),
+                        in_trace.iter().map(|s| (*s).clone()).collect::<Vec<_>>(),
+                    )));
+                }
+            }
+            Ok(None)
+        }
+    })
+    .await
+    .with_context(|| {
+        let actuator_log: String = system.actuators[0]
+            .log()
+            .lines()
+            .filter(|l| !l.contains("DEBUG"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!("spans: {:#?}\nactuator:\n{actuator_log}", receiver.spans())
+    })?;
+    let (query, decide, in_trace) = trace;
+    for server_span in [&query, &decide] {
+        let parent = in_trace
+            .iter()
+            .find(|s| s.span_id == server_span.parent_span_id)
+            .with_context(|| format!("parent of {server_span:?} not in the trace"))?;
+        assert_eq!(
+            parent.service, "promscaler-actuator",
+            "{server_span:?} ← {parent:?}"
+        );
+    }
     Ok(())
 }
