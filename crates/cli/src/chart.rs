@@ -58,13 +58,14 @@ fn clock(ms: i64, with_date: bool) -> String {
     }
 }
 
-/// A round upper bound for the value axis (1, 2 or 5 × 10^n).
+/// A round upper bound for the value axis (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 × 10^n), so the
+/// curve fills most of the height.
 fn nice_ceiling(v: f64) -> f64 {
     if !(v.is_finite() && v > 0.0) {
         return 1.0;
     }
     let p = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
+    [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
         .iter()
         .map(|m| m * p)
         .find(|c| *c >= v)
@@ -154,9 +155,10 @@ impl Chart {
         }
         let _ = writeln!(
             s,
-            r#"<text x="{LEFT}" y="{}" >value</text><text x="{RIGHT}" y="{}" text-anchor="end">replicas (UTC)</text>"#,
+            r#"<text x="{LEFT}" y="{}">value</text><text x="{RIGHT}" y="{}" text-anchor="end">replicas</text><text x="{RIGHT}" y="{}" text-anchor="end">UTC</text>"#,
             TOP - 6.0,
-            TOP - 6.0
+            TOP - 6.0,
+            BOTTOM + 30.0
         );
         // Max replicas.
         let y = yr(rmax);
@@ -248,7 +250,8 @@ mod tests {
 
     #[test]
     fn axis_ceilings_are_round() {
-        assert_eq!(nice_ceiling(140.0), 200.0);
+        assert_eq!(nice_ceiling(140.0), 150.0);
+        assert_eq!(nice_ceiling(260.0), 300.0);
         assert_eq!(nice_ceiling(50.0), 50.0);
         assert_eq!(nice_ceiling(0.0), 1.0);
     }
