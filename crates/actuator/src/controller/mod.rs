@@ -499,3 +499,49 @@ async fn run_tick(ctx: Arc<Context>, key: ScalerKey) -> (ScalerKey, TickOutcome)
     let outcome = tick::tick(&ctx, &key).await;
     (key, outcome)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: usize) -> ScalerKey {
+        ScalerKey {
+            namespace: format!("team-{}", i % 7),
+            name: format!("scaler-{i}"),
+        }
+    }
+
+    #[test]
+    fn every_scaler_belongs_to_exactly_one_shard() {
+        let shards: Vec<Shard> = (0..4).map(|index| Shard { index, count: 4 }).collect();
+        let mut per_shard = [0usize; 4];
+        for i in 0..1000 {
+            let owners: Vec<u32> = shards
+                .iter()
+                .filter(|s| s.owns(&key(i)))
+                .map(|s| s.index)
+                .collect();
+            assert_eq!(owners.len(), 1, "{} owned by {owners:?}", key(i));
+            per_shard[owners[0] as usize] += 1;
+        }
+        // A hash, not a pile-up: each shard gets a fair part of 1,000 scalers.
+        assert!(
+            per_shard.iter().all(|n| (150..=350).contains(n)),
+            "{per_shard:?}"
+        );
+    }
+
+    #[test]
+    fn shard_assignment_is_a_fixed_function_of_namespace_and_name() {
+        // FNV-1a of "default/sample-app-prometheus-scaler" is 8407564891931198889 (computed
+        // independently), so every replica and every version agree on the owner.
+        let seed = ScalerKey {
+            namespace: "default".into(),
+            name: "sample-app-prometheus-scaler".into(),
+        };
+        let owner = |count| (0..count).find(|&index| Shard { index, count }.owns(&seed));
+        assert_eq!(owner(3), Some(0));
+        assert_eq!(owner(5), Some(4));
+        assert_eq!(owner(1), Some(0), "one shard owns everything");
+    }
+}
