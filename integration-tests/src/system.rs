@@ -63,13 +63,16 @@ impl System {
         })
     }
 
-    /// The arguments an actuator needs to reach this system.
+    /// The arguments an actuator needs to reach this system. The decision service is addressed
+    /// as `dns:///127.0.0.1:<port>`, the client-side balanced form the chart uses for headless
+    /// Services, so every actuator test runs through it.
     pub fn actuator_args(&self, identity: &str) -> Vec<String> {
+        let decision = self.decision.grpc_url().replace("http://", "dns:///");
         [
             "--fetcher-addr",
             &self.fetcher.grpc_url(),
             "--decision-addr",
-            &self.decision.grpc_url(),
+            &decision,
             "--lease-namespace",
             "default",
             "--lease-duration",
