@@ -26,6 +26,15 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo put the service binaries: `target/<profile>/`, above this test's `deps/`.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("the test runs from target/<profile>/deps")
+        .to_path_buf()
+}
+
 /// The rig's Python, or a message that says how to get it.
 fn test_python() -> Result<PathBuf, String> {
     let Some(path) = std::env::var_os(TEST_PYTHON_ENV).filter(|p| !p.is_empty()) else {
@@ -54,6 +63,7 @@ fn run_checks(group: &str) {
         .arg(&script)
         .arg(group)
         .current_dir(&root)
+        .env("PROMSCALER_BIN_DIR", bin_dir())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -118,6 +128,14 @@ fn run_checks(group: &str) {
 #[test]
 fn chart_renders_valid_least_privilege_manifests_for_every_values_file() {
     run_checks("chart");
+}
+
+/// Each Deployment's container args, handed to the real binary (with `--help` last): every
+/// flag and value the chart passes is one the service accepts. Needs the binaries built
+/// (`cargo xtask test` builds them before the tests).
+#[test]
+fn service_binaries_accept_every_flag_the_chart_passes() {
+    run_checks("flags");
 }
 
 /// The CRD files in `charts/promscaler/crds/` are the promscaler.io kinds Helm installs, and
