@@ -33,6 +33,8 @@ pub(crate) struct Loaded {
     pub(crate) scaler: ValidatedScaler,
     /// PromScalerAuthentications in the same input, by name.
     pub(crate) authentications: BTreeMap<String, PromScalerAuthenticationSpec>,
+    /// Secrets in the same input, by name.
+    pub(crate) secrets: BTreeMap<String, Secret>,
 }
 
 /// Reads the PromScaler named `name` (or the only one) from `path`, validated with the
@@ -45,6 +47,7 @@ pub(crate) fn load_scaler(path: &str, name: Option<&str>) -> Result<Loaded, Erro
     };
     let mut scalers: Vec<PromScaler> = Vec::new();
     let mut authentications = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
     for doc in parse_documents(&text).map_err(manifest)? {
         match doc {
             Document::PromScaler(p) => scalers.push(*p),
@@ -52,7 +55,11 @@ pub(crate) fn load_scaler(path: &str, name: Option<&str>) -> Result<Loaded, Erro
                 let key = a.metadata.name.clone().unwrap_or_default();
                 authentications.insert(key, a.spec);
             }
-            Document::Other(_) => {}
+            Document::Other(v) => {
+                if let Some((name, data)) = secret(path, &v)? {
+                    secrets.insert(name, data);
+                }
+            }
         }
     }
     let names: Vec<String> = scalers
@@ -88,8 +95,58 @@ pub(crate) fn load_scaler(path: &str, name: Option<&str>) -> Result<Loaded, Erro
         path: path.to_owned(),
         scaler,
         authentications,
+        secrets,
     })
 }
+
+/// A `v1` `Secret` document's name and values (`stringData` over base64 `data`), so that
+/// `helm template ... | promscalerctl check -` resolves authentications as the actuator would.
+fn secret(path: &str, v: &serde_yaml::Value) -> Result<Option<(String, Secret)>, Error> {
+    use base64::Engine as _;
+    if v.get("apiVersion").and_then(|a| a.as_str()) != Some("v1")
+        || v.get("kind").and_then(|k| k.as_str()) != Some("Secret")
+    {
+        return Ok(None);
+    }
+    let name = v
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let mut values = BTreeMap::new();
+    if let Some(serde_yaml::Value::Mapping(data)) = v.get("data") {
+        for (k, raw) in data {
+            let key = k.as_str().unwrap_or_default().to_owned();
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(raw.as_str().unwrap_or_default().trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{path}: Secret {name} data.{key} is not base64-encoded UTF-8 text; fix it or put the value in stringData"
+                    ))
+                })?;
+            values.insert(key, decoded);
+        }
+    }
+    if let Some(serde_yaml::Value::Mapping(data)) = v.get("stringData") {
+        for (k, raw) in data {
+            let value = match raw {
+                serde_yaml::Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other)
+                    .unwrap_or_default()
+                    .trim_end()
+                    .to_owned(),
+            };
+            values.insert(k.as_str().unwrap_or_default().to_owned(), value);
+        }
+    }
+    Ok(Some((name, values)))
+}
+
+/// A Secret's values by key.
+pub(crate) type Secret = BTreeMap<String, String>;
 
 fn list(names: &[String]) -> String {
     if names.is_empty() {
@@ -100,22 +157,23 @@ fn list(names: &[String]) -> String {
 }
 
 impl Loaded {
-    /// Trigger `index`'s upstream authentication, built as the actuator builds it, from its
-    /// PromScalerAuthentication when the input has it and from `params` (Secret values by
-    /// parameter name, e.g. `bearerToken`). Returns a warning when the referenced
-    /// authentication is not in the input.
+    /// Trigger `index`'s upstream authentication, built as the actuator builds it: from its
+    /// PromScalerAuthentication when the input has it, with the values of the Secrets it names
+    /// when the input has them, then `params` (`--auth-param`, by parameter name, e.g.
+    /// `bearerToken`). What the input lacks is reported on stderr first, as it is usually why
+    /// the authentication cannot be built.
     pub(crate) fn auth(
         &self,
         index: usize,
         params: &BTreeMap<String, String>,
-    ) -> Result<(Option<UpstreamAuth>, Option<String>), Error> {
+    ) -> Result<Option<UpstreamAuth>, Error> {
         let trigger = &self.scaler.triggers[index];
-        let mut warning = None;
+        let mut warnings = Vec::new();
         let spec = match &trigger.authentication_ref {
             Some(name) => {
                 let found = self.authentications.get(name);
                 if found.is_none() {
-                    warning = Some(format!(
+                    warnings.push(format!(
                         "trigger {}: PromScalerAuthentication {name:?} is not in {}; querying with the trigger's metadata and --auth-param values only",
                         trigger.name, self.path
                     ));
@@ -124,17 +182,36 @@ impl Loaded {
             }
             None => None,
         };
+        let mut values = BTreeMap::new();
+        for (secret, key, parameter) in spec.map(|s| s.secret_refs()).unwrap_or_default() {
+            if params.contains_key(parameter) {
+                continue;
+            }
+            match self.secrets.get(secret).and_then(|s| s.get(key)) {
+                Some(v) => {
+                    values.insert(parameter.to_owned(), v.clone());
+                }
+                None => warnings.push(format!(
+                    "trigger {}: Secret {secret} (key {key}) is not in {}; give the value with --auth-param {parameter}=...",
+                    trigger.name, self.path
+                )),
+            }
+        }
+        values.extend(params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
         let auth = resolve_auth(
             &trigger.prometheus,
             &format!("spec.triggers[{index}]"),
             spec,
-            params,
+            &values,
         )
         .map_err(|errors| Error::Manifest {
             path: self.path.clone(),
             source: promscaler_api::Error::Invalid { errors },
         })?;
-        Ok((auth, warning))
+        Ok(auth)
     }
 }
 

@@ -95,6 +95,63 @@ async fn check_accepts_the_seed_query_and_explains_the_per_pod_pitfall() {
     .expect_code(1);
     assert!(run.stdout.contains("False"), "{}", run.stdout);
 
+    // Bearer auth from a PromScalerAuthentication and its Secret in the same input, as
+    // `helm template ... | promscalerctl check -` gives them.
+    let with_auth = std::fs::read_to_string(&good).unwrap().replace(
+        "        activationThreshold: \"0\"\n",
+        "        activationThreshold: \"0\"\n        authModes: bearer\n      authenticationRef:\n        name: prometheus-bearer\n",
+    );
+    let authentication = "---
+apiVersion: promscaler.io/v1alpha1
+kind: PromScalerAuthentication
+metadata: {name: prometheus-bearer, namespace: default}
+spec:
+  secretTargetRef:
+    - {parameter: bearerToken, name: prometheus-token, key: token}
+";
+    let secret = "---
+apiVersion: v1
+kind: Secret
+metadata: {name: prometheus-token, namespace: default}
+data: {token: czNjcjN0}
+";
+    let without_secret = rig.write("bearer.yaml", &format!("{with_auth}{authentication}"));
+    let run = ctl_async(strings(&[
+        "--fetcher-addr",
+        &fetcher,
+        "check",
+        &without_secret,
+    ]))
+    .await
+    .expect_code(1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "warning: trigger connections: Secret prometheus-token (key token) is not in {without_secret}; give the value with --auth-param bearerToken=...\n\
+             error: {without_secret}: spec.triggers[0].authenticationRef: authModes bearer needs parameter bearerToken; add it to the PromScalerAuthentication's secretTargetRef\n"
+        )
+    );
+    let run = ctl_async(strings(&[
+        "--fetcher-addr",
+        &fetcher,
+        "check",
+        &without_secret,
+        "--auth-param",
+        "bearerToken=s3cr3t",
+    ]))
+    .await
+    .ok();
+    assert!(run.stdout.contains("connections   True "), "{}", run.stdout);
+    let complete = rig.write(
+        "bearer-and-secret.yaml",
+        &format!("{with_auth}{authentication}{secret}"),
+    );
+    let run = ctl_async(strings(&["--fetcher-addr", &fetcher, "check", &complete]))
+        .await
+        .ok();
+    assert_eq!(run.stderr, "");
+    assert!(run.stdout.contains("connections   True "), "{}", run.stdout);
+
     // No fetcher there.
     let url = closed_port_url();
     let run = ctl_async(strings(&["--fetcher-addr", &url, "check", &good]))

@@ -20,7 +20,8 @@ use crate::views::{QueryErrorView, yes_no};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A PromScaler manifest ("-" reads stdin); every trigger's query is checked with the
-    /// trigger's server and authentication.
+    /// trigger's server and authentication (its PromScalerAuthentication and Secrets are read
+    /// from the same input, e.g. `helm template ... | promscalerctl check -`).
     #[arg(value_name = "FILE", required_unless_present = "query", conflicts_with_all = ["server", "query"])]
     pub file: Option<String>,
 
@@ -29,7 +30,8 @@ pub struct Args {
     pub name: Option<String>,
 
     /// A value of the referenced PromScalerAuthentication's Secrets, by parameter name (e.g.
-    /// bearerToken=...), since Secrets are not in the file. Repeatable.
+    /// bearerToken=...), for Secrets that are not in the file (Secret documents in the file are
+    /// read). Repeatable.
     #[arg(long = "auth-param", value_name = "PARAMETER=VALUE", value_parser = key_value)]
     pub auth_params: Vec<(String, String)>,
 
@@ -211,10 +213,7 @@ pub(crate) async fn run(args: Args, cx: &Context) -> Result<(), Error> {
             let loaded = load_scaler(file, args.name.as_deref())?;
             let params: BTreeMap<String, String> = args.auth_params.iter().cloned().collect();
             for (i, t) in loaded.scaler.triggers.iter().enumerate() {
-                let (auth, warning) = loaded.auth(i, &params)?;
-                if let Some(w) = warning {
-                    eprintln!("warning: {w}");
-                }
+                let auth = loaded.auth(i, &params)?;
                 requests.push((t.name.clone(), loaded.scaler.query_request(i, auth)));
             }
         }

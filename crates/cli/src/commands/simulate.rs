@@ -34,7 +34,8 @@ pub struct Args {
     #[arg(long)]
     pub name: Option<String>,
 
-    /// A value of the referenced PromScalerAuthentication's Secrets, PARAMETER=VALUE.
+    /// A value of the referenced PromScalerAuthentication's Secrets, PARAMETER=VALUE, for
+    /// Secrets that are not in the file.
     #[arg(long = "auth-param", value_name = "PARAMETER=VALUE", value_parser = key_value)]
     pub auth_params: Vec<(String, String)>,
 
@@ -222,10 +223,7 @@ pub(crate) async fn run(args: Args, cx: &Context) -> Result<(), Error> {
     let mut fetcher = cx.clients.fetcher()?;
     let mut samples: Vec<BTreeMap<i64, f64>> = Vec::new();
     for (i, t) in s.triggers.iter().enumerate() {
-        let (auth, warning) = loaded.auth(i, &params)?;
-        if let Some(w) = warning {
-            eprintln!("warning: {w}");
-        }
+        let auth = loaded.auth(i, &params)?;
         let q = s.query_request(i, auth);
         let request = QueryRangeRequest {
             source: q.source,

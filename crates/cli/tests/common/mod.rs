@@ -186,6 +186,13 @@ impl Rig {
         })
     }
 
+    /// Writes `content` to `file` in the rig's directory and returns its path.
+    pub fn write(&self, file: &str, content: &str) -> String {
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
     /// Writes a PromScaler like the seed's, querying this rig's Prometheus without AWS
     /// signing, and returns its path.
     pub fn promscaler(&self, file: &str, query: &str) -> String {
