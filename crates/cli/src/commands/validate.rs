@@ -102,7 +102,9 @@ pub(crate) fn run(args: Args, cx: &Context) -> Result<(), Error> {
             warnings: c.warnings.iter().map(view).collect(),
         }));
     }
-    for d in &docs {
+    let view = ValidateView(docs);
+    emit(cx.output, &view)?;
+    for d in &view.0 {
         for e in &d.errors {
             eprintln!("{}: {}: {}", d.id(), e.field, e.message);
         }
@@ -110,8 +112,6 @@ pub(crate) fn run(args: Args, cx: &Context) -> Result<(), Error> {
             eprintln!("warning: {}: {}: {}", d.id(), w.field, w.message);
         }
     }
-    let view = ValidateView(docs);
-    emit(cx.output, &view)?;
     let invalid = view.0.iter().filter(|d| !d.valid).count();
     if invalid > 0 {
         return Err(Error::Invalid {
