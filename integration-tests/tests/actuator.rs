@@ -540,3 +540,60 @@ async fn one_tick_is_one_trace_across_the_three_services() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_keeps_the_cooldown_before_scaling_to_zero() -> Result<()> {
+    let query = r#"sum(websocket_active_connection_count{app_kubernetes_io_name="sample-app"})"#;
+    let mut system = System::start(&[30.0]).await?;
+    system.prometheus.wait_for_value(query, 30.0, WAIT).await?;
+    system.cluster.apply(&sample_app_deployment(NS, 1))?;
+    system.start_actuator("actuator-a").await?;
+    let yaml = seed_promscaler(NS, &system.prometheus.url(), query, 0)
+        .replace("cooldownPeriod: 2", "cooldownPeriod: 8");
+    system.cluster.apply(&yaml)?;
+    system
+        .cluster
+        .wait_condition(NS, SCALER, "Active", "True", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    system.start_actuator("actuator-b").await?;
+
+    // The leader dies while the trigger is active; then the load goes away.
+    system.actuators[0].kill();
+    let killed_at = k8s_openapi::jiff::Timestamp::now();
+    system.app.set(sample_app_metrics(&[0.0]));
+    system.prometheus.wait_for_value(query, 0.0, WAIT).await?;
+
+    // The successor scales to zero, but only a full cooldown after the activity it could not
+    // rule out (the last active write, or its takeover): never at once.
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 0, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    let status = system
+        .cluster
+        .scaler(NS, SCALER)
+        .await?
+        .status
+        .unwrap_or_default();
+    let last_active = status.last_active_time.context("lastActiveTime")?;
+    let scaled = status.last_scale_time.context("lastScaleTime")?;
+    assert!(
+        last_active.0 >= killed_at.checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(2))?,
+        "the successor kept the activity up to the failover: lastActiveTime {last_active:?}, leader killed at {killed_at}"
+    );
+    assert!(
+        scaled.0.duration_since(last_active.0).as_secs_f64() >= 8.0,
+        "scaled to zero {:?} after lastActiveTime, before the 8 s cooldown",
+        scaled.0.duration_since(last_active.0)
+    );
+    let leases: Api<Lease> = Api::namespaced(system.cluster.client(), NS);
+    let holder = leases
+        .get("promscaler-actuator")
+        .await?
+        .spec
+        .and_then(|s| s.holder_identity);
+    assert_eq!(holder.as_deref(), Some("actuator-b"));
+    Ok(())
+}
