@@ -4,8 +4,10 @@
 //!   `prometheus` package, a Python virtualenv with the rig's PyPI packages), then runs
 //!   `cargo fmt --check`, `cargo clippy -D warnings` and every test with cargo-nextest.
 //! - `cargo xtask sandbox`: the whole system on one machine (arrives with the sandbox issue).
-//! - `cargo xtask bench`: the benchmarks recorded in docs/BENCHMARKS.md.
+//! - `cargo xtask bench`: the benchmarks recorded in docs/BENCHMARKS.md (criterion by default;
+//!   `bench decide-grpc` and `bench actuator-10k` run the release binaries as processes).
 
+mod bench;
 mod deps;
 
 use std::{
@@ -36,11 +38,14 @@ enum Cmd {
     },
     /// Run promscaler locally: emulator, Prometheus, the three services and a load curve.
     Sandbox,
-    /// Run the benchmarks (criterion) whose results are recorded in docs/BENCHMARKS.md.
+    /// Run the benchmarks whose results are recorded in docs/BENCHMARKS.md (without a
+    /// subcommand: the criterion benches).
     Bench {
-        /// Run each benchmark briefly (criterion --quick), for a smoke run.
+        /// Run each criterion benchmark briefly (criterion --quick), for a smoke run.
         #[arg(long)]
         quick: bool,
+        #[command(subcommand)]
+        harness: Option<bench::BenchCmd>,
     },
 }
 
@@ -56,7 +61,10 @@ fn main() -> Result<()> {
             "the sandbox is not built yet: `cargo xtask sandbox` arrives with the sandbox issue \
              (see README.md). Until then, `cargo xtask test` runs the three services end to end."
         ),
-        Cmd::Bench { quick } => bench(&root, quick),
+        Cmd::Bench { quick, harness } => match harness {
+            Some(harness) => bench::run(&root, harness),
+            None => criterion(&root, quick),
+        },
     }
 }
 
@@ -137,7 +145,7 @@ fn test(root: &Path, deps_only: bool, nextest_args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn bench(root: &Path, quick: bool) -> Result<()> {
+fn criterion(root: &Path, quick: bool) -> Result<()> {
     let mut command = cargo();
     command
         .current_dir(root)
