@@ -19,7 +19,7 @@ use promscaler_kube_emulator::FailRule;
 use promscaler_proto::v1::{ScalerRef, actuator_service_client::ActuatorServiceClient};
 use promscaler_sandbox::{
     process::poll_until,
-    prometheus::{SEED_QUERY, sample_app_metrics},
+    prometheus::{SEED_QUERY, sample_app_metrics, single_value},
 };
 
 const NS: &str = "default";
@@ -595,5 +595,67 @@ async fn failover_keeps_the_cooldown_before_scaling_to_zero() -> Result<()> {
         .spec
         .and_then(|s| s.holder_identity);
     assert_eq!(holder.as_deref(), Some("actuator-b"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_over_grpc_set_and_clear_the_annotation() -> Result<()> {
+    let system = scaled_to_three(|yaml| yaml).await?;
+    let mut client = ActuatorServiceClient::new(system.actuators[0].channel()?);
+    let reference = ScalerRef {
+        namespace: NS.into(),
+        name: SCALER.into(),
+    };
+    let paused = client.pause(reference.clone()).await?.into_inner();
+    assert!(paused.paused);
+    let scaler = system
+        .cluster
+        .wait_condition(NS, SCALER, "Paused", "True", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    let annotations = scaler.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        annotations.get("promscaler.io/paused").map(String::as_str),
+        Some("true")
+    );
+
+    // While paused, load changes do not move the replicas.
+    system.app.set(sample_app_metrics(&[150.0, 150.0]));
+    poll_until("the query to rise above 200", WAIT, || async {
+        let value = single_value(&system.prometheus.query(SEED_QUERY).await?);
+        Ok(value.filter(|v| *v > 200.0))
+    })
+    .await?;
+    let event = client.reconcile(reference.clone()).await?.into_inner();
+    let decision = event.decision.context("a decision")?;
+    assert_eq!(decision.desired_replicas, 3, "{:?}", decision.explanation);
+    assert!(
+        decision
+            .conditions
+            .iter()
+            .any(|c| c.r#type == "Paused" && c.status == "True"),
+        "{:?}",
+        decision.conditions
+    );
+    assert_eq!(
+        system.cluster.deployment_replicas(NS, "sample-app").await?,
+        3
+    );
+
+    let resumed = client.resume(reference.clone()).await?.into_inner();
+    assert!(!resumed.paused);
+    system
+        .cluster
+        .wait_condition(NS, SCALER, "Paused", "False", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    let not_found = client
+        .get_scaler(ScalerRef {
+            namespace: NS.into(),
+            name: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(not_found.code(), tonic::Code::NotFound);
     Ok(())
 }
