@@ -3,7 +3,8 @@
 //! - `cargo xtask test`: installs what the tests need when it is missing (Debian's
 //!   `prometheus` package, a Python virtualenv with the rig's PyPI packages), then runs
 //!   `cargo fmt --check`, `cargo clippy -D warnings` and every test with cargo-nextest.
-//! - `cargo xtask sandbox`: the whole system on one machine (arrives with the sandbox issue).
+//! - `cargo xtask sandbox`: the whole system on one machine and a load curve (see
+//!   `promscaler_sandbox::demo`).
 //! - `cargo xtask bench`: the benchmarks recorded in docs/BENCHMARKS.md (criterion by default;
 //!   `bench decide-grpc` and `bench actuator-10k` run the release binaries as processes).
 
@@ -37,7 +38,20 @@ enum Cmd {
         nextest_args: Vec<String>,
     },
     /// Run promscaler locally: emulator, Prometheus, the three services and a load curve.
-    Sandbox,
+    Sandbox {
+        /// A load curve: lines of `SECONDS CONNECTIONS` (default: the seed's story).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// How many times faster than written the load curve runs.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Query through an AMP-like SigV4 gateway with credentials from a local STS.
+        #[arg(long)]
+        aws: bool,
+        /// Keep everything running after the scenario until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
+    },
     /// Run the benchmarks whose results are recorded in docs/BENCHMARKS.md (without a
     /// subcommand: the criterion benches).
     Bench {
@@ -57,10 +71,12 @@ fn main() -> Result<()> {
             deps_only,
             nextest_args,
         } => test(&root, deps_only, &nextest_args),
-        Cmd::Sandbox => bail!(
-            "the sandbox is not built yet: `cargo xtask sandbox` arrives with the sandbox issue \
-             (see README.md). Until then, `cargo xtask test` runs the three services end to end."
-        ),
+        Cmd::Sandbox {
+            scenario,
+            speed,
+            aws,
+            keep_running,
+        } => sandbox(&root, scenario, speed, aws, keep_running),
         Cmd::Bench { quick, harness } => match harness {
             Some(harness) => bench::run(&root, harness),
             None => criterion(&root, quick),
@@ -154,4 +170,37 @@ fn criterion(root: &Path, quick: bool) -> Result<()> {
         command.args(["--", "--quick"]);
     }
     run(&mut command)
+}
+
+fn sandbox(
+    root: &Path,
+    scenario: Option<PathBuf>,
+    speed: f64,
+    aws: bool,
+    keep_running: bool,
+) -> Result<()> {
+    let status = cargo()
+        .current_dir(root)
+        .args(["build", "--bins"])
+        .args([
+            "-p",
+            "promscaler-metrics-fetcher",
+            "-p",
+            "promscaler-decision",
+        ])
+        .args(["-p", "promscaler-actuator"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building the service binaries failed");
+    }
+    let options = promscaler_sandbox::demo::DemoOptions {
+        root: root.to_path_buf(),
+        scenario,
+        speed,
+        aws,
+        keep_running,
+        chart: target_dir(root).join("sandbox/sandbox-chart.svg"),
+    };
+    tokio::runtime::Runtime::new()?.block_on(promscaler_sandbox::demo::run(options))
 }

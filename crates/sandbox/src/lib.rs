@@ -5,6 +5,8 @@
 //! SigV4-verifying AMP-like gateway and the Kubernetes API emulator. `cargo xtask sandbox` and
 //! `integration-tests` both build on these pieces.
 
+pub mod app;
+pub mod demo;
 pub mod gateway;
 pub mod process;
 pub mod prometheus;
