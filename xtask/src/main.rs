@@ -201,6 +201,7 @@ fn sandbox(
         aws,
         keep_running,
         chart: target_dir(root).join("sandbox/sandbox-chart.svg"),
+        venv_python: target_dir(root).join("promscaler-venv/bin/python"),
     };
     tokio::runtime::Runtime::new()?.block_on(promscaler_sandbox::demo::run(options))
 }

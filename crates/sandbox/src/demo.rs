@@ -15,9 +15,15 @@ use anyhow::{Context as _, Result, bail};
 use promscaler_kube_emulator::{Emulator, EmulatorHandle, SimConfig};
 
 use crate::app::{EmulatedApp, FileSdPrometheus, which};
+use crate::gateway::AmpGateway;
 use crate::process::{ServiceProcess, http, poll_until};
 use crate::prometheus::SEED_QUERY;
+use crate::sts::Sts;
 
+/// The region of the `--aws` mode's gateway and STS.
+pub const AWS_REGION: &str = "us-east-1";
+/// The role the fetcher's (emulated) IRSA web identity assumes with `--aws`.
+pub const AWS_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/promscaler-metrics-fetcher";
 /// The namespace everything runs in.
 pub const NAMESPACE: &str = "default";
 /// The PromScaler's name.
@@ -46,6 +52,9 @@ pub struct SandboxConfig {
     pub scale_down_stabilization: u32,
     /// The Deployment's replicas before the scaler acts.
     pub initial_replicas: i32,
+    /// With the Python of the test venv (moto, botocore): query through an AMP-like SigV4
+    /// gateway with the fetcher's IRSA credentials from a local STS.
+    pub aws_python: Option<PathBuf>,
 }
 
 impl SandboxConfig {
@@ -60,6 +69,7 @@ impl SandboxConfig {
             cooldown_period: 10,
             scale_down_stabilization: 15,
             initial_replicas: 2,
+            aws_python: None,
         }
     }
 }
@@ -93,6 +103,11 @@ spec:
 
 /// The seed's PromScaler (AverageValue 50, activation 0, min 1, max 5) against `server`.
 pub fn seed_promscaler(config: &SandboxConfig, server: &str) -> String {
+    let aws = if config.aws_python.is_some() {
+        format!("\n        identityOwner: operator\n        awsRegion: {AWS_REGION}")
+    } else {
+        String::new()
+    };
     format!(
         r#"apiVersion: promscaler.io/v1alpha1
 kind: PromScaler
@@ -118,7 +133,7 @@ spec:
         serverAddress: {server}
         query: '{query}'
         threshold: "{THRESHOLD}"
-        activationThreshold: "0"
+        activationThreshold: "0"{aws}
 "#,
         polling = config.polling_interval,
         cooldown = config.cooldown_period,
@@ -160,6 +175,7 @@ pub struct Sandbox {
     pub prometheus: FileSdPrometheus,
     /// The emulated app.
     pub app: EmulatedApp,
+    aws: Option<(AmpGateway, Sts)>,
     emulator: EmulatorHandle,
     query: String,
     kubeconfig: PathBuf,
@@ -191,7 +207,38 @@ impl Sandbox {
         )
         .await?;
         let prometheus = FileSdPrometheus::start(app.sd_file()).await?;
-        let fetcher = ServiceProcess::start("promscaler-metrics-fetcher", &[], &[]).await?;
+        let mut fetcher_env = Vec::new();
+        let mut server = prometheus.url();
+        let aws = match &config.aws_python {
+            Some(python) => {
+                let sts = Sts::start(python).await?;
+                let gateway =
+                    AmpGateway::start(python, &prometheus.url(), &sts.endpoint(), AWS_REGION)
+                        .await?;
+                server = gateway.workspace_url();
+                let token = dir.path().join("token");
+                std::fs::write(
+                    &token,
+                    "eyJhbGciOiJSUzI1NiJ9.sandbox-service-account-token.sig",
+                )?;
+                let none = dir.path().join("absent");
+                for (k, v) in [
+                    ("AWS_ROLE_ARN", AWS_ROLE_ARN.to_owned()),
+                    ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
+                    ("AWS_REGION", AWS_REGION.to_owned()),
+                    ("AWS_ENDPOINT_URL_STS", sts.endpoint()),
+                    ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+                    ("AWS_CONFIG_FILE", none.display().to_string()),
+                    ("AWS_SHARED_CREDENTIALS_FILE", none.display().to_string()),
+                ] {
+                    fetcher_env.push((k.to_owned(), v));
+                }
+                Some((gateway, sts))
+            }
+            None => None,
+        };
+        let fetcher =
+            ServiceProcess::start("promscaler-metrics-fetcher", &[], &fetcher_env).await?;
         let decision = ServiceProcess::start("promscaler-decision", &[], &[]).await?;
         let args: Vec<String> = [
             "--fetcher-addr",
@@ -208,18 +255,27 @@ impl Sandbox {
         .collect();
         let env = [("KUBECONFIG".to_owned(), kubeconfig.display().to_string())];
         let actuator = ServiceProcess::start("promscaler-actuator", &args, &env).await?;
-        emulator.apply_yaml(&seed_promscaler(config, &prometheus.url()))?;
+        emulator.apply_yaml(&seed_promscaler(config, &server))?;
         Ok(Self {
             actuator,
             decision,
             fetcher,
             prometheus,
             app,
+            aws,
             emulator,
             query: config.query.clone(),
             kubeconfig,
             dir,
         })
+    }
+
+    /// The PromScaler's `serverAddress`: Prometheus, or the AMP-like gateway with `--aws`.
+    pub fn server_address(&self) -> String {
+        match &self.aws {
+            Some((gateway, _)) => gateway.workspace_url(),
+            None => self.prometheus.url(),
+        }
     }
 
     /// The kubeconfig pointing at the emulator (for kubectl).
@@ -656,6 +712,8 @@ pub struct DemoOptions {
     pub speed: f64,
     /// Run with an AMP-like SigV4 gateway and a local STS.
     pub aws: bool,
+    /// The test venv's Python (`<target>/promscaler-venv/bin/python`), used with `aws`.
+    pub venv_python: PathBuf,
     /// Keep everything running after the scenario until Ctrl-C.
     pub keep_running: bool,
     /// Where the SVG chart goes.
@@ -703,12 +761,6 @@ pub async fn stop_signal() {
 
 /// Runs the sandbox with the live view; returns after the scenario (or Ctrl-C).
 pub async fn run(options: DemoOptions) -> Result<()> {
-    if options.aws {
-        bail!(
-            "--aws is not built yet: the sandbox runs against Prometheus directly. The AMP + IRSA \
-             path (local STS and SigV4 gateway) runs in the integration tests (`cargo xtask test`)"
-        );
-    }
     if options.speed <= 0.0 || !options.speed.is_finite() {
         bail!("--speed must be > 0");
     }
@@ -720,7 +772,20 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         None => Scenario::seed(),
     };
     ensure_prometheus()?;
-    let config = SandboxConfig::demo(options.root.join("charts/promscaler/crds"));
+    let mut config = SandboxConfig::demo(options.root.join("charts/promscaler/crds"));
+    if options.aws {
+        let python = std::env::var_os(crate::process::TEST_PYTHON_ENV)
+            .filter(|p| !p.is_empty())
+            .map_or_else(|| options.venv_python.clone(), PathBuf::from);
+        if !python.is_file() {
+            bail!(
+                "--aws needs the Python venv with moto[server] and botocore at {}: create it with \
+                 `cargo xtask test --deps-only`",
+                python.display()
+            );
+        }
+        config.aws_python = Some(python);
+    }
     println!("sandbox: starting the API emulator, Prometheus and the three services on 127.0.0.1");
     let sandbox = tokio::select! {
         s = Sandbox::start(&config) => s?,
@@ -731,6 +796,13 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         sandbox.prometheus.url(),
         sandbox.api_addr()
     );
+    if config.aws_python.is_some() {
+        println!(
+            "sandbox: --aws: the fetcher signs with SigV4 using credentials its IRSA web identity \
+             got from a local STS; the PromScaler's serverAddress is the AMP-like gateway {}",
+            sandbox.server_address()
+        );
+    }
     println!("sandbox: PromScaler {SCALER}: query {}", config.query);
     println!(
         "sandbox: threshold {THRESHOLD:.0}, min {MIN_REPLICAS}, max {MAX_REPLICAS}, pollingInterval \
