@@ -159,47 +159,29 @@ async fn evaluate(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> (TickO
         queries: evaluated.queries.clone(),
     };
     let mut fetcher = ctx.fetcher.clone();
-    let results =
-        match tokio::time::timeout(ctx.settings.rpc_timeout, fetcher.query_batch(batch)).await {
-            Ok(Ok(response)) => response.into_inner().results,
-            Ok(Err(status)) => {
-                ctx.metrics.peer_error(Peer::Fetcher);
-                let message = format!(
-                    "metrics-fetcher failed: {}; holding {} replicas",
-                    status.message(),
-                    replicas.spec
-                );
-                event.error = message.clone();
-                write_failure(
-                    ctx,
-                    key,
-                    scaler,
-                    "MetricsFetcherUnavailable",
-                    &message,
-                    Some(&evaluated),
-                )
-                .await;
-                return (TickOutcome::Failed { event }, Outcome::Error);
-            }
-            Err(_) => {
-                ctx.metrics.peer_error(Peer::Fetcher);
-                let message = format!(
-                    "metrics-fetcher did not answer within {:?}; holding {} replicas",
-                    ctx.settings.rpc_timeout, replicas.spec
-                );
-                event.error = message.clone();
-                write_failure(
-                    ctx,
-                    key,
-                    scaler,
-                    "MetricsFetcherUnavailable",
-                    &message,
-                    Some(&evaluated),
-                )
-                .await;
-                return (TickOutcome::Failed { event }, Outcome::Error);
-            }
-        };
+    let results = match call_peer(
+        ctx,
+        Peer::Fetcher,
+        fetcher.query_batch(batch),
+        replicas.spec,
+    )
+    .await
+    {
+        Ok(response) => response.results,
+        Err(message) => {
+            event.error = message.clone();
+            write_failure(
+                ctx,
+                key,
+                scaler,
+                "MetricsFetcherUnavailable",
+                &message,
+                Some(&evaluated),
+            )
+            .await;
+            return (TickOutcome::Failed { event }, Outcome::Error);
+        }
+    };
     let observations: Vec<Observation> = evaluated
         .trigger_names
         .iter()
@@ -229,48 +211,29 @@ async fn evaluate(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> (TickO
         pause: Some(evaluated.pause),
     };
     let mut decision_client = ctx.decision.clone();
-    let decision =
-        match tokio::time::timeout(ctx.settings.rpc_timeout, decision_client.decide(request)).await
-        {
-            Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(status)) => {
-                ctx.metrics.peer_error(Peer::Decision);
-                let message = format!(
-                    "decision service failed: {}; holding {} replicas",
-                    status.message(),
-                    replicas.spec
-                );
-                event.error = message.clone();
-                write_failure(
-                    ctx,
-                    key,
-                    scaler,
-                    "DecisionServiceUnavailable",
-                    &message,
-                    Some(&evaluated),
-                )
-                .await;
-                return (TickOutcome::Failed { event }, Outcome::Error);
-            }
-            Err(_) => {
-                ctx.metrics.peer_error(Peer::Decision);
-                let message = format!(
-                    "decision service did not answer within {:?}; holding {} replicas",
-                    ctx.settings.rpc_timeout, replicas.spec
-                );
-                event.error = message.clone();
-                write_failure(
-                    ctx,
-                    key,
-                    scaler,
-                    "DecisionServiceUnavailable",
-                    &message,
-                    Some(&evaluated),
-                )
-                .await;
-                return (TickOutcome::Failed { event }, Outcome::Error);
-            }
-        };
+    let decision = match call_peer(
+        ctx,
+        Peer::Decision,
+        decision_client.decide(request),
+        replicas.spec,
+    )
+    .await
+    {
+        Ok(decision) => decision,
+        Err(message) => {
+            event.error = message.clone();
+            write_failure(
+                ctx,
+                key,
+                scaler,
+                "DecisionServiceUnavailable",
+                &message,
+                Some(&evaluated),
+            )
+            .await;
+            return (TickOutcome::Failed { event }, Outcome::Error);
+        }
+    };
     for line in &decision.explanation {
         tracing::debug!(explanation = %line);
     }
@@ -347,6 +310,30 @@ async fn evaluate(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> (TickO
         },
         metric,
     )
+}
+
+/// Calls a peer with the RPC deadline; a failure or timeout is counted and described (the tick
+/// then holds `current` replicas).
+async fn call_peer<T>(
+    ctx: &Context,
+    peer: Peer,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    current: i32,
+) -> Result<T, String> {
+    let name = match peer {
+        Peer::Fetcher => "metrics-fetcher",
+        Peer::Decision => "decision service",
+    };
+    let failure = match tokio::time::timeout(ctx.settings.rpc_timeout, call).await {
+        Ok(Ok(response)) => return Ok(response.into_inner()),
+        Ok(Err(status)) => format!("{name} failed: {}", status.message()),
+        Err(_) => format!(
+            "{name} did not answer within {:?}",
+            ctx.settings.rpc_timeout
+        ),
+    };
+    ctx.metrics.peer_error(peer);
+    Err(format!("{failure}; holding {current} replicas"))
 }
 
 /// The status the decision implies, built on the previous one.
