@@ -476,12 +476,12 @@ pub(crate) fn decide_validated(
 
     let mut conditions = Vec::with_capacity(7);
     conditions.push(if failing {
-        cond(
-            T::Ready,
-            S::False,
-            "KEDAScalerFailed",
-            "Triggers defined in ScaledObject are not working correctly",
-        )
+        Condition {
+            kind: T::Ready,
+            status: S::False,
+            reason: "KEDAScalerFailed",
+            message: Cow::Owned(failing_message(&outcomes)),
+        }
     } else {
         cond(
             T::Ready,
@@ -769,6 +769,34 @@ fn prune_state(policy: &ScalingPolicy, state: &mut DecisionState, now: Timestamp
     state.last_good_values.retain(|k, v| {
         ttl_ms > 0 && now.millis_since(v.at) <= ttl_ms && policy.trigger_index(k).is_some()
     });
+}
+
+/// Longest error text of one trigger quoted in the Ready condition.
+const MAX_ERROR_IN_CONDITION: usize = 300;
+
+/// KEDA's Ready=False message, followed by what each failing trigger reported (so the user
+/// reads in `kubectl describe` what to fix, e.g. "wrap it in sum(...)").
+fn failing_message(outcomes: &[TriggerOutcome]) -> String {
+    let mut message = String::from("Triggers defined in ScaledObject are not working correctly");
+    let mut first = true;
+    for outcome in outcomes.iter().filter(|o| o.value.is_none()) {
+        let Some(error) = &outcome.error else {
+            continue;
+        };
+        message.push_str(if first { ": " } else { "; " });
+        first = false;
+        let text = error.to_string();
+        message.push_str(&outcome.name);
+        message.push_str(": ");
+        match text.char_indices().nth(MAX_ERROR_IN_CONDITION) {
+            Some((cut, _)) => {
+                message.push_str(&text[..cut]);
+                message.push('…');
+            }
+            None => message.push_str(&text),
+        }
+    }
+    message
 }
 
 fn cond(kind: T, status: S, reason: &'static str, message: &'static str) -> Condition {

@@ -2,7 +2,7 @@
 //! explanations, conditions, bounded state and Simulate.
 
 use crate::decision::{ConditionStatus, ConditionType, Step};
-use crate::input::{Pause, QueryErrorKind, Replicas};
+use crate::input::{Observation, Pause, QueryErrorKind, Replicas};
 use crate::policy::{FallbackBehavior as Fb, ScalingPolicyRule as R, SelectPolicy};
 use crate::state::{DecisionState, MAX_HISTORY, TimestampedReplicas};
 use crate::testing::*;
@@ -362,6 +362,38 @@ fn fallback_never_overrides_a_healthy_trigger_downwards_keda_6659() {
         "max(8 from healthy, 2 from fallback)"
     );
     assert!(d.fallback_active);
+}
+
+#[test]
+fn ready_false_quotes_what_each_failing_trigger_reported() {
+    let p = policy()
+        .min(1)
+        .max(10)
+        .trigger("healthy", 10.0)
+        .trigger("broken", 10.0)
+        .trigger("also-broken", 10.0);
+    let long = "x".repeat(400);
+    let mut tick = at(2).value("healthy", 20.0).failed("broken");
+    tick.observations.push(Observation::error(
+        "also-broken",
+        QueryErrorKind::MultipleSeries,
+        &long,
+    ));
+    let d = run(&p, &tick, DecisionState::default(), t(0));
+    let ready = d.condition(ConditionType::Ready).unwrap();
+    assert_eq!(ready.status, ConditionStatus::False);
+    assert!(
+        ready.message.starts_with(
+            "Triggers defined in ScaledObject are not working correctly: broken: timeout: \
+             deadline exceeded; also-broken: multiple series: xxx"
+        ),
+        "{}",
+        ready.message
+    );
+    assert!(!ready.message.contains("healthy"), "{}", ready.message);
+    // One trigger's text is capped, so a huge upstream error cannot bloat the status.
+    assert!(ready.message.ends_with('…'), "{}", ready.message);
+    assert!(ready.message.len() < 450, "{}", ready.message.len());
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! [`EmulatedApp`] watches (polls every 500 ms) the Pods of a Deployment in the Kubernetes API
 //! emulator and gives every Ready pod its own `/metrics` endpoint ([`ScrapeTarget`]) serving
 //! `websocket_active_connection_count{app_kubernetes_io_name="sample-app",pod="<name>"}`: the
-//! app's connections shared among its ready pods (each reports `total / ready`). It writes the
+//! app's connections shared among its ready pods (each reports `total / ready`). While no pod is
+//! ready, the app's front (think of a load balancer holding the connections) reports the total
+//! under `pod="front"`, so a scaled-to-zero app still has a signal to be woken by. It writes the
 //! endpoints to a file-based service-discovery JSON file, which [`FileSdPrometheus`] (a real
 //! Prometheus with `file_sd_configs`) follows, as a Kubernetes SD would in a cluster.
 
@@ -53,10 +55,17 @@ pub fn file_sd_json(targets: &[SocketAddr]) -> String {
     serde_json::json!([{ "targets": list, "labels": { "job": "sample-app" } }]).to_string()
 }
 
-#[derive(Debug, Default)]
+/// The `pod` label of the series the app's front reports while no pod is ready.
+pub const FRONT: &str = "front";
+
+#[derive(Debug)]
 struct AppState {
     connections: f64,
     pods: BTreeMap<String, ScrapeTarget>,
+    /// The app's front (a load balancer holding connections): it reports the connections
+    /// while no pod is ready, so an app scaled to zero can be woken by its load, and nothing
+    /// while pods serve them.
+    front: ScrapeTarget,
 }
 
 impl AppState {
@@ -73,11 +82,24 @@ impl AppState {
         for (name, target) in &self.pods {
             target.set(pod_metrics(app, name, each));
         }
+        if self.pods.is_empty() {
+            self.front.set(pod_metrics(app, FRONT, self.connections));
+        } else {
+            self.front.set(String::new());
+        }
+    }
+
+    /// The scrape targets: the front first, then the ready pods.
+    fn targets(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.front.addr())
+            .chain(self.pods.values().map(ScrapeTarget::addr))
+            .collect()
     }
 }
 
-/// The emulated app: one `/metrics` endpoint per Ready pod of a Deployment, and the file-SD
-/// file listing them. Stops (endpoints and poller) on drop.
+/// The emulated app: one `/metrics` endpoint per Ready pod of a Deployment, one for the app's
+/// front (reporting the connections only while no pod is ready), and the file-SD file listing
+/// them. Stops (endpoints and poller) on drop.
 #[derive(Debug)]
 pub struct EmulatedApp {
     state: Arc<Mutex<AppState>>,
@@ -95,9 +117,15 @@ impl EmulatedApp {
         app: &str,
         sd_file: &Path,
     ) -> Result<Self> {
-        std::fs::write(sd_file, file_sd_json(&[]))
+        let state = AppState {
+            connections: 0.0,
+            pods: BTreeMap::new(),
+            front: ScrapeTarget::start(String::new()).await?,
+        };
+        state.refresh_texts(app);
+        std::fs::write(sd_file, file_sd_json(&state.targets()))
             .with_context(|| format!("writing {}", sd_file.display()))?;
-        let state = Arc::new(Mutex::new(AppState::default()));
+        let state = Arc::new(Mutex::new(state));
         let path = format!(
             "/api/v1/namespaces/{namespace}/pods?labelSelector=app.kubernetes.io%2Fname%3D{app}"
         );
@@ -184,7 +212,7 @@ async fn follow_pods(
                     st.pods.retain(|name, _| ready.contains(name));
                     st.pods.extend(added);
                     st.refresh_texts(&app);
-                    st.pods.values().map(ScrapeTarget::addr).collect::<Vec<_>>()
+                    st.targets()
                 };
                 let tmp = sd_file.with_extension("json.tmp");
                 if std::fs::write(&tmp, file_sd_json(&targets)).is_ok() {
@@ -200,9 +228,10 @@ async fn follow_pods(
 /// of a file-SD JSON file (re-read when it changes). Killed on drop.
 #[derive(Debug)]
 pub struct FileSdPrometheus {
+    binary: PathBuf,
     process: Option<ChildProcess>,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl FileSdPrometheus {
@@ -222,17 +251,32 @@ impl FileSdPrometheus {
              ['{}']\n        refresh_interval: 1s\n",
             sd_file.display()
         );
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config)?;
-        let mut cmd = Command::new(binary);
-        cmd.arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn");
-        let process = ChildProcess::spawn("prometheus", cmd, &dir.path().join("prometheus.log"))?;
+        std::fs::write(dir.path().join("prometheus.yml"), config)?;
+        let mut prometheus = Self {
+            binary,
+            process: None,
+            addr,
+            dir,
+        };
+        prometheus.spawn().await?;
+        Ok(prometheus)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let dir = self.dir.path();
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={}", self.addr))
+        .arg("--log.level=warn");
+        let process = ChildProcess::spawn("prometheus", cmd, &dir.join("prometheus.log"))?;
+        let addr = self.addr;
         let ready = poll_until(
             "prometheus /-/ready",
             Duration::from_secs(15),
@@ -245,11 +289,17 @@ impl FileSdPrometheus {
         if let Err(e) = ready {
             bail!("{e:#}\nprometheus log:\n{}", process.log_tail());
         }
-        Ok(Self {
-            process: Some(process),
-            addr,
-            _dir: dir,
-        })
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// Starts Prometheus again after [`stop`] (or a crash) on the same address with the same
+    /// data directory, as a restarted Prometheus pod with a persistent volume would.
+    ///
+    /// [`stop`]: FileSdPrometheus::stop
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn().await
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -326,6 +376,37 @@ mod tests {
     fn file_sd_lists_targets() {
         let json = file_sd_json(&["127.0.0.1:9000".parse().unwrap()]);
         assert!(json.contains("\"127.0.0.1:9000\""), "{json}");
+    }
+
+    #[tokio::test]
+    async fn the_front_reports_the_connections_only_while_no_pod_is_ready() {
+        let mut state = AppState {
+            connections: 140.0,
+            pods: BTreeMap::new(),
+            front: ScrapeTarget::start(String::new()).await.unwrap(),
+        };
+        state.refresh_texts("sample-app");
+        assert_eq!(state.per_pod(), 0.0);
+        assert!(
+            state.front.text().contains("pod=\"front\"} 140"),
+            "{}",
+            state.front.text()
+        );
+        assert_eq!(state.targets(), vec![state.front.addr()]);
+
+        for pod in ["sample-app-a", "sample-app-b"] {
+            let target = ScrapeTarget::start(String::new()).await.unwrap();
+            state.pods.insert(pod.to_owned(), target);
+        }
+        state.refresh_texts("sample-app");
+        assert_eq!(state.front.text(), "");
+        assert!(
+            state.pods["sample-app-a"]
+                .text()
+                .contains("pod=\"sample-app-a\"} 70")
+        );
+        assert_eq!(state.targets().len(), 3);
+        assert_eq!(state.targets()[0], state.front.addr());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use promscaler_kube_emulator::{Emulator, EmulatorHandle, SimConfig};
 use crate::app::{EmulatedApp, FileSdPrometheus, which};
 use crate::gateway::AmpGateway;
 use crate::process::{ServiceProcess, http, poll_until};
-use crate::prometheus::SEED_QUERY;
+use crate::prometheus::{SAMPLE_METRIC, SEED_QUERY};
 use crate::sts::Sts;
 
 /// The region of the `--aws` mode's gateway and STS.
@@ -52,6 +52,13 @@ pub struct SandboxConfig {
     pub scale_down_stabilization: u32,
     /// The Deployment's replicas before the scaler acts.
     pub initial_replicas: i32,
+    /// The app's connections before the scaler acts (the PromScaler is applied once
+    /// Prometheus reports them).
+    pub initial_connections: f64,
+    /// `minReplicaCount` (the seed's 1; 0 lets the app scale to zero after the cooldown).
+    pub min_replicas: i32,
+    /// `fallback` as (`failureThreshold`, `replicas`); the seed has none.
+    pub fallback: Option<(u32, i32)>,
     /// With the Python of the test venv (moto, botocore): query through an AMP-like SigV4
     /// gateway with the fetcher's IRSA credentials from a local STS.
     pub aws_python: Option<PathBuf>,
@@ -69,6 +76,9 @@ impl SandboxConfig {
             cooldown_period: 10,
             scale_down_stabilization: 15,
             initial_replicas: 2,
+            initial_connections: 0.0,
+            min_replicas: MIN_REPLICAS,
+            fallback: None,
             aws_python: None,
         }
     }
@@ -108,6 +118,12 @@ pub fn seed_promscaler(config: &SandboxConfig, server: &str) -> String {
     } else {
         String::new()
     };
+    let fallback = match config.fallback {
+        Some((failure_threshold, replicas)) => format!(
+            "\n  fallback:\n    failureThreshold: {failure_threshold}\n    replicas: {replicas}"
+        ),
+        None => String::new(),
+    };
     format!(
         r#"apiVersion: promscaler.io/v1alpha1
 kind: PromScaler
@@ -117,10 +133,10 @@ metadata:
 spec:
   scaleTargetRef:
     name: sample-app
-  minReplicaCount: {MIN_REPLICAS}
+  minReplicaCount: {min}
   maxReplicaCount: {MAX_REPLICAS}
   pollingInterval: {polling}
-  cooldownPeriod: {cooldown}
+  cooldownPeriod: {cooldown}{fallback}
   advanced:
     horizontalPodAutoscalerConfig:
       behavior:
@@ -135,6 +151,7 @@ spec:
         threshold: "{THRESHOLD}"
         activationThreshold: "0"{aws}
 "#,
+        min = config.min_replicas,
         polling = config.polling_interval,
         cooldown = config.cooldown_period,
         stabilization = config.scale_down_stabilization,
@@ -255,6 +272,23 @@ impl Sandbox {
         .collect();
         let env = [("KUBECONFIG".to_owned(), kubeconfig.display().to_string())];
         let actuator = ServiceProcess::start("promscaler-actuator", &args, &env).await?;
+        // The scaler's first look must be at the initial load, not at pods not scraped yet.
+        app.set_connections(config.initial_connections);
+        let total = format!("sum({SAMPLE_METRIC}{{app_kubernetes_io_name=\"sample-app\"}})");
+        poll_until(
+            &format!(
+                "Prometheus reporting {} connections",
+                config.initial_connections
+            ),
+            Duration::from_secs(30),
+            || async {
+                let value = prometheus.value(&total).await?;
+                Ok(value
+                    .is_some_and(|v| (v - config.initial_connections).abs() <= 0.5)
+                    .then_some(()))
+            },
+        )
+        .await?;
         emulator.apply_yaml(&seed_promscaler(config, &server))?;
         Ok(Self {
             actuator,
@@ -319,6 +353,48 @@ impl Sandbox {
             .context("no spec.replicas")
     }
 
+    /// The PromScaler as the API serves it.
+    pub async fn scaler(&self) -> Result<serde_json::Value> {
+        self.get_json(&format!(
+            "/apis/promscaler.io/v1alpha1/namespaces/{NAMESPACE}/promscalers/{SCALER}"
+        ))
+        .await
+    }
+
+    /// The PromScaler's condition of `type_` as (status, reason, message), if set.
+    pub async fn condition(&self, type_: &str) -> Result<Option<(String, String, String)>> {
+        let scaler = self.scaler().await?;
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        Ok(scaler["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == type_)
+            .map(|c| (text(&c["status"]), text(&c["reason"]), text(&c["message"]))))
+    }
+
+    /// Waits until the PromScaler's condition `type_` has `status`; returns (reason, message).
+    pub async fn wait_condition(
+        &self,
+        type_: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> Result<(String, String)> {
+        poll_until(
+            &format!("condition {type_}={status}"),
+            timeout,
+            || async move {
+                Ok(self
+                    .condition(type_)
+                    .await?
+                    .filter(|(s, _, _)| s == status)
+                    .map(|(_, reason, message)| (reason, message)))
+            },
+        )
+        .await
+        .with_context(|| self.logs())
+    }
+
     /// Reads connections, the query value, the scaler's status and the replicas.
     pub async fn snapshot(&self) -> Snapshot {
         let mut snap = Snapshot {
@@ -330,12 +406,7 @@ impl Sandbox {
         };
         snap.query_value = self.prometheus.value(&self.query).await.ok().flatten();
         snap.replicas = self.replicas().await.ok();
-        if let Ok(scaler) = self
-            .get_json(&format!(
-                "/apis/promscaler.io/v1alpha1/namespaces/{NAMESPACE}/promscalers/{SCALER}"
-            ))
-            .await
-        {
+        if let Ok(scaler) = self.scaler().await {
             let status = &scaler["status"];
             snap.desired = status["desiredReplicas"].as_i64().map(|d| d as i32);
             for c in status["conditions"].as_array().into_iter().flatten() {
@@ -773,6 +844,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     };
     ensure_prometheus()?;
     let mut config = SandboxConfig::demo(options.root.join("charts/promscaler/crds"));
+    config.initial_connections = scenario.at(0.0).round();
     if options.aws {
         let python = std::env::var_os(crate::process::TEST_PYTHON_ENV)
             .filter(|p| !p.is_empty())

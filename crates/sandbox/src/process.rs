@@ -5,7 +5,6 @@
 //! never matched on.
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,7 +28,11 @@ pub struct ChildProcess {
 impl ChildProcess {
     /// Spawns `cmd` with stdin closed and output appended to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Self> {
-        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
         let child = cmd
             .stdin(Stdio::null())
@@ -232,13 +235,18 @@ pub fn command_without_aws_env(program: impl AsRef<OsStr>) -> Command {
 }
 
 /// One of our service binaries running as a child process on free loopback ports, killed on
-/// drop. Its environment has no `AWS_*` variables but those given.
+/// drop. Its environment has no `AWS_*` variables but those given. It can be killed and
+/// restarted on the same ports with the same arguments (a crashed pod coming back).
 #[derive(Debug)]
 pub struct ServiceProcess {
+    binary: String,
+    path: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     process: ChildProcess,
     grpc: SocketAddr,
     admin: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl ServiceProcess {
@@ -251,17 +259,27 @@ impl ServiceProcess {
             .tempdir()?;
         let grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let mut cmd = command_without_aws_env(path);
-        cmd.arg(format!("--grpc-addr={grpc}"))
-            .arg(format!("--admin-addr={admin}"))
-            .args(args)
-            .env_remove("PROMSCALER_GRPC_ADDR")
-            .env_remove("PROMSCALER_ADMIN_ADDR")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let log = dir.path().join(format!("{binary}.log"));
-        let mut process = ChildProcess::spawn(binary, cmd, &log)?;
+        let process =
+            ChildProcess::spawn(binary, service_command(&path, grpc, admin, args, env), &log)?;
+        let mut service = Self {
+            binary: binary.to_owned(),
+            path,
+            args: args.to_vec(),
+            env: env.to_vec(),
+            process,
+            grpc,
+            admin,
+            dir,
+        };
+        service.wait_ready().await?;
+        Ok(service)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let admin = self.admin;
         let ready = poll_until(
-            &format!("{binary} /ready"),
+            &format!("{} /ready", self.binary),
             Duration::from_secs(30),
             || async move {
                 let (status, _) = http(admin, "GET", "/ready", "").await?;
@@ -270,15 +288,30 @@ impl ServiceProcess {
         )
         .await;
         if let Err(e) = ready {
-            process.check_running()?;
-            bail!("{e:#}\n{binary} log:\n{}", process.log_tail());
+            self.process.check_running()?;
+            bail!("{e:#}\n{} log:\n{}", self.binary, self.process.log_tail());
         }
-        Ok(Self {
-            process,
-            grpc,
-            admin,
-            _dir: dir,
-        })
+        Ok(())
+    }
+
+    /// Kills the process (SIGKILL: no drain, as a crash or an OOM kill would).
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the process again on the same ports with the same arguments (after [`kill`]),
+    /// appending to the same log, and waits until it is ready.
+    ///
+    /// [`kill`]: ServiceProcess::kill
+    pub async fn restart(&mut self) -> Result<()> {
+        self.process.kill();
+        let log = self.dir.path().join(format!("{}.log", self.binary));
+        self.process = ChildProcess::spawn(
+            &self.binary,
+            service_command(&self.path, self.grpc, self.admin, &self.args, &self.env),
+            &log,
+        )?;
+        self.wait_ready().await
     }
 
     /// `http://127.0.0.1:PORT` of the gRPC server.
@@ -304,6 +337,23 @@ impl ServiceProcess {
         }
         Ok(body)
     }
+}
+
+fn service_command(
+    path: &Path,
+    grpc: SocketAddr,
+    admin: SocketAddr,
+    args: &[String],
+    env: &[(String, String)],
+) -> Command {
+    let mut cmd = command_without_aws_env(path);
+    cmd.arg(format!("--grpc-addr={grpc}"))
+        .arg(format!("--admin-addr={admin}"))
+        .args(args)
+        .env_remove("PROMSCALER_GRPC_ADDR")
+        .env_remove("PROMSCALER_ADMIN_ADDR")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    cmd
 }
 
 #[cfg(test)]

@@ -241,6 +241,11 @@ impl ScrapeTarget {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// The text served now.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl Drop for ScrapeTarget {
