@@ -8,7 +8,8 @@
 //!
 //! Objects are `serde_json::Value`s in one store with a global resourceVersion; watches fan
 //! out from a broadcast channel of `Arc`ed events. Fault injection ([`Faults`]) fails requests,
-//! adds latency and drops or expires watches. See `docs/kube-emulator.md` for exactly what is
+//! adds latency and drops or expires watches; [`EmulatorHandle::changes`] hands a harness every
+//! committed change with its commit time. See `docs/kube-emulator.md` for exactly what is
 //! emulated and what is not.
 //!
 //! ```no_run
@@ -420,6 +421,15 @@ impl EmulatorHandle {
         self.store.current_rv()
     }
 
+    /// Every change committed from now on, timestamped at the commit: lets a harness time a
+    /// client's write without the delay a watch's serialization and HTTP delivery add.
+    pub fn changes(&self) -> Changes {
+        Changes {
+            rx: self.store.subscribe(),
+            lost: 0,
+        }
+    }
+
     /// Stops serving: closes the listener, every connection and watch, and the simulator.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
@@ -430,6 +440,56 @@ impl EmulatorHandle {
     /// binary `select!` on it.
     pub async fn wait(&mut self) {
         self.tasks.join_next().await;
+    }
+}
+
+/// One committed change of one object (see [`EmulatorHandle::changes`]).
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// When the store committed it, before any watch or response carried it.
+    pub at: std::time::Instant,
+    /// The resourceVersion it was given.
+    pub resource_version: u64,
+    /// `<group>/<plural>` of the resource: `apps/deployments`, `/pods` for the core group.
+    pub resource: String,
+    /// `ADDED`, `MODIFIED` or `DELETED`, as a watch would say.
+    pub kind: &'static str,
+    /// The object after the change (the last state, for a deletion).
+    pub object: Arc<Value>,
+}
+
+/// The changes committed after [`EmulatorHandle::changes`] was called, in commit order.
+#[derive(Debug)]
+pub struct Changes {
+    rx: tokio::sync::broadcast::Receiver<Arc<store::StoreEvent>>,
+    lost: u64,
+}
+
+impl Changes {
+    /// The next change; `None` once the emulator has stopped. A reader more than 65,536
+    /// changes behind skips the oldest ones (counted by [`Changes::lost`]).
+    pub async fn next(&mut self) -> Option<Change> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match self.rx.recv().await {
+                Ok(ev) => {
+                    return Some(Change {
+                        at: ev.at,
+                        resource_version: ev.rv,
+                        resource: ev.storage.clone(),
+                        kind: ev.kind.as_str(),
+                        object: ev.object.clone(),
+                    });
+                }
+                Err(RecvError::Lagged(n)) => self.lost += n,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// How many changes were skipped because this reader fell behind.
+    pub fn lost(&self) -> u64 {
+        self.lost
     }
 }
 

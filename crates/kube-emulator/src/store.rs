@@ -45,6 +45,8 @@ pub(crate) struct StoreEvent {
     pub(crate) object: Arc<Value>,
     /// The object before a modification (lets filtered watches turn it into ADDED/DELETED).
     pub(crate) prev: Option<Arc<Value>>,
+    /// When the event was made: for live events, the commit (under the store's lock).
+    pub(crate) at: std::time::Instant,
     json: OnceLock<Bytes>,
 }
 
@@ -62,6 +64,7 @@ impl StoreEvent {
             kind,
             object,
             prev,
+            at: std::time::Instant::now(),
             json: OnceLock::new(),
         }
     }

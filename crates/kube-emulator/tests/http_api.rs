@@ -385,6 +385,50 @@ async fn manifests_load_without_http() {
 }
 
 #[tokio::test]
+async fn changes_carry_the_commit_of_a_scale_patch() {
+    let emulator = start().await;
+    emulator
+        .apply_yaml(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: app, image: app:1}]}\n",
+        )
+        .unwrap();
+    let mut changes = emulator.changes();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client(&emulator), "default");
+    within(deployments.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    ))
+    .await
+    .unwrap();
+    let answered = std::time::Instant::now();
+    let change = within(async {
+        loop {
+            let change = changes.next().await.expect("the emulator runs");
+            if change.resource == "apps/deployments" && change.object["spec"]["replicas"] == 3 {
+                return change;
+            }
+        }
+    })
+    .await;
+    assert_eq!(change.kind, "MODIFIED");
+    assert_eq!(change.object["metadata"]["name"], "web");
+    assert!(
+        change.at <= answered,
+        "committed before the PATCH was answered"
+    );
+    assert_eq!(
+        change.resource_version.to_string(),
+        change.object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+    );
+    assert_eq!(changes.lost(), 0);
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
 async fn custom_resources_are_pruned_and_defaulted_by_their_schema() {
     let crd = "
 apiVersion: apiextensions.k8s.io/v1
