@@ -6,7 +6,8 @@
 //! - `cargo xtask sandbox`: the whole system on one machine and a load curve (see
 //!   `promscaler_sandbox::demo`).
 //! - `cargo xtask bench`: the benchmarks recorded in docs/BENCHMARKS.md (criterion by default;
-//!   `bench decide-grpc` and `bench actuator-10k` run the release binaries as processes).
+//!   `bench decide-grpc`, `bench actuator-10k` and `bench scale-latency` run the release binaries
+//!   as processes).
 
 mod bench;
 mod deps;
@@ -179,16 +180,11 @@ fn sandbox(
     aws: bool,
     keep_running: bool,
 ) -> Result<()> {
+    // The same build as `cargo xtask test` (every binary of the workspace, one feature
+    // resolution), so after the tests this is a no-op and the binaries are shared.
     let status = cargo()
         .current_dir(root)
-        .args(["build", "--bins"])
-        .args([
-            "-p",
-            "promscaler-metrics-fetcher",
-            "-p",
-            "promscaler-decision",
-        ])
-        .args(["-p", "promscaler-actuator"])
+        .args(["build", "--workspace", "--bins"])
         .status()
         .context("running cargo build")?;
     if !status.success() {

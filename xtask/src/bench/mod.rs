@@ -5,7 +5,9 @@
 
 mod actuator_10k;
 mod decide_grpc;
+mod http_proxy;
 mod proc;
+mod scale_latency;
 
 use std::{
     net::SocketAddr,
@@ -32,6 +34,8 @@ pub(crate) enum BenchCmd {
     /// The actuator with thousands of PromScalers against the Kubernetes API emulator.
     #[command(name = "actuator-10k")]
     Actuator10k(actuator_10k::Actuator10kArgs),
+    /// Threshold crossing in Prometheus to the /scale PATCH, after the polling wait (issue #7).
+    ScaleLatency(scale_latency::ScaleLatencyArgs),
 }
 
 /// Runs one harness.
@@ -42,6 +46,7 @@ pub(crate) fn run(root: &Path, cmd: BenchCmd) -> Result<()> {
             runtime(args.client_threads)?.block_on(decide_grpc::run(root, args))
         }
         BenchCmd::Actuator10k(args) => runtime(2)?.block_on(actuator_10k::run(root, args)),
+        BenchCmd::ScaleLatency(args) => runtime(2)?.block_on(scale_latency::run(root, args)),
     }
 }
 

@@ -135,9 +135,9 @@ impl Metrics {
 }
 
 /// The `q`-quantile (0..=1) of sorted values, nearest rank.
-pub(crate) fn percentile(sorted: &[u64], q: f64) -> u64 {
+pub(crate) fn percentile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
     if sorted.is_empty() {
-        return 0;
+        return T::default();
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -153,7 +153,7 @@ mod tests {
         assert_eq!(percentile(&v, 0.5), 50);
         assert_eq!(percentile(&v, 0.99), 99);
         assert_eq!(percentile(&v, 1.0), 100);
-        assert_eq!(percentile(&[], 0.5), 0);
+        assert_eq!(percentile::<u64>(&[], 0.5), 0);
     }
 
     #[test]
