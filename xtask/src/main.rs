@@ -52,6 +52,10 @@ enum Cmd {
         /// Keep everything running after the scenario until Ctrl-C.
         #[arg(long)]
         keep_running: bool,
+        /// Use the service binaries already built (e.g. by `cargo xtask test`) instead of
+        /// running `cargo build` first.
+        #[arg(long)]
+        no_build: bool,
     },
     /// Run the benchmarks whose results are recorded in docs/BENCHMARKS.md (without a
     /// subcommand: the criterion benches).
@@ -77,7 +81,8 @@ fn main() -> Result<()> {
             speed,
             aws,
             keep_running,
-        } => sandbox(&root, scenario, speed, aws, keep_running),
+            no_build,
+        } => sandbox(&root, scenario, speed, aws, keep_running, no_build),
         Cmd::Bench { quick, harness } => match harness {
             Some(harness) => bench::run(&root, harness),
             None => criterion(&root, quick),
@@ -179,16 +184,19 @@ fn sandbox(
     speed: f64,
     aws: bool,
     keep_running: bool,
+    no_build: bool,
 ) -> Result<()> {
-    // The same build as `cargo xtask test` (every binary of the workspace, one feature
-    // resolution), so after the tests this is a no-op and the binaries are shared.
-    let status = cargo()
-        .current_dir(root)
-        .args(["build", "--workspace", "--bins"])
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("building the service binaries failed");
+    if !no_build {
+        // The same build as `cargo xtask test` (every binary of the workspace, one feature
+        // resolution), so after the tests this is a no-op and the binaries are shared.
+        let status = cargo()
+            .current_dir(root)
+            .args(["build", "--workspace", "--bins"])
+            .status()
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!("building the service binaries failed");
+        }
     }
     let options = promscaler_sandbox::demo::DemoOptions {
         root: root.to_path_buf(),
