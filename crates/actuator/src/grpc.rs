@@ -68,7 +68,7 @@ impl ActuatorGrpc {
         let key = ScalerKey::of(scaler);
         let target = spec::target_ref(scaler);
         let status = scaler.status.clone().unwrap_or_default();
-        let last_decision = self.views.get(&key).and_then(|v| v.last_event);
+        let last_decision = self.views.last_event(&key);
         let last_values = last_decision
             .as_ref()
             .and_then(|e| e.decision.as_ref())

@@ -42,7 +42,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 pub(crate) use status::from_time as status_time;
-pub use target::TargetRef;
+pub use target::{TargetRef, Workload};
 pub use tick::{FINALIZER, TickOutcome};
 
 use crate::{metrics::Metrics, readiness::Gate, scheduler::Scheduler, views::Views};
@@ -135,8 +135,8 @@ pub struct Context {
     pub(crate) scalers: Store<PromScaler>,
     pub(crate) auths: Store<PromScalerAuthentication>,
     pub(crate) secrets: Store<Secret>,
-    pub(crate) deployments: Store<Deployment>,
-    pub(crate) statefulsets: Store<StatefulSet>,
+    pub(crate) deployments: Store<Workload<Deployment>>,
+    pub(crate) statefulsets: Store<Workload<StatefulSet>>,
     pub(crate) fetcher: FetcherClient,
     pub(crate) decision: DecisionClient,
     pub(crate) recorder: Recorder,
@@ -201,10 +201,10 @@ pub struct Watches {
     pub auths: Store<PromScalerAuthentication>,
     /// Secrets.
     pub secrets: Store<Secret>,
-    /// Deployments.
-    pub deployments: Store<Deployment>,
-    /// StatefulSets.
-    pub statefulsets: Store<StatefulSet>,
+    /// Deployments (replica counts only).
+    pub deployments: Store<Workload<Deployment>>,
+    /// StatefulSets (replica counts only).
+    pub statefulsets: Store<Workload<StatefulSet>>,
     scaler_events:
         futures::stream::BoxStream<'static, Result<watcher::Event<PromScaler>, watcher::Error>>,
     drivers: Vec<futures::future::BoxFuture<'static, ()>>,
@@ -230,8 +230,23 @@ where
     }
 }
 
-/// A reflector whose stream is driven by a background future.
-fn reflect<K>(api: Api<K>) -> (Store<K>, futures::future::BoxFuture<'static, ()>)
+/// The annotation `kubectl apply` leaves on objects: a second copy of the whole object (of a
+/// Secret's data too), never read here.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the controller never reads from an object before it enters a watch cache:
+/// `managedFields` (often larger than the object) and kubectl's last-applied copy.
+fn strip_metadata<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// A reflector whose stream is driven by a background future; `strip` trims each object before
+/// it is cached.
+fn reflect<K>(api: Api<K>, strip: fn(&mut K)) -> (Store<K>, futures::future::BoxFuture<'static, ()>)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
@@ -239,6 +254,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(strip)
         .reflect(writer);
     let driver = async move {
         let mut stream = std::pin::pin!(stream);
@@ -254,16 +270,26 @@ where
 impl Watches {
     /// Starts watching (lazily: the streams run once [`run`] polls them).
     pub fn new(client: &Client, namespace: Option<&str>) -> Self {
-        let (auths, auth_driver) = reflect(api::<PromScalerAuthentication>(client, namespace));
-        let (secrets, secret_driver) = reflect(api::<Secret>(client, namespace));
-        let (deployments, deployment_driver) = reflect(api::<Deployment>(client, namespace));
-        let (statefulsets, statefulset_driver) = reflect(api::<StatefulSet>(client, namespace));
+        let (auths, auth_driver) = reflect(
+            api::<PromScalerAuthentication>(client, namespace),
+            strip_metadata,
+        );
+        let (secrets, secret_driver) = reflect(api::<Secret>(client, namespace), strip_metadata);
+        let (deployments, deployment_driver) = reflect(
+            api::<Workload<Deployment>>(client, namespace),
+            Workload::strip,
+        );
+        let (statefulsets, statefulset_driver) = reflect(
+            api::<Workload<StatefulSet>>(client, namespace),
+            Workload::strip,
+        );
         let (scalers, writer) = reflector::store();
         let scaler_events = watcher(
             api::<PromScaler>(client, namespace),
             watcher::Config::default().any_semantic(),
         )
         .default_backoff()
+        .modify(strip_metadata)
         .reflect(writer)
         .boxed();
         Self {
@@ -388,6 +414,8 @@ pub async fn run(
                         if !ctx.settings.shard.owns(&key) {
                             continue;
                         }
+                        // Our own status write coming back: keep one copy of it, not two.
+                        ctx.views.settle_status(&key, &scaler);
                         let generation = scaler.meta().generation;
                         let changed = generations.insert(key.clone(), generation) != Some(generation);
                         let deleting = scaler.meta().deletion_timestamp.is_some();

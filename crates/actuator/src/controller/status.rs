@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 #[cfg(test)]
 use k8s_openapi::jiff;
-use promscaler_api::{Condition, DecisionStateStatus, HealthStatus, PromScalerStatus};
+use promscaler_api::{
+    Condition, DecisionStateStatus, HealthStatus, PromScalerStatus, TimestampedReplicas,
+};
 use promscaler_proto::v1 as pb;
 
 /// Converts a protobuf timestamp to a Kubernetes time (None when out of range).
@@ -135,39 +137,57 @@ pub fn health(decision: &pb::DecideResponse) -> BTreeMap<String, HealthStatus> {
         .collect()
 }
 
-/// The parts of a status whose change is worth an API write: everything but the values that
-/// move every tick (metric values, condition messages that quote them, the decision state
-/// between scale events, lastActiveTime while active).
-fn significant(status: &PromScalerStatus) -> serde_json::Value {
-    let conditions: Vec<(&str, &str, &str)> = status
-        .conditions
-        .iter()
-        .map(|c| {
-            (
-                c.type_.as_str(),
-                c.status.as_str(),
-                c.reason.as_deref().unwrap_or(""),
-            )
-        })
-        .collect();
-    serde_json::json!({
-        "conditions": conditions,
-        "original": status.original_replica_count,
-        "health": status.health,
-        "desired": status.desired_replicas,
-        "current": status.current_replicas,
-        "lastScaleTime": status.last_scale_time,
-        "paused": status.paused_replica_count,
-        "generation": status.observed_generation,
-        "triggers": status.triggers_types,
-        "auths": status.authentications_types,
-        "scaleEvents": status.decision_state.as_ref().map(|s| (&s.scale_up_events, &s.scale_down_events)),
-    })
+/// Whether two times are the same once written: status times are serialized to the second.
+fn same_time(a: Option<&Time>, b: Option<&Time>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.0.as_second() == b.0.as_second(),
+        _ => false,
+    }
+}
+
+fn same_events(a: &[TimestampedReplicas], b: &[TimestampedReplicas]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(a, b)| a.replicas == b.replicas && same_time(Some(&a.time), Some(&b.time)))
+}
+
+/// Whether `a` and `b` agree on everything whose change is worth an API write: everything but
+/// the values that move every tick (metric values, condition messages that quote them, the
+/// decision state between scale events, lastActiveTime while active). Compared field by field
+/// (times to the second, as written) without building anything: this runs on every tick.
+pub fn same_significant(a: &PromScalerStatus, b: &PromScalerStatus) -> bool {
+    let conditions = a.conditions.len() == b.conditions.len()
+        && a.conditions.iter().zip(&b.conditions).all(|(a, b)| {
+            a.type_ == b.type_
+                && a.status == b.status
+                && a.reason.as_deref().unwrap_or("") == b.reason.as_deref().unwrap_or("")
+        });
+    let scale_events = match (&a.decision_state, &b.decision_state) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            same_events(&a.scale_up_events, &b.scale_up_events)
+                && same_events(&a.scale_down_events, &b.scale_down_events)
+        }
+        _ => false,
+    };
+    conditions
+        && scale_events
+        && a.original_replica_count == b.original_replica_count
+        && a.health == b.health
+        && a.desired_replicas == b.desired_replicas
+        && a.current_replicas == b.current_replicas
+        && same_time(a.last_scale_time.as_ref(), b.last_scale_time.as_ref())
+        && a.paused_replica_count == b.paused_replica_count
+        && a.observed_generation == b.observed_generation
+        && a.triggers_types == b.triggers_types
+        && a.authentications_types == b.authentications_types
 }
 
 /// Whether `new` differs from `old` in a way a user or a successor needs.
 pub fn needs_write(old: Option<&PromScalerStatus>, new: &PromScalerStatus) -> bool {
-    old.is_none_or(|old| significant(old) != significant(new))
+    old.is_none_or(|old| !same_significant(old, new))
 }
 
 #[cfg(test)]
@@ -278,6 +298,41 @@ mod tests {
         new.desired_replicas = Some(4);
         assert!(needs_write(Some(&old), &new));
         assert!(needs_write(None, &new));
+    }
+
+    #[test]
+    fn times_count_to_the_second_as_written_and_scale_events_always_count() {
+        let at = |ms: i64| Time(jiff::Timestamp::from_millisecond(ms).unwrap());
+        let old = PromScalerStatus {
+            last_scale_time: Some(at(1_000_250)),
+            decision_state: Some(DecisionStateStatus {
+                scale_up_events: vec![TimestampedReplicas {
+                    replicas: 2,
+                    time: at(1_000_250),
+                }],
+                ..DecisionStateStatus::default()
+            }),
+            ..PromScalerStatus::default()
+        };
+        // The same status read back from the API server: times truncated to the second.
+        let mut read_back = old.clone();
+        read_back.last_scale_time = Some(at(1_000_000));
+        read_back.decision_state.as_mut().unwrap().scale_up_events[0].time = at(1_000_000);
+        assert!(!needs_write(Some(&old), &read_back));
+        let mut later = read_back.clone();
+        later.last_scale_time = Some(at(1_001_000));
+        assert!(needs_write(Some(&old), &later));
+        let mut another_event = read_back;
+        another_event
+            .decision_state
+            .as_mut()
+            .unwrap()
+            .scale_up_events
+            .push(TimestampedReplicas {
+                replicas: 1,
+                time: at(1_002_000),
+            });
+        assert!(needs_write(Some(&old), &another_event));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use super::{
 use crate::{
     metrics::{Outcome, Peer, WriteKind, WriteResult},
     spec,
+    views::WrittenStatus,
 };
 
 /// The finalizer that lets the actuator restore replicas on delete.
@@ -63,10 +64,11 @@ pub async fn tick(ctx: &Context, key: &ScalerKey) -> TickOutcome {
     let (outcome, metric) = evaluate(ctx, key, &scaler).instrument(span).await;
     ctx.metrics.tick(metric, started.elapsed().as_secs_f64());
     if let TickOutcome::Done { event, .. } | TickOutcome::Failed { event } = &outcome {
-        ctx.views
-            .update(key, |view| view.last_event = Some(event.clone()));
-        // No subscriber is fine.
-        let _ = ctx.decisions.send(event.clone());
+        ctx.views.update(key, |view| view.set_last_event(event));
+        // No subscriber is fine (and then there is nothing to copy).
+        if ctx.decisions.receiver_count() > 0 {
+            let _ = ctx.decisions.send(event.clone());
+        }
     }
     outcome
 }
@@ -145,7 +147,7 @@ async fn evaluate(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> (TickO
     event.replicas = Some(replicas);
 
     // The decision state: carried in memory, or rebuilt from status after a restart/failover.
-    let state = ctx.views.get(key).and_then(|v| v.state).unwrap_or_else(|| {
+    let state = ctx.views.state(key).unwrap_or_else(|| {
         status::restore_state(
             scaler.status.as_ref(),
             replicas.spec,
@@ -348,56 +350,72 @@ async fn write_status(
     scaled_at: Option<prost_types::Timestamp>,
     at: &prost_types::Timestamp,
 ) {
-    let previous = known_status(ctx, key, scaler);
     let now_time = status::to_time(at).unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
-    let old_conditions = previous
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let mut new = previous.clone().unwrap_or_default();
-    new.conditions = status::decision_conditions(decision, &old_conditions, &now_time);
-    if new.original_replica_count.is_none() {
-        new.original_replica_count = Some(replicas.spec);
-    }
-    new.health = status::health(decision);
-    new.last_metric_values = decision
-        .triggers
-        .iter()
-        .filter_map(|t| Some((t.name.clone(), t.value?)))
-        .collect();
-    new.desired_replicas = Some(decision.desired_replicas);
-    new.current_replicas = Some(if scaled_at.is_some() {
-        decision.desired_replicas
-    } else {
-        replicas.spec
+    let new = with_known_status(ctx, key, scaler, |previous| {
+        let mut new = previous.cloned().unwrap_or_default();
+        new.conditions = status::decision_conditions(
+            decision,
+            previous.map_or(&[], |p| p.conditions.as_slice()),
+            &now_time,
+        );
+        if new.original_replica_count.is_none() {
+            new.original_replica_count = Some(replicas.spec);
+        }
+        new.health = status::health(decision);
+        new.last_metric_values = decision
+            .triggers
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), t.value?)))
+            .collect();
+        new.desired_replicas = Some(decision.desired_replicas);
+        new.current_replicas = Some(if scaled_at.is_some() {
+            decision.desired_replicas
+        } else {
+            replicas.spec
+        });
+        if let Some(at) = scaled_at.as_ref().and_then(status::to_time) {
+            new.last_scale_time = Some(at);
+        }
+        new.paused_replica_count = evaluated.pause.paused_replicas;
+        new.observed_generation = scaler.meta().generation;
+        new.scale_target_kind = Some(format!(
+            "{}.{}",
+            evaluated.target.api_version, evaluated.target.kind
+        ));
+        new.triggers_types = Some(evaluated.triggers_types.clone());
+        new.authentications_types =
+            (!evaluated.authentications.is_empty()).then(|| evaluated.authentications.clone());
+        if let Some(state) = &decision.state {
+            new.last_active_time = state.last_active_time.as_ref().and_then(status::to_time);
+            new.decision_state = Some(status::state_to_status(state));
+        }
+        needs_write(previous, &new).then_some(new)
     });
-    if let Some(at) = scaled_at.as_ref().and_then(status::to_time) {
-        new.last_scale_time = Some(at);
-    }
-    new.paused_replica_count = evaluated.pause.paused_replicas;
-    new.observed_generation = scaler.meta().generation;
-    new.scale_target_kind = Some(format!(
-        "{}.{}",
-        evaluated.target.api_version, evaluated.target.kind
-    ));
-    new.triggers_types = Some(evaluated.triggers_types.clone());
-    new.authentications_types =
-        (!evaluated.authentications.is_empty()).then(|| evaluated.authentications.clone());
-    if let Some(state) = &decision.state {
-        new.last_active_time = state.last_active_time.as_ref().and_then(status::to_time);
-        new.decision_state = Some(status::state_to_status(state));
-    }
-    if needs_write(previous.as_ref(), &new) {
+    if let Some(new) = new {
         patch_status(ctx, key, &new).await;
     }
 }
 
-/// The status as last written by this replica, else as read from the cluster.
-fn known_status(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> Option<PromScalerStatus> {
-    ctx.views
-        .get(key)
-        .and_then(|v| v.last_status)
-        .or_else(|| scaler.status.clone())
+/// Calls `build` with the status as last written by this replica, else as read from the
+/// cluster, borrowed (no copy per tick). The written copy is dropped as soon as the watch cache
+/// holds that write ([`crate::views::Views::settle_status`], also called on every watch event).
+fn with_known_status<R>(
+    ctx: &Context,
+    key: &ScalerKey,
+    scaler: &PromScaler,
+    build: impl FnOnce(Option<&PromScalerStatus>) -> R,
+) -> R {
+    if ctx.views.settle_status(key, scaler) {
+        ctx.views.with(key, |view| {
+            build(
+                view.and_then(|v| v.last_status.as_ref())
+                    .map(|w| &w.status)
+                    .or(scaler.status.as_ref()),
+            )
+        })
+    } else {
+        build(scaler.status.as_ref())
+    }
 }
 
 /// Ready=False with `reason`; everything else as it was (replicas are held).
@@ -410,41 +428,43 @@ async fn write_failure(
     evaluated: Option<&spec::Evaluated>,
 ) {
     tracing::warn!(%reason, %message, "not ready");
-    let previous = known_status(ctx, key, scaler);
-    let mut new = previous.clone().unwrap_or_default();
     let now_time = Time(k8s_openapi::jiff::Timestamp::now());
-    let old_conditions = new.conditions.clone();
-    status::set_condition(
-        &mut new.conditions,
-        &old_conditions,
-        "Ready",
-        "False",
-        reason,
-        message,
-        &now_time,
-    );
-    for type_ in ["Active", "Fallback", "Paused"] {
-        if !new.conditions.iter().any(|c| c.type_ == type_) {
-            status::set_condition(
-                &mut new.conditions,
-                &old_conditions,
-                type_,
-                "Unknown",
-                "",
-                "",
-                &now_time,
-            );
+    let new = with_known_status(ctx, key, scaler, |previous| {
+        let mut new = previous.cloned().unwrap_or_default();
+        let old_conditions = previous.map_or(&[][..], |p| p.conditions.as_slice());
+        status::set_condition(
+            &mut new.conditions,
+            old_conditions,
+            "Ready",
+            "False",
+            reason,
+            message,
+            &now_time,
+        );
+        for type_ in ["Active", "Fallback", "Paused"] {
+            if !new.conditions.iter().any(|c| c.type_ == type_) {
+                status::set_condition(
+                    &mut new.conditions,
+                    old_conditions,
+                    type_,
+                    "Unknown",
+                    "",
+                    "",
+                    &now_time,
+                );
+            }
         }
-    }
-    new.observed_generation = scaler.meta().generation;
-    if let Some(evaluated) = evaluated {
-        new.triggers_types = Some(evaluated.triggers_types.clone());
-        new.scale_target_kind = Some(format!(
-            "{}.{}",
-            evaluated.target.api_version, evaluated.target.kind
-        ));
-    }
-    if needs_write(previous.as_ref(), &new) {
+        new.observed_generation = scaler.meta().generation;
+        if let Some(evaluated) = evaluated {
+            new.triggers_types = Some(evaluated.triggers_types.clone());
+            new.scale_target_kind = Some(format!(
+                "{}.{}",
+                evaluated.target.api_version, evaluated.target.kind
+            ));
+        }
+        needs_write(previous, &new).then_some(new)
+    });
+    if let Some(new) = new {
         record(ctx, scaler, EventType::Warning, reason, message).await;
         patch_status(ctx, key, &new).await;
     }
@@ -459,10 +479,15 @@ async fn patch_status(ctx: &Context, key: &ScalerKey, status: &PromScalerStatus)
     )
     .await;
     match result {
-        Ok(Ok(_)) => {
+        Ok(Ok(written)) => {
             ctx.metrics.write(WriteKind::Status, WriteResult::Ok);
-            ctx.views
-                .update(key, |view| view.last_status = Some(status.clone()));
+            let resource_version = written.resource_version().unwrap_or_default();
+            ctx.views.update(key, |view| {
+                view.last_status = Some(Box::new(WrittenStatus {
+                    resource_version,
+                    status: status.clone(),
+                }));
+            });
         }
         Ok(Err(error)) => {
             ctx.metrics.write(WriteKind::Status, WriteResult::Error);
