@@ -308,12 +308,17 @@ fn collect_changes(emulator: &EmulatorHandle) -> Arc<Mutex<Vec<ReplicaChange>>> 
 }
 
 /// Watches the Deployment over HTTP like a client would and timestamps each event as it is
-/// read: resourceVersion ⇒ when.
-fn watch_over_http(emulator: &EmulatorHandle) -> Arc<Mutex<HashMap<u64, Instant>>> {
+/// read: resourceVersion ⇒ when. Abort the task before stopping the emulator.
+fn watch_over_http(
+    emulator: &EmulatorHandle,
+) -> (
+    Arc<Mutex<HashMap<u64, Instant>>>,
+    tokio::task::JoinHandle<()>,
+) {
     let out = Arc::new(Mutex::new(HashMap::new()));
     let shared = out.clone();
     let addr = emulator.addr();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let result = async {
             let stream = tokio::net::TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
@@ -352,7 +357,7 @@ fn watch_over_http(emulator: &EmulatorHandle) -> Arc<Mutex<HashMap<u64, Instant>
             eprintln!("xtask: the HTTP watch of the Deployment ended: {error:#}");
         }
     });
-    out
+    (out, task)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -497,7 +502,7 @@ pub(crate) async fn run(root: &Path, args: ScaleLatencyArgs) -> Result<()> {
     emulator.write_kubeconfig(&kubeconfig)?;
     let changes = collect_changes(&emulator);
     emulator.apply_yaml(&deployment())?;
-    let watched = watch_over_http(&emulator);
+    let (watched, watch_task) = watch_over_http(&emulator);
 
     let quiet = [("PROMSCALER_LOG_LEVEL", "info".to_owned())];
     let mut fetcher = Service::start(root, "promscaler-metrics-fetcher", &[], &quiet)?;
@@ -739,6 +744,7 @@ pub(crate) async fn run(root: &Path, args: ScaleLatencyArgs) -> Result<()> {
     drop(fetcher);
     drop(decision);
     drop(proxy);
+    watch_task.abort();
     emulator.shutdown().await;
     Ok(())
 }
