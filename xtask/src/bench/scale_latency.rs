@@ -732,6 +732,24 @@ pub(crate) async fn run(root: &Path, args: ScaleLatencyArgs) -> Result<()> {
             None => "no measurement".to_owned(),
         }
     );
+    // Where the tail comes from: the slowest crossings, split.
+    let mut slowest: Vec<&(Direction, Measured)> = measured.iter().collect();
+    slowest.sort_by(|a, b| b.1.processing.total_cmp(&a.1.processing));
+    let _ = writeln!(
+        report,
+        "slowest crossings (processing = Prometheus + after its answer + the proxy's forwarding):"
+    );
+    for (direction, m) in slowest.into_iter().take(8) {
+        let _ = writeln!(
+            report,
+            "  {direction:?}: {:.1} ms = Prometheus {:.1} ms + after the answer {:.1} ms + proxy \
+             {:.1} ms",
+            m.processing,
+            m.prometheus,
+            m.after_answer,
+            m.processing - m.prometheus - m.after_answer
+        );
+    }
     if !failures.is_empty() {
         let _ = writeln!(report, "failed or unpaired trials: {}", failures.len());
         for failure in &failures {
