@@ -81,8 +81,8 @@ impl ActuatorGrpc {
             .unwrap_or_default();
         ScalerStatus {
             r#ref: Some(ScalerRef {
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
+                namespace: key.namespace.to_string(),
+                name: key.name.to_string(),
             }),
             target: Some(ScaleTargetRef {
                 api_version: target.api_version,

@@ -14,7 +14,7 @@ use std::{
 use kube::ResourceExt as _;
 use promscaler_api::{PromScaler, PromScalerStatus};
 use promscaler_proto::v1::{DecisionEvent, DecisionState};
-use prost::Message as _;
+use prost::Message;
 
 use crate::controller::{ScalerKey, status::same_significant};
 
@@ -30,8 +30,9 @@ pub struct WrittenStatus {
 /// One PromScaler's in-memory record.
 #[derive(Debug, Clone, Default)]
 pub struct ScalerView {
-    /// Decision state to send with the next Decide; `None` = restore from status.
-    pub state: Option<DecisionState>,
+    /// Decision state to send with the next Decide, protobuf-encoded like the last decision;
+    /// `None` = restore from status.
+    state: Option<Vec<u8>>,
     /// The last tick's decision, protobuf-encoded: one allocation instead of dozens of small
     /// strings and vectors per PromScaler; decoded only when ActuatorService serves it.
     last_event: Option<Vec<u8>>,
@@ -41,15 +42,39 @@ pub struct ScalerView {
 }
 
 impl ScalerView {
+    /// Remembers the decision state to carry to the next tick (`None` = restore from status).
+    pub fn set_state(&mut self, state: Option<&DecisionState>) {
+        match state {
+            Some(state) => encode_into(&mut self.state, state),
+            None => self.state = None,
+        }
+    }
+
+    /// The carried decision state.
+    pub fn state(&self) -> Option<DecisionState> {
+        DecisionState::decode(self.state.as_deref()?).ok()
+    }
+
     /// Remembers `event` as the last decision.
     pub fn set_last_event(&mut self, event: &DecisionEvent) {
-        self.last_event = Some(event.encode_to_vec());
+        encode_into(&mut self.last_event, event);
     }
 
     /// The last decision.
     pub fn last_event(&self) -> Option<DecisionEvent> {
         DecisionEvent::decode(self.last_event.as_deref()?).ok()
     }
+}
+
+/// Encodes `message` into `buffer`, reusing its allocation: records are rewritten every tick, and
+/// a fresh allocation each time would scatter long-lived data over the heap.
+fn encode_into(buffer: &mut Option<Vec<u8>>, message: &impl Message) {
+    let buffer = buffer.get_or_insert_with(Vec::new);
+    buffer.clear();
+    buffer.reserve_exact(message.encoded_len());
+    message
+        .encode(buffer)
+        .expect("a Vec grows to fit any message");
 }
 
 /// All records, keyed by namespace/name. Records are boxed: a table slot then costs a pointer,
@@ -80,7 +105,7 @@ impl Views {
 
     /// A copy of `key`'s decision state.
     pub fn state(&self, key: &ScalerKey) -> Option<DecisionState> {
-        self.with(key, |view| view?.state.clone())
+        self.with(key, |view| view?.state())
     }
 
     /// A copy of `key`'s last decision.

@@ -47,21 +47,27 @@ pub use tick::{FINALIZER, TickOutcome};
 
 use crate::{metrics::Metrics, readiness::Gate, scheduler::Scheduler, views::Views};
 
-/// Namespace and name of a PromScaler.
+/// Namespace and name of a PromScaler. Shared strings: the loop keeps each key in several maps
+/// and the timer wheel, and a clone is two reference counts, not two allocations.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ScalerKey {
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl ScalerKey {
     /// The key of `scaler`.
     pub fn of(scaler: &PromScaler) -> Self {
         Self {
-            namespace: scaler.metadata.namespace.clone().unwrap_or_default(),
-            name: scaler.metadata.name.clone().unwrap_or_default(),
+            namespace: scaler
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or_default()
+                .into(),
+            name: scaler.metadata.name.as_deref().unwrap_or_default().into(),
         }
     }
 
@@ -244,6 +250,16 @@ fn strip_metadata<K: kube::Resource>(object: &mut K) {
     }
 }
 
+/// [`strip_metadata`], and `status.lastMetricValues`: written for users at status writes, never
+/// read back here (ActuatorService serves the last values from the last decision, and a merge
+/// patch without the field leaves it as it is).
+fn strip_scaler(scaler: &mut PromScaler) {
+    strip_metadata(scaler);
+    if let Some(status) = scaler.status.as_mut() {
+        status.last_metric_values = Default::default();
+    }
+}
+
 /// A reflector whose stream is driven by a background future; `strip` trims each object before
 /// it is cached.
 fn reflect<K>(api: Api<K>, strip: fn(&mut K)) -> (Store<K>, futures::future::BoxFuture<'static, ()>)
@@ -289,7 +305,7 @@ impl Watches {
             watcher::Config::default().any_semantic(),
         )
         .default_backoff()
-        .modify(strip_metadata)
+        .modify(strip_scaler)
         .reflect(writer)
         .boxed();
         Self {
@@ -534,8 +550,8 @@ mod tests {
 
     fn key(i: usize) -> ScalerKey {
         ScalerKey {
-            namespace: format!("team-{}", i % 7),
-            name: format!("scaler-{i}"),
+            namespace: format!("team-{}", i % 7).into(),
+            name: format!("scaler-{i}").into(),
         }
     }
 

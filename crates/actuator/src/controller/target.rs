@@ -57,14 +57,18 @@ pub struct WorkloadStatus {
 }
 
 impl<K> Workload<K> {
-    /// Drops the metadata no tick reads (labels, annotations, owners, managedFields) before the
-    /// object enters the cache.
+    /// Drops the metadata no tick reads before the object enters the cache: a workload is looked
+    /// up by namespace/name only (the watcher has taken the resourceVersion it resumes from).
     pub fn strip(&mut self) {
         let meta = &mut self.metadata;
         meta.managed_fields = None;
         meta.annotations = None;
         meta.labels = None;
         meta.owner_references = None;
+        meta.uid = None;
+        meta.resource_version = None;
+        meta.creation_timestamp = None;
+        meta.generation = None;
     }
 
     fn replicas(&self) -> Replicas {
@@ -332,7 +336,7 @@ mod tests {
             }
         );
         assert_eq!(workload.metadata.name.as_deref(), Some("app"));
-        assert_eq!(workload.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(workload.metadata.namespace.as_deref(), Some("default"));
         assert!(workload.metadata.managed_fields.is_none());
         assert!(workload.metadata.annotations.is_none());
     }

@@ -76,8 +76,8 @@ pub async fn tick(ctx: &Context, key: &ScalerKey) -> TickOutcome {
 fn event_for(key: &ScalerKey, at: prost_types::Timestamp) -> DecisionEvent {
     DecisionEvent {
         r#ref: Some(ScalerRef {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
+            namespace: key.namespace.to_string(),
+            name: key.name.to_string(),
         }),
         at: Some(at),
         ..DecisionEvent::default()
@@ -299,7 +299,7 @@ async fn evaluate(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> (TickO
     }
 
     ctx.views
-        .update(key, |view| view.state = decision.state.clone());
+        .update(key, |view| view.set_state(decision.state.as_ref()));
     write_status(
         ctx, key, scaler, &evaluated, replicas, &decision, scaled_at, &at,
     )
