@@ -139,29 +139,5 @@ impl Cluster {
     }
 }
 
-/// A Deployment like the seed's `sample-app`.
-pub fn sample_app_deployment(namespace: &str, replicas: i32) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: sample-app
-  namespace: {namespace}
-  labels:
-    app.kubernetes.io/name: sample-app
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels:
-      app.kubernetes.io/name: sample-app
-  template:
-    metadata:
-      labels:
-        app.kubernetes.io/name: sample-app
-    spec:
-      containers:
-        - name: app
-          image: sample-app:1.0
-"#
-    )
-}
+/// A Deployment like the seed's `sample-app` (the sandbox's).
+pub use promscaler_sandbox::demo::sample_app_deployment;

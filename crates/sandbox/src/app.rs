@@ -1,4 +1,4 @@
-//! The emulated `sample-app` and the Prometheus that follows its pods.
+//! The emulated `sample-app`, whose pods a real Prometheus follows.
 //!
 //! [`EmulatedApp`] watches (polls every 500 ms) the Pods of a Deployment in the Kubernetes API
 //! emulator and gives every Ready pod its own `/metrics` endpoint ([`ScrapeTarget`]) serving
@@ -6,20 +6,20 @@
 //! app's connections shared among its ready pods (each reports `total / ready`). While no pod is
 //! ready, the app's front (think of a load balancer holding the connections) reports the total
 //! under `pod="front"`, so a scaled-to-zero app still has a signal to be woken by. It writes the
-//! endpoints to a file-based service-discovery JSON file, which [`FileSdPrometheus`] (a real
-//! Prometheus with `file_sd_configs`) follows, as a Kubernetes SD would in a cluster.
+//! endpoints to a file-based service-discovery JSON file, which a real Prometheus with
+//! `file_sd_configs` ([`crate::prometheus::Prometheus::following`]) follows, as a Kubernetes
+//! SD would in a cluster.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
-use crate::process::{ChildProcess, free_port, http, poll_until};
-use crate::prometheus::{SAMPLE_METRIC, ScrapeTarget, single_value};
+use crate::process::http;
+use crate::prometheus::{SAMPLE_METRIC, ScrapeTarget};
 
 /// The exposition text one pod serves.
 pub fn pod_metrics(app: &str, pod: &str, connections: f64) -> String {
@@ -222,138 +222,6 @@ async fn follow_pods(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// A real Prometheus (Debian's `prometheus` on the PATH) scraping, every second, the targets
-/// of a file-SD JSON file (re-read when it changes). Killed on drop.
-#[derive(Debug)]
-pub struct FileSdPrometheus {
-    binary: PathBuf,
-    process: Option<ChildProcess>,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl FileSdPrometheus {
-    /// Starts Prometheus following `sd_file` and waits until it is ready (15 s).
-    pub async fn start(sd_file: &Path) -> Result<Self> {
-        let binary = which("prometheus").context(
-            "the prometheus binary is not on the PATH: `apt-get update && apt-get install -y \
-             --no-install-recommends prometheus`",
-        )?;
-        let dir = tempfile::Builder::new()
-            .prefix("promscaler-prom-sd-")
-            .tempdir()?;
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - \
-             job_name: sample-app\n    honor_labels: true\n    file_sd_configs:\n      - files: \
-             ['{}']\n        refresh_interval: 1s\n",
-            sd_file.display()
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), config)?;
-        let mut prometheus = Self {
-            binary,
-            process: None,
-            addr,
-            dir,
-        };
-        prometheus.spawn().await?;
-        Ok(prometheus)
-    }
-
-    async fn spawn(&mut self) -> Result<()> {
-        let dir = self.dir.path();
-        let mut cmd = Command::new(&self.binary);
-        cmd.arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={}", self.addr))
-        .arg("--log.level=warn");
-        let process = ChildProcess::spawn("prometheus", cmd, &dir.join("prometheus.log"))?;
-        let addr = self.addr;
-        let ready = poll_until(
-            "prometheus /-/ready",
-            Duration::from_secs(15),
-            || async move {
-                let (status, _) = http(addr, "GET", "/-/ready", "").await?;
-                Ok((status == 200).then_some(()))
-            },
-        )
-        .await;
-        if let Err(e) = ready {
-            bail!("{e:#}\nprometheus log:\n{}", process.log_tail());
-        }
-        self.process = Some(process);
-        Ok(())
-    }
-
-    /// Starts Prometheus again after [`stop`] (or a crash) on the same address with the same
-    /// data directory, as a restarted Prometheus pod with a persistent volume would.
-    ///
-    /// [`stop`]: FileSdPrometheus::stop
-    pub async fn restart(&mut self) -> Result<()> {
-        self.stop();
-        self.spawn().await
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The listen address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops Prometheus.
-    pub fn stop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.kill();
-        }
-    }
-
-    /// Runs an instant query and returns the JSON body.
-    pub async fn query(&self, query: &str) -> Result<String> {
-        let body = format!("query={}", form_encode(query));
-        let (status, text) = http(self.addr, "POST", "/api/v1/query", &body).await?;
-        if status != 200 {
-            bail!("prometheus answered {status}: {text}");
-        }
-        Ok(text)
-    }
-
-    /// The single value `query` returns now (`None` when empty or several series).
-    pub async fn value(&self, query: &str) -> Result<Option<f64>> {
-        Ok(single_value(&self.query(query).await?))
-    }
-}
-
-fn form_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A program on the PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 #[cfg(test)]

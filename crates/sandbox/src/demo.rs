@@ -2,7 +2,7 @@
 //!
 //! [`Sandbox`] starts the pieces (the Kubernetes API emulator with promscaler's CRDs and the
 //! workload simulator, the `sample-app` Deployment, the [`EmulatedApp`] serving one `/metrics`
-//! per ready pod, a [`FileSdPrometheus`] following those pods, the three services as processes)
+//! per ready pod, a [`Prometheus`] following those pods, the three services as processes)
 //! and applies the seed's PromScaler; the end-to-end tests use it without the view. [`run`] adds
 //! the load curve ([`Scenario`]), the live terminal table, the SVG chart and the summary.
 
@@ -14,10 +14,10 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use promscaler_kube_emulator::{Emulator, EmulatorHandle, SimConfig};
 
-use crate::app::{EmulatedApp, FileSdPrometheus, which};
+use crate::app::EmulatedApp;
 use crate::gateway::AmpGateway;
 use crate::process::{ServiceProcess, http, poll_until};
-use crate::prometheus::{SAMPLE_METRIC, SEED_QUERY};
+use crate::prometheus::{Prometheus, SAMPLE_METRIC, SEED_QUERY, which};
 use crate::sts::Sts;
 
 /// The region of the `--aws` mode's gateway and STS.
@@ -84,14 +84,14 @@ impl SandboxConfig {
     }
 }
 
-/// The seed's `sample-app` Deployment.
-pub fn sample_app_deployment(replicas: i32) -> String {
+/// The seed's `sample-app` Deployment in `namespace`.
+pub fn sample_app_deployment(namespace: &str, replicas: i32) -> String {
     format!(
         r#"apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: sample-app
-  namespace: {NAMESPACE}
+  namespace: {namespace}
   labels:
     app.kubernetes.io/name: sample-app
 spec:
@@ -189,7 +189,7 @@ pub struct Sandbox {
     /// The metrics-fetcher.
     pub fetcher: ServiceProcess,
     /// Prometheus following the app's pods.
-    pub prometheus: FileSdPrometheus,
+    pub prometheus: Prometheus,
     /// The emulated app.
     pub app: EmulatedApp,
     aws: Option<(AmpGateway, Sts)>,
@@ -215,7 +215,7 @@ impl Sandbox {
             .context("starting the Kubernetes API emulator")?;
         let kubeconfig = dir.path().join("kubeconfig");
         emulator.write_kubeconfig(&kubeconfig)?;
-        emulator.apply_yaml(&sample_app_deployment(config.initial_replicas))?;
+        emulator.apply_yaml(&sample_app_deployment(NAMESPACE, config.initial_replicas))?;
         let app = EmulatedApp::start(
             emulator.addr(),
             NAMESPACE,
@@ -223,7 +223,7 @@ impl Sandbox {
             &dir.path().join("sample-app-pods.json"),
         )
         .await?;
-        let prometheus = FileSdPrometheus::start(app.sd_file()).await?;
+        let prometheus = Prometheus::following(app.sd_file()).await?;
         let mut fetcher_env = Vec::new();
         let mut server = prometheus.url();
         let aws = match &config.aws_python {

@@ -3,7 +3,7 @@
 //! server whose `/metrics` text the test sets — the emulated app's pods.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,57 +23,78 @@ pub const SEED_QUERY: &str = r#"sum(avg_over_time(websocket_active_connection_co
 pub const SEED_MULTI_SERIES_QUERY: &str =
     r#"avg_over_time(websocket_active_connection_count{app_kubernetes_io_name="sample-app"}[1m])"#;
 
-/// A running Prometheus, killed on drop.
+/// A running Prometheus scraping every second, killed on drop.
 #[derive(Debug)]
 pub struct Prometheus {
+    binary: PathBuf,
     process: Option<ChildProcess>,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Prometheus {
-    /// Starts Prometheus scraping `targets` every second and waits until it is ready (10 s).
+    /// Starts Prometheus scraping `targets` and waits until it is ready (15 s).
     pub async fn start(targets: &[SocketAddr]) -> Result<Self> {
+        let target_list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        Self::with_scrape_config(&format!(
+            "    static_configs:\n      - targets: [{}]\n",
+            target_list.join(", ")
+        ))
+        .await
+    }
+
+    /// Starts Prometheus following the targets of the file-SD JSON file `sd_file` (re-read
+    /// every second, as a Kubernetes SD follows pods) and waits until it is ready (15 s).
+    pub async fn following(sd_file: &Path) -> Result<Self> {
+        Self::with_scrape_config(&format!(
+            "    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
+            sd_file.display()
+        ))
+        .await
+    }
+
+    /// `discovery` is the YAML of one scrape job's target discovery.
+    async fn with_scrape_config(discovery: &str) -> Result<Self> {
         let binary = which("prometheus").context(
-            "the prometheus binary is not on the PATH: `apt-get install -y \
+            "the prometheus binary is not on the PATH: `apt-get update && apt-get install -y \
              --no-install-recommends prometheus` (cargo xtask test installs it)",
         )?;
         let dir = tempfile::Builder::new()
             .prefix("promscaler-prom-")
             .tempdir()?;
-        let port = free_port()?;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let target_list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - \
-             job_name: sample-app\n    honor_labels: true\n    static_configs:\n      - targets: \
-             [{}]\n",
-            target_list.join(", ")
+             job_name: sample-app\n    honor_labels: true\n{discovery}"
         );
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config)?;
-        let mut cmd = Command::new(binary);
-        cmd.arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--web.enable-lifecycle")
-            .arg("--log.level=warn");
-        let process = ChildProcess::spawn("prometheus", cmd, &dir.path().join("prometheus.log"))?;
+        std::fs::write(dir.path().join("prometheus.yml"), config)?;
         let mut prometheus = Self {
-            process: Some(process),
+            binary,
+            process: None,
             addr,
-            _dir: dir,
+            dir,
         };
-        prometheus.wait_ready().await?;
+        prometheus.spawn().await?;
         Ok(prometheus)
     }
 
-    async fn wait_ready(&mut self) -> Result<()> {
+    async fn spawn(&mut self) -> Result<()> {
+        let dir = self.dir.path();
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={}", self.addr))
+        .arg("--web.enable-lifecycle")
+        .arg("--log.level=warn");
+        let process = ChildProcess::spawn("prometheus", cmd, &dir.join("prometheus.log"))?;
         let addr = self.addr;
-        let result = poll_until(
+        let ready = poll_until(
             "prometheus /-/ready",
             Duration::from_secs(15),
             || async move {
@@ -82,15 +103,25 @@ impl Prometheus {
             },
         )
         .await;
-        if let Err(e) = result {
-            let log = self
-                .process
-                .as_mut()
-                .map(|p| p.log_tail())
-                .unwrap_or_default();
-            bail!("{e:#}\nprometheus log:\n{log}");
+        if let Err(e) = ready {
+            bail!("{e:#}\nprometheus log:\n{}", process.log_tail());
         }
+        self.process = Some(process);
         Ok(())
+    }
+
+    /// Starts Prometheus again after [`stop`] (or a crash) on the same address with the same
+    /// data directory, as a restarted Prometheus pod with a persistent volume would.
+    ///
+    /// [`stop`]: Prometheus::stop
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn().await
+    }
+
+    /// The single value `query` returns now (`None` when empty or several series).
+    pub async fn value(&self, query: &str) -> Result<Option<f64>> {
+        Ok(single_value(&self.query(query).await?))
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -172,7 +203,8 @@ fn form_encode(s: &str) -> String {
     out
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+/// A program on the PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join(name))
