@@ -27,7 +27,7 @@ use promscaler_kube_emulator::{Emulator, EmulatorHandle};
 use promscaler_sandbox::prometheus::{Prometheus, ScrapeTarget};
 
 use super::{
-    Service,
+    Service, Services,
     proc::{Metrics, ProcSample, machine},
 };
 
@@ -241,16 +241,7 @@ pub(crate) async fn run(root: &Path, args: Actuator10kArgs) -> Result<()> {
         t0.elapsed()
     );
 
-    let quiet = [("PROMSCALER_LOG_LEVEL", "info".to_owned())];
-    let mut fetcher = Service::start(root, "promscaler-metrics-fetcher", &[], &quiet)?;
-    let mut decision = Service::start(root, "promscaler-decision", &[], &quiet)?;
-    fetcher.wait_ready(Duration::from_secs(30)).await?;
-    decision.wait_ready(Duration::from_secs(30)).await?;
     let actuator_args: Vec<String> = [
-        "--fetcher-addr",
-        &fetcher.grpc_url(),
-        "--decision-addr",
-        &decision.grpc_url(),
         "--lease-namespace",
         NAMESPACE,
         "--identity",
@@ -263,15 +254,11 @@ pub(crate) async fn run(root: &Path, args: Actuator10kArgs) -> Result<()> {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let mut actuator = Service::start(
-        root,
-        "promscaler-actuator",
-        &actuator_args,
-        &[
-            ("KUBECONFIG", kubeconfig.display().to_string()),
-            ("PROMSCALER_LOG_LEVEL", "info".to_owned()),
-        ],
-    )?;
+    let Services {
+        mut fetcher,
+        mut decision,
+        mut actuator,
+    } = Services::start(root, &kubeconfig, &actuator_args).await?;
     let started = Instant::now();
 
     // Warm-up: every PromScaler known and decided at least once, then no write for one interval.

@@ -85,6 +85,48 @@ fn log_dir(root: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The three services as the harnesses run them (logs at `info`).
+#[derive(Debug)]
+struct Services {
+    fetcher: Service,
+    decision: Service,
+    actuator: Service,
+}
+
+impl Services {
+    /// Starts the fetcher and the decision service and waits until they are ready, then starts
+    /// the actuator against them and the API server of `kubeconfig`, with `actuator_args` added
+    /// (not waited for: the harness decides what "ready" means for its run).
+    async fn start(root: &Path, kubeconfig: &Path, actuator_args: &[String]) -> Result<Self> {
+        let quiet = [("PROMSCALER_LOG_LEVEL", "info".to_owned())];
+        let mut fetcher = Service::start(root, "promscaler-metrics-fetcher", &[], &quiet)?;
+        let mut decision = Service::start(root, "promscaler-decision", &[], &quiet)?;
+        fetcher.wait_ready(Duration::from_secs(30)).await?;
+        decision.wait_ready(Duration::from_secs(30)).await?;
+        let mut args: Vec<String> = vec![
+            "--fetcher-addr".to_owned(),
+            fetcher.grpc_url(),
+            "--decision-addr".to_owned(),
+            decision.grpc_url(),
+        ];
+        args.extend_from_slice(actuator_args);
+        let actuator = Service::start(
+            root,
+            "promscaler-actuator",
+            &args,
+            &[
+                ("KUBECONFIG", kubeconfig.display().to_string()),
+                ("PROMSCALER_LOG_LEVEL", "info".to_owned()),
+            ],
+        )?;
+        Ok(Self {
+            fetcher,
+            decision,
+            actuator,
+        })
+    }
+}
+
 /// One of our release binaries running on free loopback ports; killed on drop.
 #[derive(Debug)]
 struct Service {

@@ -47,7 +47,7 @@ use promscaler_sandbox::{
 };
 
 use super::{
-    Service,
+    Services,
     http_proxy::{KeepAlive, QueryRecord, RecordingProxy},
     proc::{Metrics, machine, percentile},
 };
@@ -504,33 +504,15 @@ pub(crate) async fn run(root: &Path, args: ScaleLatencyArgs) -> Result<()> {
     emulator.apply_yaml(&deployment())?;
     let (watched, watch_task) = watch_over_http(&emulator);
 
-    let quiet = [("PROMSCALER_LOG_LEVEL", "info".to_owned())];
-    let mut fetcher = Service::start(root, "promscaler-metrics-fetcher", &[], &quiet)?;
-    let mut decision = Service::start(root, "promscaler-decision", &[], &quiet)?;
-    fetcher.wait_ready(Duration::from_secs(30)).await?;
-    decision.wait_ready(Duration::from_secs(30)).await?;
-    let actuator_args: Vec<String> = [
-        "--fetcher-addr",
-        &fetcher.grpc_url(),
-        "--decision-addr",
-        &decision.grpc_url(),
-        "--lease-namespace",
-        NAMESPACE,
-        "--identity",
-        "bench",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let mut actuator = Service::start(
-        root,
-        "promscaler-actuator",
-        &actuator_args,
-        &[
-            ("KUBECONFIG", kubeconfig.display().to_string()),
-            ("PROMSCALER_LOG_LEVEL", "info".to_owned()),
-        ],
-    )?;
+    let actuator_args: Vec<String> = ["--lease-namespace", NAMESPACE, "--identity", "bench"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let Services {
+        mut fetcher,
+        mut decision,
+        mut actuator,
+    } = Services::start(root, &kubeconfig, &actuator_args).await?;
     actuator.wait_ready(Duration::from_secs(60)).await?;
     emulator.apply_yaml(&promscaler(args.interval, &proxy.url()))?;
 
