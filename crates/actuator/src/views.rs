@@ -55,14 +55,25 @@ impl ScalerView {
         DecisionState::decode(self.state.as_deref()?).ok()
     }
 
-    /// Remembers `event` as the last decision.
-    pub fn set_last_event(&mut self, event: &DecisionEvent) {
+    /// Remembers `event` as the last decision, without its decision state: that is the state
+    /// just carried ([`Self::set_state`]), and keeping it twice was a fifth of this record.
+    /// [`Self::last_event`] puts the carried state back.
+    pub fn set_last_event(&mut self, event: &mut DecisionEvent) {
+        let state = event.decision.as_mut().and_then(|d| d.state.take());
         encode_into(&mut self.last_event, event);
+        if let Some(decision) = event.decision.as_mut() {
+            decision.state = state;
+        }
     }
 
-    /// The last decision.
+    /// The last decision, its `decision.state` being the state carried to the next tick (none
+    /// after a change of leadership, when the next tick restores it from status).
     pub fn last_event(&self) -> Option<DecisionEvent> {
-        DecisionEvent::decode(self.last_event.as_deref()?).ok()
+        let mut event = DecisionEvent::decode(self.last_event.as_deref()?).ok()?;
+        if let Some(decision) = event.decision.as_mut() {
+            decision.state = self.state();
+        }
+        Some(event)
     }
 }
 
@@ -231,13 +242,61 @@ mod tests {
             namespace: "ns".into(),
             name: "s".into(),
         };
-        let event = DecisionEvent {
+        let mut event = DecisionEvent {
             error: "metrics-fetcher failed: boom; holding 3 replicas".into(),
             scaled: true,
             ..DecisionEvent::default()
         };
-        views.update(&key, |v| v.set_last_event(&event));
+        views.update(&key, |v| v.set_last_event(&mut event));
         assert_eq!(views.last_event(&key), Some(event.clone()));
         assert_eq!(views.last_events().get(&key), Some(&event));
+    }
+
+    #[test]
+    fn the_last_decision_is_stored_without_its_state_and_served_with_the_carried_one() {
+        let views = Views::default();
+        let key = ScalerKey {
+            namespace: "ns".into(),
+            name: "s".into(),
+        };
+        let state = DecisionState {
+            recommendations: vec![promscaler_proto::v1::TimestampedReplicas {
+                replicas: 3,
+                at: Some(prost_types::Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 0,
+                }),
+            }],
+            ..DecisionState::default()
+        };
+        let mut event = DecisionEvent {
+            decision: Some(promscaler_proto::v1::DecideResponse {
+                desired_replicas: 3,
+                explanation: vec!["trigger rps: 140 / 50 ⇒ 3".into()],
+                state: Some(state.clone()),
+                ..Default::default()
+            }),
+            ..DecisionEvent::default()
+        };
+        views.update(&key, |v| {
+            v.set_state(Some(&state));
+            v.set_last_event(&mut event);
+        });
+        // The caller's event is left whole.
+        assert_eq!(event.decision.as_ref().unwrap().state, Some(state.clone()));
+        // Stored once: the encoded last decision carries no state.
+        let stored = views.with(&key, |v| v.unwrap().last_event.clone().unwrap());
+        let decoded = DecisionEvent::decode(stored.as_slice()).unwrap();
+        assert_eq!(decoded.decision.as_ref().unwrap().state, None);
+        assert_eq!(
+            decoded.decision.as_ref().unwrap().explanation,
+            ["trigger rps: 140 / 50 ⇒ 3"]
+        );
+        // Served with the carried state.
+        assert_eq!(views.last_event(&key), Some(event.clone()));
+        // After a change of leadership the state is gone until restored from status.
+        views.forget_states();
+        let served = views.last_event(&key).unwrap();
+        assert_eq!(served.decision.unwrap().state, None);
     }
 }

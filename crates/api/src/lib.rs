@@ -72,8 +72,8 @@ pub use resolve::resolve_auth;
 pub use types::{
     API_VERSION, AdvancedConfig, AuthenticationRef, Condition, DecisionStateStatus, Fallback,
     GROUP, HealthStatus, HorizontalPodAutoscalerConfig, HpaBehavior, HpaScalingPolicy,
-    HpaScalingRules, PromScaler, PromScalerSpec, PromScalerStatus, ScaleTargetRef, ScaleTrigger,
-    ScalingModifiers, TimestampedReplicas, TimestampedValue, VERSION,
+    HpaScalingRules, NameMap, PromScaler, PromScalerSpec, PromScalerStatus, ScaleTargetRef,
+    ScaleTrigger, ScalingModifiers, TimestampedReplicas, TimestampedValue, VERSION,
 };
 pub use validate::{
     AUTHENTICATION_KIND, DEFAULT_COOLDOWN_PERIOD_SECONDS, DEFAULT_MAX_REPLICA_COUNT,

@@ -368,7 +368,7 @@ pub fn validate_spec(
     }
 
     // advanced
-    let advanced = spec.advanced.clone().unwrap_or_default();
+    let advanced = spec.advanced.as_deref().cloned().unwrap_or_default();
     let behavior = advanced
         .horizontal_pod_autoscaler_config
         .as_ref()

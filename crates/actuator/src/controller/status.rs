@@ -1,13 +1,11 @@
 //! PromScaler status: built from a decision (or a failure), written only when something a user
 //! or a successor needs changed, and the decision state's round trip through it.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 #[cfg(test)]
 use k8s_openapi::jiff;
 use promscaler_api::{
-    Condition, DecisionStateStatus, HealthStatus, PromScalerStatus, TimestampedReplicas,
+    Condition, DecisionStateStatus, HealthStatus, NameMap, PromScalerStatus, TimestampedReplicas,
 };
 use promscaler_proto::v1 as pb;
 
@@ -120,7 +118,7 @@ pub fn decision_conditions(
 }
 
 /// Per-trigger health (KEDA: `Happy` or `Failing` with the failure count).
-pub fn health(decision: &pb::DecideResponse) -> BTreeMap<String, HealthStatus> {
+pub fn health(decision: &pb::DecideResponse) -> NameMap<HealthStatus> {
     decision
         .triggers
         .iter()
@@ -287,7 +285,7 @@ mod tests {
         );
         let old = PromScalerStatus {
             conditions: conditions.clone(),
-            last_metric_values: [("rps".to_owned(), 140.0)].into(),
+            last_metric_values: [("rps".to_owned(), 140.0)].into_iter().collect(),
             desired_replicas: Some(3),
             ..PromScalerStatus::default()
         };

@@ -61,9 +61,9 @@ pub async fn tick(ctx: &Context, key: &ScalerKey) -> TickOutcome {
     };
     let span = tracing::info_span!("tick", namespace = %key.namespace, name = %key.name);
     let started = Instant::now();
-    let (outcome, metric) = evaluate(ctx, key, &scaler).instrument(span).await;
+    let (mut outcome, metric) = evaluate(ctx, key, &scaler).instrument(span).await;
     ctx.metrics.tick(metric, started.elapsed().as_secs_f64());
-    if let TickOutcome::Done { event, .. } | TickOutcome::Failed { event } = &outcome {
+    if let TickOutcome::Done { event, .. } | TickOutcome::Failed { event } = &mut outcome {
         ctx.views.update(key, |view| view.set_last_event(event));
         // No subscriber is fine (and then there is nothing to copy).
         if ctx.decisions.receiver_count() > 0 {
