@@ -181,7 +181,121 @@ async fn irsa_credentials_sign_the_seed_query_and_return_its_value() -> Result<(
     assert_eq!(got, EXPECTED);
     let stats = rig.gateway.stats().await?;
     assert_eq!((stats.forwarded, stats.rejected), (1, 0), "{stats:?}");
+    // Signed with the credentials STS issued for the ServiceAccount's role.
+    assert_eq!(
+        stats.signed_by,
+        [(ROLE_ARN.to_owned(), 1)].into(),
+        "{stats:?}"
+    );
     assert_eq!(rig.sts.as_ref().unwrap().issued_credentials().await?, 1);
+    Ok(())
+}
+
+/// KEDA's `awsRoleArn` (TriggerAuthentication `podIdentity.roleArn`): the fetcher assumes the
+/// role with its own IRSA credentials and signs with the role's, once per credential lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_arn_is_assumed_with_the_irsa_identity_and_signs_the_query() -> Result<()> {
+    const READER: &str = "arn:aws:iam::123456789012:role/amp-reader";
+    let rig = Rig::start(true).await?;
+    let with_role = |query: &str| {
+        let mut req = rig.amp_query(query);
+        if let Some(pb::upstream_auth::Method::Aws(aws)) = req
+            .source
+            .as_mut()
+            .and_then(|s| s.auth.as_mut())
+            .and_then(|a| a.method.as_mut())
+        {
+            aws.role_arn = READER.into();
+        }
+        req
+    };
+    // Distinct queries, so each goes upstream and is signed.
+    for i in 0..3 {
+        let response = rig.query(with_role(&format!("{SEED_QUERY} + {i}"))).await?;
+        let got = value(&response).with_context(|| rig.logs())?;
+        assert_eq!(got, EXPECTED + f64::from(i));
+    }
+    let stats = rig.gateway.stats().await?;
+    // Every request signed with the assumed role's credentials, none with the base identity's.
+    assert_eq!(
+        stats.signed_by,
+        [(READER.to_owned(), 3)].into(),
+        "{stats:?}"
+    );
+    // Two STS calls in all: AssumeRoleWithWebIdentity for the base, AssumeRole for the reader.
+    assert_eq!(rig.sts.as_ref().unwrap().issued_credentials().await?, 2);
+    let metrics = rig.fetcher.metrics_text().await?;
+    assert!(
+        metrics
+            .contains(r#"promscaler_fetcher_credential_refreshes_total{identity="assume_role"} 1"#),
+        "{metrics}"
+    );
+    // The fetcher's own identity is still its own: a query without the role signs with it.
+    value(&rig.query(rig.amp_query(SEED_QUERY)).await?).with_context(|| rig.logs())?;
+    let stats = rig.gateway.stats().await?;
+    assert_eq!(stats.signed_by.get(ROLE_ARN), Some(&1), "{stats:?}");
+    Ok(())
+}
+
+/// QueryRange (what `promscalerctl simulate` replays) through AMP: signed, one series, samples
+/// at every step in time order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_range_through_amp_returns_every_step() -> Result<()> {
+    let rig = Rig::start(true).await?;
+    // Data exists from now on (Rig::start waited for it); let four more seconds pass.
+    let start = std::time::SystemTime::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let range = |query: &str| {
+        let instant = rig.amp_query(query);
+        pb::QueryRangeRequest {
+            source: instant.source,
+            query: query.to_owned(),
+            start: Some(start.into()),
+            end: Some((start + Duration::from_secs(4)).into()),
+            step: Some(secs(1)),
+            caller: instant.caller,
+        }
+    };
+    let mut client = rig.client.clone();
+    let response = bounded(
+        "QueryRange",
+        Duration::from_secs(60),
+        client.query_range(range(SEED_QUERY)),
+    )
+    .await??
+    .into_inner();
+    assert_eq!(response.error, None, "{}", rig.logs());
+    let values: Vec<f64> = response.samples.iter().map(|s| s.value).collect();
+    assert_eq!(values, [EXPECTED; 5], "{}", rig.logs());
+    let times: Vec<i64> = response
+        .samples
+        .iter()
+        .map(|s| s.timestamp.as_ref().map_or(0, |t| t.seconds))
+        .collect();
+    let first = prost_types::Timestamp::from(start).seconds;
+    assert_eq!(times, (first..first + 5).collect::<Vec<_>>());
+    // The per-pod query is two series: an error that says so, not a pick of one.
+    let response = bounded(
+        "QueryRange",
+        Duration::from_secs(60),
+        client.query_range(range(SEED_MULTI_SERIES_QUERY)),
+    )
+    .await??
+    .into_inner();
+    let error = response.error.context("a multi-series range must fail")?;
+    assert_eq!(
+        QueryErrorKind::try_from(error.kind)?,
+        QueryErrorKind::MultipleSeries,
+        "{}",
+        error.message
+    );
+    assert!(response.samples.is_empty());
+    let stats = rig.gateway.stats().await?;
+    assert_eq!(
+        stats.signed_by,
+        [(ROLE_ARN.to_owned(), 2)].into(),
+        "{stats:?}"
+    );
     Ok(())
 }
 

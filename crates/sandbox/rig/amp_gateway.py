@@ -9,7 +9,9 @@ the Rust signer under test) against the credentials moto's STS issued (read from
 wrong, and forwards valid requests to a real Prometheus.
 
 Gateway-only paths (never forwarded, never signed):
-  GET  /-/gateway/stats           {"forwarded": n, "rejected": n, "last_rejection": "..."}
+  GET  /-/gateway/stats           {"forwarded": n, "rejected": n, "last_rejection": "...",
+                                   "signed_by": {role ARN: forwarded requests signed with
+                                   credentials moto issued for that role}}
   POST /-/gateway/delay?seconds=S delay every forwarded request by S seconds (slow upstream)
   GET  /-/gateway/ready           200 once serving
 
@@ -48,9 +50,10 @@ class State:
         self.last_rejection = ""
         self.delay = 0.0
         self.secrets = {}
+        self.signed_by = {}
 
     def secret_for(self, akid):
-        """(secret, token) moto issued for akid, refreshing from moto on a miss."""
+        """(secret, token, role ARN) moto issued for akid, refreshing from moto on a miss."""
         with self.lock:
             if akid in self.secrets:
                 return self.secrets[akid]
@@ -59,7 +62,8 @@ class State:
             data = json.load(resp)
         found = {}
         for role in data.get("sts", {}).get("AssumedRole", []):
-            found[role["access_key_id"]] = (role["secret_access_key"], role.get("session_token"))
+            found[role["access_key_id"]] = (
+                role["secret_access_key"], role.get("session_token"), role.get("role_arn", ""))
         with self.lock:
             self.secrets.update(found)
             return self.secrets.get(akid)
@@ -118,6 +122,7 @@ def make_handler(state):
                         "forwarded": state.forwarded,
                         "rejected": state.rejected,
                         "last_rejection": state.last_rejection,
+                        "signed_by": dict(state.signed_by),
                     }
                 return self.reply(200, json.dumps(stats))
             if parsed.path == "/-/gateway/delay" and method == "POST":
@@ -130,7 +135,8 @@ def make_handler(state):
             return self.reply(404, json.dumps({"message": "Not Found"}))
 
         def verify(self, method, body):
-            """None when the request is signed correctly, else (status, AMP-like message)."""
+            """None when the request is signed correctly (counted under the signer's role), else
+            (status, AMP-like message)."""
             auth = self.headers.get("Authorization")
             amz_date = self.headers.get("X-Amz-Date")
             if not auth or not amz_date:
@@ -152,7 +158,7 @@ def make_handler(state):
             if not found:
                 return (403, "The security token included in the request is invalid.",
                         "UnrecognizedClientException")
-            secret, token = found
+            secret, token, role_arn = found
             if token and self.headers.get("X-Amz-Security-Token") != token:
                 return (403, "The security token included in the request is invalid.",
                         "UnrecognizedClientException")
@@ -177,6 +183,8 @@ def make_handler(state):
                 return (403, "The request signature we calculated does not match the signature "
                              "you provided. Check your AWS Secret Access Key and signing method.",
                         "InvalidSignatureException")
+            with state.lock:
+                state.signed_by[role_arn] = state.signed_by.get(role_arn, 0) + 1
             return None
 
         def forward(self, method, rest, query, body):

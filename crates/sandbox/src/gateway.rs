@@ -25,6 +25,9 @@ pub struct GatewayStats {
     pub rejected: u64,
     /// The last 403's message.
     pub last_rejection: String,
+    /// Valid requests per role ARN whose credentials (issued by moto's STS) signed them.
+    #[serde(default)]
+    pub signed_by: std::collections::BTreeMap<String, u64>,
 }
 
 /// A running gateway, killed on drop.
