@@ -38,7 +38,16 @@ BIN = Path(sys.executable).parent
 
 # The flags each binary accepts (DESIGN.md §3 and the service owners' flag lists). The chart
 # must pass nothing else: a renamed flag makes a pod crash-loop on start.
-COMMON_FLAGS = {"--grpc-addr", "--admin-addr", "--log-level", "--log-format", "--shutdown-grace"}
+COMMON_FLAGS = {
+    "--grpc-addr",
+    "--admin-addr",
+    "--log-level",
+    "--log-format",
+    "--shutdown-grace",
+    "--grpc-tls-cert",
+    "--grpc-tls-key",
+    "--grpc-tls-client-ca",
+}
 FLAGS = {
     "metrics-fetcher": COMMON_FLAGS | {"--allowed-servers", "--operator-identity-namespaces"},
     "decision": COMMON_FLAGS,
@@ -54,6 +63,9 @@ FLAGS = {
         "--shard-count",
         "--kube-qps",
         "--kube-burst",
+        "--peer-tls-ca",
+        "--peer-tls-cert",
+        "--peer-tls-key",
     },
 }
 DEFAULT_PORTS = {
@@ -460,6 +472,59 @@ def check_workloads(docs: list[dict], values: dict, scenario: str) -> None:
         require(len(by_kind(docs, "ClusterRole")) == 1, "one ClusterRole for a cluster-wide install")
 
 
+def check_grpc_tls(docs: list[dict], values: dict) -> None:
+    """global.grpcTls: every service serves TLS from the mounted Secret (and requires client
+    certificates when asked), the actuator verifies its peers and presents the certificate, and
+    the cert-manager Certificate covers every host name the actuator dials."""
+    tls = values.get("global", {}).get("grpcTls", {})
+    deploys = by_kind(docs, "Deployment")
+    certificates = by_kind(docs, "Certificate")
+    if not tls.get("enabled"):
+        for d in deploys:
+            args = args_of(d)
+            require(not any(f.startswith(("--grpc-tls", "--peer-tls")) for f in args), f"{d['metadata']['name']}: TLS flags without grpcTls")
+        require(not certificates, "a Certificate without grpcTls")
+        return
+    secret = tls.get("secretName") or f"{RELEASE}-grpc-tls"
+    for d in deploys:
+        name = d["metadata"]["name"]
+        args = args_of(d)
+        pod = d["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        require(volumes.get("grpc-tls", {}).get("secret", {}).get("secretName") == secret, f"{name}: grpc-tls volume {volumes.get('grpc-tls')}")
+        mount = mounts.get("grpc-tls") or {}
+        require(mount.get("readOnly") is True, f"{name}: grpc-tls mount {mount}")
+        base = mount.get("mountPath")
+        require(args.get("--grpc-tls-cert") == f"{base}/tls.crt" and args.get("--grpc-tls-key") == f"{base}/tls.key", f"{name}: server TLS flags {args}")
+        want_ca = f"{base}/ca.crt" if tls.get("requireClientCert", True) else None
+        require(args.get("--grpc-tls-client-ca") == want_ca, f"{name}: --grpc-tls-client-ca={args.get('--grpc-tls-client-ca')} want {want_ca}")
+        if component_of(d) == "actuator":
+            require(
+                (args.get("--peer-tls-ca"), args.get("--peer-tls-cert"), args.get("--peer-tls-key")) == (f"{base}/ca.crt", f"{base}/tls.crt", f"{base}/tls.key"),
+                f"{name}: peer TLS flags {args}",
+            )
+    if not tls.get("certManager", {}).get("enabled"):
+        require(not certificates, "a Certificate without certManager.enabled")
+        return
+    require(len(certificates) == 1, f"{len(certificates)} Certificates")
+    spec = certificates[0]["spec"]
+    require(spec["secretName"] == secret, f"Certificate writes {spec['secretName']}, pods mount {secret}")
+    require({"server auth", "client auth"} <= set(spec["usages"]), f"usages {spec['usages']}")
+    require(spec["issuerRef"]["name"] == tls["certManager"]["issuerRef"]["name"], f"issuerRef {spec['issuerRef']}")
+    names = set(spec["dnsNames"])
+    for d in deploys:
+        if component_of(d) != "actuator":
+            continue
+        for flag in ("--fetcher-addr", "--decision-addr"):
+            host = args_of(d)[flag].removeprefix("dns:///").rsplit(":", 1)[0]
+            require(host in names, f"{flag} dials {host}, which the Certificate does not cover: {sorted(names)}")
+    for s in by_kind(docs, "Service"):
+        svc = s["metadata"]["name"]
+        require(f"{svc}.{NAMESPACE}.svc" in names, f"Service {svc} not in the Certificate's dnsNames")
+
+
 def check_notes(rendered: dict) -> None:
     notes = next(v for k, v in rendered.items() if k == "promscaler/templates/NOTES.txt")
     require("kubectl get psc" in notes, "NOTES.txt does not show `kubectl get psc`")
@@ -471,12 +536,13 @@ def chart_scenario(scenario: str) -> Callable[[], None]:
         check_lint(values)
         rendered = render(CHART, values)
         docs = documents(rendered)
-        check_kubernetes_validate(docs, f"{scenario} values", {"ServiceMonitor"})
+        check_kubernetes_validate(docs, f"{scenario} values", {"ServiceMonitor", "Certificate"})
         check_security(docs)
         check_rbac(docs, values)
         check_irsa(docs, values)
         check_network_policies(docs, values)
         check_workloads(docs, values, scenario)
+        check_grpc_tls(docs, values)
         check_notes(rendered)
 
     run.__name__ = f"chart renders valid, least-privilege manifests with ci/{scenario}-values.yaml"

@@ -82,6 +82,28 @@ GLOBAL = obj(
         "clusterDomain": s("Cluster DNS domain.", minLength=1),
         "otel": obj({"endpoint": s("OTEL_EXPORTER_OTLP_ENDPOINT; empty = no export.")}),
         "commonLabels": STRING_MAP,
+        "grpcTls": obj(
+            {
+                "enabled": b("gRPC between the services over TLS."),
+                "secretName": s("kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt; "
+                                "empty = <prefix>-grpc-tls."),
+                "requireClientCert": b("Mutual TLS: the gRPC ports require a client certificate."),
+                "certManager": obj(
+                    {
+                        "enabled": b("Render a cert-manager Certificate for the Secret."),
+                        "issuerRef": obj(
+                            {
+                                "name": s(),
+                                "kind": s(enum=["Issuer", "ClusterIssuer"]),
+                                "group": s(),
+                            }
+                        ),
+                        "duration": s(),
+                        "renewBefore": s(),
+                    }
+                ),
+            }
+        ),
     },
     desc="Shared by the three components.",
 )

@@ -4,9 +4,11 @@
 //! Kubernetes API emulator) live in `promscaler-sandbox`, which the local sandbox also uses;
 //! what only tests need lives here: the service binaries as supervised child processes
 //! ([`services`]), the emulator with promscaler's CRDs ([`cluster`]), the whole system
-//! ([`system`]) and a tiny OTLP trace receiver ([`otlp`]).
+//! ([`system`]), a tiny OTLP trace receiver ([`otlp`]) and a throwaway PKI for gRPC TLS
+//! ([`pki`]).
 
 pub mod cluster;
 pub mod otlp;
+pub mod pki;
 pub mod services;
 pub mod system;

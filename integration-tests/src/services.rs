@@ -48,6 +48,8 @@ pub struct ServiceProcess {
     grpc: SocketAddr,
     admin: SocketAddr,
     process: ChildProcess,
+    /// Set when the service serves gRPC over TLS: how this test connects to it.
+    client_tls: Option<tonic::transport::ClientTlsConfig>,
     _logs: tempfile::TempDir,
 }
 
@@ -79,8 +81,17 @@ impl ServiceProcess {
             grpc,
             admin,
             process,
+            client_tls: None,
             _logs: logs,
         })
+    }
+
+    /// Marks the service as serving gRPC over TLS (started with `--grpc-tls-*` flags): the
+    /// test's own connections ([`Self::channel`], [`Self::wait_serving`]) use `tls`, and
+    /// [`Self::grpc_url`] is `https://`.
+    pub fn with_client_tls(mut self, tls: tonic::transport::ClientTlsConfig) -> Self {
+        self.client_tls = Some(tls);
+        self
     }
 
     /// Which service this is.
@@ -88,9 +99,14 @@ impl ServiceProcess {
         self.kind
     }
 
-    /// `http://127.0.0.1:<grpc port>`.
+    /// `http://127.0.0.1:<grpc port>` (`https://` when the service serves TLS).
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc)
+        let scheme = if self.client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.grpc)
     }
 
     /// The admin address.
@@ -110,9 +126,12 @@ impl ServiceProcess {
 
     /// A gRPC channel to the service (connects lazily).
     pub fn channel(&self) -> Result<tonic::transport::Channel> {
-        Ok(tonic::transport::Endpoint::from_shared(self.grpc_url())?
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy())
+        let mut endpoint = tonic::transport::Endpoint::from_shared(self.grpc_url())?
+            .connect_timeout(Duration::from_secs(2));
+        if let Some(tls) = &self.client_tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        Ok(endpoint.connect_lazy())
     }
 
     /// Waits until grpc.health.v1 reports SERVING for the service's gRPC service.
@@ -136,6 +155,11 @@ impl ServiceProcess {
             .await;
         self.process.check_running()?;
         result.with_context(|| format!("log:\n{}", self.log_tail()))
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.process.try_wait()
     }
 
     /// Kills the process at once (SIGKILL), as a crash or a node loss would.

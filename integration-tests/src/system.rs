@@ -8,6 +8,7 @@ use promscaler_sandbox::prometheus::{Prometheus, ScrapeTarget};
 
 use crate::{
     cluster::Cluster,
+    pki::Pki,
     services::{Kind, ServiceProcess},
 };
 
@@ -31,6 +32,8 @@ pub struct System {
     pub actuators: Vec<ServiceProcess>,
     /// Environment given to every service process (e.g. OTLP settings).
     env: Vec<(&'static str, String)>,
+    /// Set when every gRPC connection runs over mutual TLS.
+    pki: Option<Pki>,
 }
 
 impl System {
@@ -45,11 +48,26 @@ impl System {
         connections_per_pod: &[f64],
         env: Vec<(&'static str, String)>,
     ) -> Result<Self> {
+        Self::start_with(connections_per_pod, env, None).await
+    }
+
+    /// Like [`System::start`], with mutual TLS on every gRPC connection: each service serves
+    /// with `pki`'s server certificate and requires a client certificate; actuators connect with
+    /// `pki`'s client certificate.
+    pub async fn start_with_tls(connections_per_pod: &[f64], pki: Pki) -> Result<Self> {
+        Self::start_with(connections_per_pod, Vec::new(), Some(pki)).await
+    }
+
+    async fn start_with(
+        connections_per_pod: &[f64],
+        env: Vec<(&'static str, String)>,
+        pki: Option<Pki>,
+    ) -> Result<Self> {
         let cluster = Cluster::start(Duration::from_millis(200)).await?;
         let app = ScrapeTarget::sample_app(connections_per_pod).await?;
         let prometheus = Prometheus::start(&[app.addr()]).await?;
-        let mut fetcher = ServiceProcess::start(Kind::Fetcher, &[], &env)?;
-        let mut decision = ServiceProcess::start(Kind::Decision, &[], &env)?;
+        let mut fetcher = Self::service(Kind::Fetcher, &[], &env, pki.as_ref())?;
+        let mut decision = Self::service(Kind::Decision, &[], &env, pki.as_ref())?;
         fetcher.wait_serving(STARTUP).await?;
         decision.wait_serving(STARTUP).await?;
         Ok(Self {
@@ -60,15 +78,35 @@ impl System {
             decision,
             actuators: Vec::new(),
             env,
+            pki,
         })
+    }
+
+    /// Starts `kind`, serving TLS when `pki` is set.
+    fn service(
+        kind: Kind,
+        args: &[String],
+        env: &[(&str, String)],
+        pki: Option<&Pki>,
+    ) -> Result<ServiceProcess> {
+        let Some(pki) = pki else {
+            return ServiceProcess::start(kind, args, env);
+        };
+        let mut args = args.to_vec();
+        args.extend(pki.server_args());
+        Ok(ServiceProcess::start(kind, &args, env)?.with_client_tls(pki.client_tls(true)?))
     }
 
     /// The arguments an actuator needs to reach this system. The decision service is addressed
     /// as `dns:///127.0.0.1:<port>`, the client-side balanced form the chart uses for headless
     /// Services, so every actuator test runs through it.
     pub fn actuator_args(&self, identity: &str) -> Vec<String> {
-        let decision = self.decision.grpc_url().replace("http://", "dns:///");
-        [
+        let decision = self
+            .decision
+            .grpc_url()
+            .replace("https://", "dns:///")
+            .replace("http://", "dns:///");
+        let mut args: Vec<String> = [
             "--fetcher-addr",
             &self.fetcher.grpc_url(),
             "--decision-addr",
@@ -86,7 +124,11 @@ impl System {
         ]
         .iter()
         .map(|s| (*s).to_owned())
-        .collect()
+        .collect();
+        if let Some(pki) = &self.pki {
+            args.extend(pki.peer_args());
+        }
+        args
     }
 
     /// Starts an actuator named `identity` and waits until it serves gRPC.
@@ -97,7 +139,7 @@ impl System {
             "KUBECONFIG",
             self.cluster.kubeconfig().display().to_string(),
         ));
-        let mut actuator = ServiceProcess::start(Kind::Actuator, &args, &env)?;
+        let mut actuator = Self::service(Kind::Actuator, &args, &env, self.pki.as_ref())?;
         actuator.wait_serving(STARTUP).await?;
         self.actuators.push(actuator);
         Ok(self.actuators.len() - 1)

@@ -56,6 +56,9 @@ pub struct Args {
     )]
     pub decision_addr: String,
 
+    #[command(flatten)]
+    pub peer_tls: promscaler_runtime::tls::PeerTlsArgs,
+
     /// Watch PromScalers (and their targets, authentications, Secrets) in this namespace only;
     /// empty = all namespaces.
     #[arg(long, env = "PROMSCALER_WATCH_NAMESPACE", default_value = "")]
@@ -164,10 +167,19 @@ impl Args {
             .build();
 
         let inject: InjectFn = inject;
-        let fetcher_channel =
-            grpc_client::channel("--fetcher-addr", &self.fetcher_addr, &shutdown)?;
-        let decision_channel =
-            grpc_client::channel("--decision-addr", &self.decision_addr, &shutdown)?;
+        let peer_tls = self.peer_tls.load()?;
+        let fetcher_channel = grpc_client::channel(
+            "--fetcher-addr",
+            &self.fetcher_addr,
+            peer_tls.as_ref(),
+            &shutdown,
+        )?;
+        let decision_channel = grpc_client::channel(
+            "--decision-addr",
+            &self.decision_addr,
+            peer_tls.as_ref(),
+            &shutdown,
+        )?;
         let peers = Peers::new(vec![
             Peer::new(
                 "metrics-fetcher",

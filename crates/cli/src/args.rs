@@ -74,6 +74,9 @@ pub struct GlobalArgs {
         global = true
     )]
     pub timeout: Duration,
+
+    #[command(flatten)]
+    pub peer_tls: promscaler_runtime::tls::PeerTlsArgs,
 }
 
 /// The subcommands. Their flags are per invocation, so unlike the global flags they are not
@@ -115,6 +118,7 @@ impl Cli {
                 &g.decision_addr,
                 &g.actuator_addr,
                 g.timeout,
+                g.peer_tls,
             ),
         };
         match self.command {

@@ -9,6 +9,7 @@ use promscaler_proto::v1::{
 };
 use promscaler_runtime::Shutdown;
 use promscaler_runtime::grpc_client::channel;
+use promscaler_runtime::tls::PeerTlsArgs;
 use tonic::transport::Channel;
 
 use crate::Error;
@@ -31,11 +32,19 @@ pub(crate) struct Clients {
     pub(crate) decision: Endpoint,
     pub(crate) actuator: Endpoint,
     pub(crate) timeout: Duration,
+    /// Read when a command first connects, so commands that call no service never need them.
+    tls: PeerTlsArgs,
     shutdown: Shutdown,
 }
 
 impl Clients {
-    pub(crate) fn new(fetcher: &str, decision: &str, actuator: &str, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        fetcher: &str,
+        decision: &str,
+        actuator: &str,
+        timeout: Duration,
+        tls: PeerTlsArgs,
+    ) -> Self {
         let endpoint = |service, flag, addr: &str| Endpoint {
             service,
             flag,
@@ -46,12 +55,14 @@ impl Clients {
             decision: endpoint("decision service", "--decision-addr", decision),
             actuator: endpoint("actuator", "--actuator-addr", actuator),
             timeout,
+            tls,
             shutdown: Shutdown::new(),
         }
     }
 
     fn channel(&self, e: &Endpoint) -> Result<Channel, Error> {
-        Ok(channel(e.flag, &e.addr, &self.shutdown)?)
+        let tls = self.tls.load()?;
+        Ok(channel(e.flag, &e.addr, tls.as_ref(), &self.shutdown)?)
     }
 
     pub(crate) fn fetcher(&self) -> Result<MetricsFetcherServiceClient<Channel>, Error> {

@@ -45,7 +45,7 @@ pub enum Error {
         /// The status message (the services name the bad field).
         message: String,
     },
-    /// A service address flag is not a usable URL.
+    /// A service address flag is not a usable URL, or a --peer-tls-* file is not usable.
     #[error(transparent)]
     Address(#[from] promscaler_runtime::Error),
     /// An input file (or stdin) could not be read.

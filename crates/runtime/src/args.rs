@@ -43,6 +43,9 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    #[command(flatten)]
+    pub grpc_tls: crate::tls::GrpcTlsArgs,
 }
 
 impl ServerArgs {

@@ -14,6 +14,7 @@ pub mod propagation;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use admin::Readiness;
 pub use args::{LogArgs, LogFormat, ServerArgs};
@@ -75,6 +76,16 @@ pub enum Error {
     /// The reflection service could not load the descriptor set.
     #[error("cannot build gRPC reflection from the descriptor set: {0}")]
     Reflection(#[source] tonic_reflection::server::Error),
+    /// A TLS file given by a flag cannot be used.
+    #[error("{flag} {}: {message}", path.display())]
+    Tls {
+        /// The flag that named the file.
+        flag: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A client address is not a valid URI.
     #[error(
         "invalid address {addr:?} for {flag}: {message} (expected e.g. http://127.0.0.1:50051 or dns:///name:port)"

@@ -110,6 +110,8 @@ impl Service {
 
     /// Binds the gRPC and admin listeners (so tests can use port 0 and read the real ports).
     pub async fn bind(self) -> Result<BoundService> {
+        // TLS files are checked before anything listens.
+        let tls = self.args.grpc_tls.server_config()?;
         let grpc_addr = self.args.grpc_addr_or(self.info.grpc_port);
         let admin_addr = self.args.admin_addr_or(self.info.admin_port);
         let grpc = TcpListener::bind(grpc_addr)
@@ -130,6 +132,7 @@ impl Service {
             service: self,
             grpc,
             admin,
+            tls,
         })
     }
 }
@@ -140,6 +143,7 @@ pub struct BoundService {
     service: Service,
     grpc: TcpListener,
     admin: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl BoundService {
@@ -170,6 +174,7 @@ impl BoundService {
             service,
             grpc,
             admin,
+            tls,
         } = self;
         let Service {
             info,
@@ -203,9 +208,14 @@ impl BoundService {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
+        let grpc_tls = tls.is_some();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).map_err(Error::Grpc)?;
+        }
         let grpc_shutdown = shutdown.clone();
         let mut grpc_server = Box::pin(
-            tonic::transport::Server::builder()
+            builder
                 .layer(GrpcTraceLayer)
                 .add_routes(routes)
                 // TCP_NODELAY on accepted sockets: with Nagle on, a small response waits for the
@@ -229,7 +239,7 @@ impl BoundService {
         );
         let mut tasks = Box::pin(run_tasks(tasks));
 
-        tracing::info!(service = info.name, %grpc_addr, %admin_addr, "serving");
+        tracing::info!(service = info.name, %grpc_addr, grpc_tls, %admin_addr, "serving");
         if info.ready_on_start {
             readiness.set_ready(true);
         }

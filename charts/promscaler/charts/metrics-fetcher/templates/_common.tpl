@@ -80,14 +80,30 @@ global.image.tag, then to the chart's appVersion. */ -}}
 {{- (.Values.global | default dict).clusterDomain | default "cluster.local" -}}
 {{- end -}}
 
+{{- /* gRPC TLS (global.grpcTls): where the Secret is mounted, and its name. */ -}}
+{{- define "promscaler.grpcTlsDir" -}}/etc/promscaler/grpc-tls{{- end -}}
+
+{{- define "promscaler.grpcTlsSecret" -}}
+{{- $tls := (.Values.global | default dict).grpcTls | default dict -}}
+{{- $tls.secretName | default (printf "%s-grpc-tls" (include "promscaler.prefix" .)) -}}
+{{- end -}}
+
 {{- /* The flags every service takes (runtime's ServerArgs), as YAML list items. */ -}}
 {{- define "promscaler.commonArgs" -}}
 {{- $g := .Values.global | default dict -}}
+{{- $tls := $g.grpcTls | default dict -}}
 - {{ printf "--grpc-addr=%s" (include "promscaler.listenAddr" (dict "ctx" . "port" .Values.ports.grpc)) | quote }}
 - {{ printf "--admin-addr=%s" (include "promscaler.listenAddr" (dict "ctx" . "port" .Values.ports.admin)) | quote }}
 - {{ printf "--log-level=%s" (.Values.logLevel | default $g.logLevel | default "info") | quote }}
 - {{ printf "--log-format=%s" (.Values.logFormat | default $g.logFormat | default "json") | quote }}
 - {{ printf "--shutdown-grace=%s" .Values.shutdownGrace | quote }}
+{{- if $tls.enabled }}
+- {{ printf "--grpc-tls-cert=%s/tls.crt" (include "promscaler.grpcTlsDir" .) | quote }}
+- {{ printf "--grpc-tls-key=%s/tls.key" (include "promscaler.grpcTlsDir" .) | quote }}
+{{- if $tls.requireClientCert }}
+- {{ printf "--grpc-tls-client-ca=%s/ca.crt" (include "promscaler.grpcTlsDir" .) | quote }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- /*
@@ -204,10 +220,20 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- if ($g.grpcTls | default dict).enabled }}
+            - name: grpc-tls
+              mountPath: {{ include "promscaler.grpcTlsDir" $ }}
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        {{- if ($g.grpcTls | default dict).enabled }}
+        - name: grpc-tls
+          secret:
+            secretName: {{ include "promscaler.grpcTlsSecret" $ }}
+        {{- end }}
       {{- with $v.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}

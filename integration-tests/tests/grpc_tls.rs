@@ -1,0 +1,150 @@
+//! gRPC over mutual TLS between the services (`--grpc-tls-*` on the servers, `--peer-tls-*` on
+//! the actuator), over real sockets with the real binaries: the seed's scenario end to end, and
+//! what a TLS port refuses.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use promscaler_integration_tests::{
+    cluster::sample_app_deployment,
+    pki::Pki,
+    services::{Kind, ServiceProcess},
+    system::{STARTUP, System, seed_promscaler},
+};
+use promscaler_sandbox::{process::poll_until, prometheus::SEED_QUERY};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+const NS: &str = "default";
+const SCALER: &str = "sample-app-prometheus-scaler";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Every gRPC connection (actuator → fetcher, actuator → decision over `dns:///`, the test → each
+/// service) is mutual TLS, and the seed still scales 2 → 3 and reports Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_scales_with_mutual_tls_between_the_services() -> Result<()> {
+    let mut system = System::start_with_tls(&[70.0, 70.0], Pki::new()?).await?;
+    assert!(system.fetcher.grpc_url().starts_with("https://"));
+    system
+        .prometheus
+        .wait_for_value(SEED_QUERY, 140.0, WAIT)
+        .await?;
+    system.cluster.apply(&sample_app_deployment(NS, 2))?;
+    system.start_actuator("actuator-tls").await?;
+    system.cluster.apply(&seed_promscaler(
+        NS,
+        &system.prometheus.url(),
+        SEED_QUERY,
+        1,
+    ))?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 3, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    system
+        .cluster
+        .wait_condition(NS, SCALER, "Ready", "True", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    for service in [&system.fetcher, &system.decision, &system.actuators[0]] {
+        let log = service.log();
+        assert!(log.contains("grpc_tls=true"), "{log}");
+    }
+    Ok(())
+}
+
+async fn health(channel: Channel) -> Result<(), String> {
+    let mut client = HealthClient::new(channel);
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    match tokio::time::timeout(Duration::from_secs(10), client.check(request)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(status)) => Err(format!("{status}")),
+        Err(_) => Err("no answer within 10 s".to_owned()),
+    }
+}
+
+fn endpoint(url: &str, tls: Option<ClientTlsConfig>) -> Result<Channel> {
+    let mut endpoint =
+        Endpoint::from_shared(url.to_owned())?.connect_timeout(Duration::from_secs(3));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
+/// A TLS port with client certificates required answers only clients that verify it and present
+/// a certificate its CA signed: not plaintext, not anonymous TLS, not another CA's certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_port_refuses_plaintext_anonymous_and_foreign_clients() -> Result<()> {
+    let pki = Pki::new()?;
+    let stranger = Pki::new()?;
+    let mut decision = ServiceProcess::start(Kind::Decision, &pki.server_args(), &[])?
+        .with_client_tls(pki.client_tls(true)?);
+    decision.wait_serving(STARTUP).await?;
+    let https = decision.grpc_url();
+    let http = https.replace("https://", "http://");
+
+    health(decision.channel()?)
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("a client with the CA and a client certificate")?;
+    let refused = [
+        ("plaintext", endpoint(&http, None)?),
+        (
+            "TLS without a client certificate",
+            endpoint(&https, Some(pki.client_tls(false)?))?,
+        ),
+        (
+            "a client certificate from another CA",
+            endpoint(
+                &https,
+                Some(stranger.client_tls(true)?.ca_certificate(
+                    tonic::transport::Certificate::from_pem(std::fs::read(pki.ca())?),
+                )),
+            )?,
+        ),
+        (
+            "a client that trusts another CA",
+            endpoint(&https, Some(stranger.client_tls(true)?))?,
+        ),
+    ];
+    for (who, channel) in refused {
+        let outcome = health(channel).await;
+        assert!(outcome.is_err(), "{who} was answered");
+    }
+    // Still serving the right client after the refusals.
+    health(decision.channel()?)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+/// A certificate flag pointing at the key (a common slip) stops the service at start with the
+/// flag, the file and what is wrong, before it listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_certificate_and_key_stop_the_service_at_start() -> Result<()> {
+    let pki = Pki::new()?;
+    let dir = pki.dir().display().to_string();
+    let args: Vec<String> = [
+        "--grpc-tls-cert".to_owned(),
+        format!("{dir}/server.key"),
+        "--grpc-tls-key".to_owned(),
+        format!("{dir}/server.crt"),
+    ]
+    .into();
+    let mut fetcher = ServiceProcess::start(Kind::Fetcher, &args, &[])?;
+    let status = poll_until("the fetcher to exit", STARTUP, || {
+        let status = fetcher.try_wait();
+        async move { status }
+    })
+    .await?;
+    assert!(!status.success(), "{status}");
+    let log = fetcher.log();
+    assert!(log.contains("--grpc-tls-cert"), "{log}");
+    assert!(log.contains("server.key"), "{log}");
+    assert!(log.contains("no PEM certificate"), "{log}");
+    Ok(())
+}
