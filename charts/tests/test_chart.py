@@ -525,9 +525,13 @@ def check_grpc_tls(docs: list[dict], values: dict) -> None:
         require(f"{svc}.{NAMESPACE}.svc" in names, f"Service {svc} not in the Certificate's dnsNames")
 
 
-def check_notes(rendered: dict) -> None:
+def check_notes(rendered: dict, values: dict) -> None:
     notes = next(v for k, v in rendered.items() if k == "promscaler/templates/NOTES.txt")
     require("kubectl get psc" in notes, "NOTES.txt does not show `kubectl get psc`")
+    tls = values.get("global", {}).get("grpcTls", {}).get("enabled", False)
+    # With gRPC TLS, the promscalerctl hint must be the TLS one (a plaintext call would fail).
+    hint = f"--peer-tls-server-name {RELEASE}-actuator.{NAMESPACE}.svc"
+    require((hint in notes and "https://127.0.0.1:50053" in notes) == tls, f"NOTES.txt TLS hint shown={hint in notes}, grpcTls={tls}")
 
 
 def chart_scenario(scenario: str) -> Callable[[], None]:
@@ -543,7 +547,7 @@ def chart_scenario(scenario: str) -> Callable[[], None]:
         check_network_policies(docs, values)
         check_workloads(docs, values, scenario)
         check_grpc_tls(docs, values)
-        check_notes(rendered)
+        check_notes(rendered, values)
 
     run.__name__ = f"chart renders valid, least-privilege manifests with ci/{scenario}-values.yaml"
     return run
