@@ -157,6 +157,15 @@ impl ServiceProcess {
         result.with_context(|| format!("log:\n{}", self.log_tail()))
     }
 
+    /// The admin port's `/metrics` text.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let (status, body) = process::http(self.admin, "GET", "/metrics", "").await?;
+        if status != 200 {
+            bail!("GET /metrics answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
     /// The exit status, once the process has exited.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         self.process.try_wait()

@@ -22,6 +22,12 @@ use promscaler_sandbox::{
     prometheus::{SEED_QUERY, sample_app_metrics, single_value},
 };
 
+/// The value of the series `name{labels}` in a Prometheus text exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
 const NS: &str = "default";
 const SCALER: &str = "sample-app-prometheus-scaler";
 const WAIT: Duration = Duration::from_secs(60);
@@ -65,6 +71,34 @@ async fn seed_scenario_scales_2_to_3_records_an_event_and_reports_ready_active()
     assert_eq!(condition("Ready").as_deref(), Some("True"), "{status:?}");
     assert_eq!(status.original_replica_count, Some(2));
     assert_eq!(status.desired_replicas, Some(3));
+
+    // The leader's /metrics carries the trigger's last value, as KEDA's keda_scaler_metrics_value.
+    let metrics = system.actuators[0].metrics_text().await?;
+    let scaler = format!(r#"namespace="{NS}",promscaler="{SCALER}""#);
+    for (series, want) in [
+        (
+            format!(r#"promscaler_actuator_scaler_metric_value{{{scaler},trigger="connections"}}"#),
+            140.0,
+        ),
+        (
+            format!(r#"promscaler_actuator_scaler_active{{{scaler},trigger="connections"}}"#),
+            1.0,
+        ),
+        (
+            format!(r#"promscaler_actuator_scaler_desired_replicas{{{scaler}}}"#),
+            3.0,
+        ),
+        (
+            format!(r#"promscaler_actuator_scaler_error{{{scaler}}}"#),
+            0.0,
+        ),
+    ] {
+        assert_eq!(
+            sample(&metrics, &series),
+            Some(want),
+            "{series} in\n{metrics}"
+        );
+    }
 
     let events: Api<Event> = Api::namespaced(system.cluster.client(), NS);
     let rescale = poll_until("a SuccessfulRescale event", WAIT, || async {
@@ -318,6 +352,12 @@ async fn standby_takes_the_lease_and_does_not_scale_down_at_once() -> Result<()>
         .await
         .with_context(|| system.logs())?;
     let standby = system.start_actuator("actuator-b").await?;
+    // A standby exports no per-PromScaler series: it has no current decisions.
+    let metrics = system.actuators[standby].metrics_text().await?;
+    assert!(
+        !metrics.contains("promscaler_actuator_scaler_metric_value{"),
+        "{metrics}"
+    );
 
     // The leader dies without releasing its Lease; load drops to one replica's worth.
     system.actuators[0].kill();
@@ -657,5 +697,152 @@ async fn pause_and_resume_over_grpc_set_and_clear_the_annotation() -> Result<()>
         .await
         .unwrap_err();
     assert_eq!(not_found.code(), tonic::Code::NotFound);
+    Ok(())
+}
+
+/// A bearer-token gate in front of the real Prometheus: the first request on each connection
+/// must carry `Authorization: Bearer <token>`, else 401 and the connection closes. Counts the
+/// connections let through.
+async fn bearer_gate(
+    upstream: std::net::SocketAddr,
+    token: &'static str,
+) -> Result<(
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+)> {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let count = admitted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if !text.contains(&format!("authorization: bearer {token}")) {
+                    let body = r#"{"status":"error","errorType":"unauthorized","error":"bearer token required"}"#;
+                    let reply = format!(
+                        "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = client.write_all(reply.as_bytes()).await;
+                    return;
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                if server.write_all(&head).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    Ok((addr, admitted))
+}
+
+/// A PromScalerAuthentication's bearer token goes from a Secret, through the actuator's Secret
+/// cache and the fetcher, to the server. Helm release Secrets are never cached (on a cluster with
+/// many releases they would dominate the actuator's memory), and referring to one says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_from_a_secret_reaches_prometheus_and_helm_release_secrets_are_not_cached()
+-> Result<()> {
+    let mut system = System::start(&[70.0, 70.0]).await?;
+    system
+        .prometheus
+        .wait_for_value(SEED_QUERY, 140.0, WAIT)
+        .await?;
+    let (gate, admitted) = bearer_gate(system.prometheus.addr(), "s3cret").await?;
+    system.cluster.apply(&sample_app_deployment(NS, 2))?;
+    // The token in a Secret of Helm's release type: same data, but never watched.
+    system.cluster.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: release-secret\n  namespace: {NS}\ntype: helm.sh/release.v1\nstringData:\n  token: s3cret\n"
+    ))?;
+    system.cluster.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: prom-token\n  namespace: {NS}\ntype: Opaque\nstringData:\n  token: s3cret\n"
+    ))?;
+    let auth = |secret: &str| {
+        format!(
+            "apiVersion: promscaler.io/v1alpha1\nkind: PromScalerAuthentication\nmetadata:\n  name: prom-auth\n  namespace: {NS}\nspec:\n  secretTargetRef:\n    - parameter: bearerToken\n      name: {secret}\n      key: token\n"
+        )
+    };
+    system.cluster.apply(&auth("release-secret"))?;
+    system.start_actuator("actuator-a").await?;
+    let yaml = seed_promscaler(NS, &format!("http://{gate}"), SEED_QUERY, 1)
+        .replace(
+            "        activationThreshold: \"0\"\n",
+            "        activationThreshold: \"0\"\n        authModes: bearer\n      authenticationRef:\n        name: prom-auth\n",
+        );
+    system.cluster.apply(&yaml)?;
+
+    let scaler = system
+        .cluster
+        .wait_condition(NS, SCALER, "Ready", "False", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    let ready = scaler
+        .status
+        .unwrap_or_default()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .context("no Ready condition")?;
+    let message = ready.message.unwrap_or_default();
+    assert!(
+        message.contains("Secret default/release-secret") && message.contains("helm.sh/release.v1"),
+        "{message}"
+    );
+    assert_eq!(ready.reason.as_deref(), Some("SecretNotFound"));
+    assert_eq!(
+        system.cluster.deployment_replicas(NS, "sample-app").await?,
+        2
+    );
+    assert_eq!(admitted.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // Pointing the authentication at an ordinary Secret: the token reaches the server. Failed
+    // evaluations back off, so ask for one now (ActuatorService.Reconcile) until the
+    // actuator's caches have the change.
+    system.cluster.apply(&auth("prom-token"))?;
+    let client = ActuatorServiceClient::new(system.actuators[0].channel()?);
+    let reference = ScalerRef {
+        namespace: NS.into(),
+        name: SCALER.into(),
+    };
+    poll_until("an evaluation with the new Secret", WAIT, || {
+        let mut client = client.clone();
+        let reference = reference.clone();
+        async move {
+            let event = client.reconcile(reference).await?.into_inner();
+            Ok(event.error.is_empty().then_some(()))
+        }
+    })
+    .await
+    .with_context(|| system.logs())?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 3, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    system
+        .cluster
+        .wait_condition(NS, SCALER, "Ready", "True", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    assert!(admitted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    // Nowhere in the services' logs.
+    assert!(!system.logs().contains("s3cret"), "{}", system.logs());
     Ok(())
 }

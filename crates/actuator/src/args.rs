@@ -25,7 +25,7 @@ use crate::{
     controller::{self, Settings, Shard, Watches},
     grpc::ActuatorGrpc,
     leader::{LeaderElector, LeaseTiming},
-    metrics::Metrics,
+    metrics::{Metrics, ScalerCollector},
     peers::{Peer, Peers},
     ratelimit::{RateLimit, RateLimitLayer},
     readiness::Gate,
@@ -218,6 +218,7 @@ impl Args {
         };
 
         let (leading_tx, leading) = watch::channel(!self.leader_elect);
+        ScalerCollector::register(service.registry(), views.clone(), leading.clone());
         let (handle, commands) = controller::handle(leading.clone());
         let ctx = controller::context(
             client.clone(),

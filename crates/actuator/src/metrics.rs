@@ -1,11 +1,25 @@
 //! The actuator's own metrics (registered under `promscaler_actuator_`). Labels are bounded:
-//! outcomes, operations and peers, never scaler names or queries.
+//! outcomes, operations and peers, never queries; the per-PromScaler metrics
+//! ([`ScalerCollector`]) are labelled with the PromScaler's namespace and name and the trigger's
+//! name, as KEDA labels its `keda_scaler_*` metrics, so there is one series per trigger.
+
+use std::sync::Arc;
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, EncodeLabelValue},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric as _},
+    metrics::{
+        MetricType,
+        counter::Counter,
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::Histogram,
+    },
     registry::Registry,
 };
+use tokio::sync::watch;
+
+use crate::{controller::ScalerKey, views::Views};
 
 /// What a tick concluded.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -151,5 +165,230 @@ impl Metrics {
     /// Records a failed peer call.
     pub fn peer_error(&self, peer: Peer) {
         self.peer_errors.get_or_create(&PeerLabels { peer }).inc();
+    }
+}
+
+/// Per-PromScaler metrics, read from the last decisions at scrape time (nothing is kept or
+/// updated per tick for them): what KEDA users watch as `keda_scaler_metrics_value`,
+/// `keda_scaler_active` and `keda_scaled_object_errors`. Only the leader exports them: a standby
+/// has no current decisions, and a former leader's would be stale.
+#[derive(Debug)]
+pub struct ScalerCollector {
+    views: Arc<Views>,
+    leading: watch::Receiver<bool>,
+}
+
+impl ScalerCollector {
+    /// Registers the collector in `registry` under `actuator_`.
+    pub fn register(registry: &mut Registry, views: Arc<Views>, leading: watch::Receiver<bool>) {
+        registry
+            .sub_registry_with_prefix("actuator")
+            .register_collector(Box::new(Self { views, leading }));
+    }
+}
+
+type ScalerLabels<'a> = [(&'static str, &'a str); 2];
+type TriggerLabels<'a> = [(&'static str, &'a str); 3];
+
+/// One gauge family: its name, help, and the series of the last decisions.
+struct Series<L> {
+    name: &'static str,
+    help: &'static str,
+    points: Vec<(L, f64)>,
+}
+
+impl<L: EncodeLabelSet> Series<L> {
+    fn new(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            points: Vec::new(),
+        }
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut family =
+            encoder.encode_descriptor(self.name, self.help, None, MetricType::Gauge)?;
+        for (labels, value) in &self.points {
+            ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the scrape needs of one PromScaler's last decision: a few numbers, not the decision.
+struct Row {
+    key: ScalerKey,
+    failed: bool,
+    desired: Option<i32>,
+    triggers: Vec<(String, Option<f64>, bool, i32)>,
+}
+
+impl Collector for ScalerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        if !*self.leading.borrow() {
+            return Ok(());
+        }
+        let mut rows: Vec<Row> = Vec::new();
+        self.views.for_each_last_event(|key, event| {
+            let failed = !event.error.is_empty();
+            let (desired, triggers) = match event.decision {
+                Some(decision) => (
+                    Some(decision.desired_replicas),
+                    decision
+                        .triggers
+                        .into_iter()
+                        .map(|t| (t.name, t.value, t.active, t.consecutive_failures))
+                        .collect(),
+                ),
+                None => (None, Vec::new()),
+            };
+            rows.push(Row {
+                key: key.clone(),
+                failed,
+                desired,
+                triggers,
+            });
+        });
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+
+        let mut value = Series::<TriggerLabels<'_>>::new(
+            "scaler_metric_value",
+            "Last value of each trigger's query (absent while it fails without a last-known-good value)",
+        );
+        let mut active = Series::<TriggerLabels<'_>>::new(
+            "scaler_active",
+            "1 while the trigger is above its activation threshold",
+        );
+        let mut failures = Series::<TriggerLabels<'_>>::new(
+            "scaler_consecutive_failures",
+            "Consecutive failed queries of the trigger (0 when its last query succeeded)",
+        );
+        let mut desired = Series::<ScalerLabels<'_>>::new(
+            "scaler_desired_replicas",
+            "Replicas the last decision asked for",
+        );
+        let mut error = Series::<ScalerLabels<'_>>::new(
+            "scaler_error",
+            "1 when the last evaluation could not decide (peer, API or spec error), else 0",
+        );
+        for row in &rows {
+            let scaler = [
+                ("namespace", &*row.key.namespace),
+                ("promscaler", &*row.key.name),
+            ];
+            error.points.push((scaler, f64::from(u8::from(row.failed))));
+            if let Some(replicas) = row.desired {
+                desired.points.push((scaler, f64::from(replicas)));
+            }
+            for (name, v, is_active, failed) in &row.triggers {
+                let labels = [
+                    ("namespace", &*row.key.namespace),
+                    ("promscaler", &*row.key.name),
+                    ("trigger", name.as_str()),
+                ];
+                if let Some(v) = v {
+                    value.points.push((labels, *v));
+                }
+                active
+                    .points
+                    .push((labels, f64::from(u8::from(*is_active))));
+                failures.points.push((labels, f64::from(*failed)));
+            }
+        }
+        value.encode(&mut encoder)?;
+        active.encode(&mut encoder)?;
+        failures.encode(&mut encoder)?;
+        desired.encode(&mut encoder)?;
+        error.encode(&mut encoder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use promscaler_proto::v1::{self as pb, DecisionEvent};
+
+    use super::*;
+
+    fn scrape(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_leader_exports_each_triggers_last_value_and_a_standby_nothing() {
+        let views = Arc::new(Views::default());
+        let key = ScalerKey {
+            namespace: "default".into(),
+            name: "sample-app-prometheus-scaler".into(),
+        };
+        let mut event = DecisionEvent {
+            at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 500_000_000,
+            }),
+            decision: Some(pb::DecideResponse {
+                desired_replicas: 3,
+                triggers: vec![
+                    pb::TriggerOutcome {
+                        name: "rps".into(),
+                        value: Some(140.0),
+                        active: true,
+                        ..Default::default()
+                    },
+                    pb::TriggerOutcome {
+                        name: "queue".into(),
+                        value: None,
+                        consecutive_failures: 2,
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }),
+            ..DecisionEvent::default()
+        };
+        views.update(&key, |v| v.set_last_event(&mut event));
+        let failed = ScalerKey {
+            namespace: "team-a".into(),
+            name: "broken".into(),
+        };
+        let mut failure = DecisionEvent {
+            error: "metrics-fetcher failed: unavailable; holding 2 replicas".into(),
+            ..DecisionEvent::default()
+        };
+        views.update(&failed, |v| v.set_last_event(&mut failure));
+
+        let (leading_tx, leading) = watch::channel(true);
+        let mut registry = Registry::with_prefix("promscaler");
+        ScalerCollector::register(&mut registry, views, leading);
+        let text = scrape(&registry);
+        let scaler = r#"namespace="default",promscaler="sample-app-prometheus-scaler""#;
+        for line in [
+            format!(r#"promscaler_actuator_scaler_metric_value{{{scaler},trigger="rps"}} 140.0"#),
+            format!(r#"promscaler_actuator_scaler_active{{{scaler},trigger="rps"}} 1.0"#),
+            format!(r#"promscaler_actuator_scaler_active{{{scaler},trigger="queue"}} 0.0"#),
+            format!(
+                r#"promscaler_actuator_scaler_consecutive_failures{{{scaler},trigger="queue"}} 2.0"#
+            ),
+            format!(r#"promscaler_actuator_scaler_desired_replicas{{{scaler}}} 3.0"#),
+            format!(r#"promscaler_actuator_scaler_error{{{scaler}}} 0.0"#),
+            r#"promscaler_actuator_scaler_error{namespace="team-a",promscaler="broken"} 1.0"#
+                .to_owned(),
+        ] {
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+        // A failing trigger without a value has no value series (not a 0 that looks real).
+        let queue_value =
+            format!(r#"promscaler_actuator_scaler_metric_value{{{scaler},trigger="queue"}}"#);
+        assert!(!text.contains(&queue_value), "{text}");
+        assert!(
+            !text.contains(r#"promscaler_actuator_scaler_desired_replicas{namespace="team-a""#),
+            "{text}"
+        );
+
+        leading_tx.send_replace(false);
+        let text = scrape(&registry);
+        assert!(!text.contains("promscaler_actuator_scaler_"), "{text}");
     }
 }

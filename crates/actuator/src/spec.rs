@@ -12,7 +12,7 @@ use kube::{
 use promscaler_api::{PromScaler, PromScalerAuthentication, resolve_auth};
 use promscaler_proto::v1::{Pause, QueryRequest, ScalingPolicy};
 
-use crate::controller::TargetRef;
+use crate::controller::{HELM_RELEASE_SECRET, TargetRef};
 
 /// Everything a tick needs from a valid PromScaler.
 #[derive(Debug, Clone)]
@@ -105,15 +105,22 @@ pub fn evaluate(
         let mut params = BTreeMap::new();
         if let Some(auth) = &auth {
             for (secret, key, parameter) in auth.spec.secret_refs() {
-                let value = secrets
-                    .get(&ObjectRef::new(secret).within(&namespace))
-                    .and_then(|s| secret_value(&s, key))
+                let found = secrets.get(&ObjectRef::new(secret).within(&namespace));
+                let value = found
+                    .as_ref()
+                    .and_then(|s| secret_value(s, key))
                     .ok_or_else(|| Invalid {
                         reason: "SecretNotFound".to_owned(),
-                        message: format!(
-                            "PromScalerAuthentication {}: key {key:?} of Secret {namespace}/{secret} (parameter {parameter}) not found",
-                            auth.name_any()
-                        ),
+                        message: match found {
+                            Some(_) => format!(
+                                "PromScalerAuthentication {}: Secret {namespace}/{secret} has no key {key:?} (parameter {parameter})",
+                                auth.name_any()
+                            ),
+                            None => format!(
+                                "PromScalerAuthentication {}: Secret {namespace}/{secret} (parameter {parameter}) not found (Helm release Secrets, type {HELM_RELEASE_SECRET}, are not watched)",
+                                auth.name_any()
+                            ),
+                        },
                     })?;
                 params.insert(parameter.to_owned(), value);
             }

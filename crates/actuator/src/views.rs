@@ -183,6 +183,20 @@ impl Views {
         }
     }
 
+    /// Calls `visit` with each PromScaler's last decision (without its decision state), under
+    /// the read lock: for the scrape-time metrics, which read every record once.
+    pub fn for_each_last_event(&self, mut visit: impl FnMut(&ScalerKey, DecisionEvent)) {
+        for (key, view) in self.read().iter() {
+            if let Some(event) = view
+                .last_event
+                .as_deref()
+                .and_then(|bytes| DecisionEvent::decode(bytes).ok())
+            {
+                visit(key, event);
+            }
+        }
+    }
+
     /// The last decision of every PromScaler.
     pub fn last_events(&self) -> HashMap<ScalerKey, DecisionEvent> {
         self.read()

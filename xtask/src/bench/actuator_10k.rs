@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use promscaler_kube_emulator::{Emulator, EmulatorHandle};
 use promscaler_sandbox::prometheus::{Prometheus, ScrapeTarget};
 
@@ -59,6 +59,10 @@ pub(crate) struct Actuator10kArgs {
     /// Skip `cargo build --release` of the three services (use the binaries already built).
     #[arg(long)]
     no_build: bool,
+    /// During the window, GET the actuator's /metrics this often, as a Prometheus scraping it
+    /// would (its per-PromScaler series are built at each scrape); 0s = never.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    scrape_every: Duration,
 }
 
 const METRIC: &str = "bench_load";
@@ -307,8 +311,26 @@ pub(crate) async fn run(root: &Path, args: Actuator10kArgs) -> Result<()> {
     let load_before = machine();
     let mut max_rss = proc_before.rss_kib;
     let window_end = Instant::now() + args.measure;
+    let mut next_scrape = Instant::now();
+    let mut scrapes = 0usize;
+    let mut last_scrape = String::new();
     while Instant::now() < window_end {
-        tokio::time::sleep(Duration::from_secs(5).min(window_end - Instant::now())).await;
+        if !args.scrape_every.is_zero() && Instant::now() >= next_scrape {
+            let (status, body) =
+                promscaler_sandbox::process::http(actuator.admin, "GET", "/metrics", "").await?;
+            if status != 200 {
+                bail!("the actuator's /metrics answered {status}");
+            }
+            scrapes += 1;
+            last_scrape = body;
+            next_scrape += args.scrape_every;
+        }
+        let pause = Duration::from_secs(5).min(window_end - Instant::now()).min(
+            next_scrape
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(100)),
+        );
+        tokio::time::sleep(pause).await;
         actuator.check_running()?;
         max_rss = max_rss.max(ProcSample::read(actuator.pid)?.rss_kib);
     }
@@ -326,6 +348,17 @@ pub(crate) async fn run(root: &Path, args: Actuator10kArgs) -> Result<()> {
     let decisions = after.decisions() - before.decisions();
 
     println!("## actuator-10k results");
+    if scrapes > 0 {
+        let series = last_scrape
+            .lines()
+            .filter(|l| l.starts_with("promscaler_actuator_scaler_"))
+            .count();
+        println!(
+            "actuator /metrics scraped every {:?} in the window: {scrapes} scrapes, the last {:.1} MiB with {series} per-PromScaler series",
+            args.scrape_every,
+            last_scrape.len() as f64 / (1024.0 * 1024.0)
+        );
+    }
     println!(
         "{} PromScalers, {} distinct queries, interval {:?}, measured {:.0} s ({intervals:.1} intervals)",
         args.scalers,

@@ -260,15 +260,25 @@ fn strip_scaler(scaler: &mut PromScaler) {
     }
 }
 
-/// A reflector whose stream is driven by a background future; `strip` trims each object before
-/// it is cached.
-fn reflect<K>(api: Api<K>, strip: fn(&mut K)) -> (Store<K>, futures::future::BoxFuture<'static, ()>)
+/// The type of the Secrets Helm keeps each release in (the whole rendered chart, often hundreds
+/// of KB each, one per revision). No PromScalerAuthentication refers to one, and caching them
+/// would dominate the actuator's memory on clusters with many releases: the Secret watch
+/// excludes them with a field selector.
+pub const HELM_RELEASE_SECRET: &str = "helm.sh/release.v1";
+
+/// A reflector over the objects `config` selects, whose stream is driven by a background future;
+/// `strip` trims each object before it is cached.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    strip: fn(&mut K),
+) -> (Store<K>, futures::future::BoxFuture<'static, ()>)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default().any_semantic())
+    let stream = watcher(api, config.any_semantic())
         .default_backoff()
         .modify(strip)
         .reflect(writer);
@@ -286,17 +296,25 @@ where
 impl Watches {
     /// Starts watching (lazily: the streams run once [`run`] polls them).
     pub fn new(client: &Client, namespace: Option<&str>) -> Self {
+        let all = watcher::Config::default;
         let (auths, auth_driver) = reflect(
             api::<PromScalerAuthentication>(client, namespace),
+            all(),
             strip_metadata,
         );
-        let (secrets, secret_driver) = reflect(api::<Secret>(client, namespace), strip_metadata);
+        let (secrets, secret_driver) = reflect(
+            api::<Secret>(client, namespace),
+            all().fields(&format!("type!={HELM_RELEASE_SECRET}")),
+            strip_metadata,
+        );
         let (deployments, deployment_driver) = reflect(
             api::<Workload<Deployment>>(client, namespace),
+            all(),
             Workload::strip,
         );
         let (statefulsets, statefulset_driver) = reflect(
             api::<Workload<StatefulSet>>(client, namespace),
+            all(),
             Workload::strip,
         );
         let (scalers, writer) = reflector::store();
