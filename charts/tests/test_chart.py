@@ -532,6 +532,15 @@ def check_notes(rendered: dict, values: dict) -> None:
     # With gRPC TLS, the promscalerctl hint must be the TLS one (a plaintext call would fail).
     hint = f"--peer-tls-server-name {RELEASE}-actuator.{NAMESPACE}.svc"
     require((hint in notes and "https://127.0.0.1:50053" in notes) == tls, f"NOTES.txt TLS hint shown={hint in notes}, grpcTls={tls}")
+    # With standbys or shards, the port-forward goes to the Lease holder, not to the Service
+    # (a standby has no last values or decisions).
+    actuator = values.get("actuator", {})
+    shards = actuator.get("sharding", {}).get("shardCount", 1)
+    lease = f"{RELEASE}-actuator" + ("-shard-0" if shards > 1 else "")
+    via_lease = f"get lease {lease} -o jsonpath='{{.spec.holderIdentity}}'" in notes
+    want = actuator.get("replicaCount", 1) > 1 or shards > 1
+    require(via_lease == want, f"NOTES.txt port-forward through Lease {lease}: shown={via_lease}, wanted={want}")
+    require((f"port-forward svc/{RELEASE}-actuator" in notes) != want, "NOTES.txt port-forwards to the actuator Service with standbys")
 
 
 def chart_scenario(scenario: str) -> Callable[[], None]:

@@ -358,6 +358,32 @@ async fn standby_takes_the_lease_and_does_not_scale_down_at_once() -> Result<()>
         !metrics.contains("promscaler_actuator_scaler_metric_value{"),
         "{metrics}"
     );
+    // Its ActuatorService names the leader instead of serving decisions it does not have.
+    let mut on_standby = ActuatorServiceClient::new(system.actuators[standby].channel()?);
+    let reference = ScalerRef {
+        namespace: NS.into(),
+        name: SCALER.into(),
+    };
+    let status = poll_until("the standby to know the leader", WAIT, || {
+        let mut client = on_standby.clone();
+        let reference = reference.clone();
+        async move {
+            let status = client.get_scaler(reference).await?.into_inner();
+            Ok((!status.leader.is_empty()).then_some(status))
+        }
+    })
+    .await
+    .with_context(|| system.logs())?;
+    assert_eq!(status.leader, "actuator-a");
+    assert_eq!(status.last_decision, None);
+    assert!(!status.conditions.is_empty(), "conditions come from status");
+    let refused = on_standby
+        .watch_decisions(promscaler_proto::v1::WatchDecisionsRequest { namespace: None })
+        .await
+        .err()
+        .context("a standby streamed decisions")?;
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains("pod actuator-a"), "{refused}");
 
     // The leader dies without releasing its Lease; load drops to one replica's worth.
     system.actuators[0].kill();

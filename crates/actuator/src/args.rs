@@ -218,6 +218,7 @@ impl Args {
         };
 
         let (leading_tx, leading) = watch::channel(!self.leader_elect);
+        let (leader_tx, leader) = watch::channel(String::new());
         ScalerCollector::register(service.registry(), views.clone(), leading.clone());
         let (handle, commands) = controller::handle(leading.clone());
         let ctx = controller::context(
@@ -237,7 +238,8 @@ impl Args {
             decisions,
             handle,
             shard,
-        );
+        )
+        .with_leader(leader);
 
         let mut tasks: Vec<(&'static str, Task)> = Vec::new();
         if self.leader_elect {
@@ -267,7 +269,7 @@ impl Args {
             tasks.push((
                 "leader election",
                 Box::pin(async move {
-                    elector.run(leading_tx, shutdown).await;
+                    elector.run(leading_tx, leader_tx, shutdown).await;
                     // Ends only at shutdown (the server stops first).
                     std::future::pending::<()>().await;
                     Ok(())
@@ -278,7 +280,7 @@ impl Args {
             tasks.push((
                 "leadership",
                 Box::pin(async move {
-                    let _keep = leading_tx;
+                    let _keep = (leading_tx, leader_tx);
                     std::future::pending::<()>().await;
                     Ok(())
                 }),

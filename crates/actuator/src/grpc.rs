@@ -14,7 +14,7 @@ use promscaler_proto::v1::{
     Condition, DecisionEvent, ListScalersRequest, ListScalersResponse, ScaleTargetRef, ScalerRef,
     ScalerStatus, WatchDecisionsRequest, actuator_service_server::ActuatorService,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_stream::{StreamExt as _, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
@@ -36,6 +36,8 @@ pub struct ActuatorGrpc {
     decisions: broadcast::Sender<DecisionEvent>,
     handle: Handle,
     shard: Shard,
+    /// The leader's identity while this replica is a standby.
+    leader: watch::Receiver<String>,
 }
 
 impl std::fmt::Debug for ActuatorGrpc {
@@ -61,14 +63,44 @@ impl ActuatorGrpc {
             decisions,
             handle,
             shard,
+            leader: watch::channel(String::new()).1,
         }
+    }
+
+    /// Reads the leader's identity from `leader` (see [`crate::leader::LeaderElector::run`]).
+    pub fn with_leader(mut self, leader: watch::Receiver<String>) -> Self {
+        self.leader = leader;
+        self
+    }
+
+    /// `None` when this replica leads; else the leader's identity ("" when none is known yet).
+    fn standby_of(&self) -> Option<String> {
+        (!self.handle.is_leader()).then(|| self.leader.borrow().clone())
+    }
+
+    /// What a standby says instead of what only the leader has.
+    fn standby_error(&self, what: &str, leader: &str) -> Status {
+        let leader = if leader.is_empty() {
+            "the leader (none is known yet)".to_owned()
+        } else {
+            format!("the leader, pod {leader} (kubectl port-forward pod/{leader} to reach it)")
+        };
+        Status::failed_precondition(format!(
+            "this actuator replica is a standby: {what} only on {leader}"
+        ))
     }
 
     fn summary(&self, scaler: &PromScaler) -> ScalerStatus {
         let key = ScalerKey::of(scaler);
         let target = spec::target_ref(scaler);
         let status = scaler.status.clone().unwrap_or_default();
-        let last_decision = self.views.last_event(&key);
+        // A standby's last decisions (from before it lost the Lease, if ever) are stale.
+        let standby_of = self.standby_of();
+        let last_decision = if standby_of.is_some() {
+            None
+        } else {
+            self.views.last_event(&key)
+        };
         let last_values = last_decision
             .as_ref()
             .and_then(|e| e.decision.as_ref())
@@ -119,6 +151,7 @@ impl ActuatorGrpc {
                 .as_ref()
                 .and_then(|e| e.decision.as_ref())
                 .map_or(status.desired_replicas.unwrap_or(0), |d| d.desired_replicas),
+            leader: standby_of.unwrap_or_default(),
             last_scale_time: status
                 .last_scale_time
                 .as_ref()
@@ -193,7 +226,10 @@ impl ActuatorService for ActuatorGrpc {
             };
             key(a).cmp(&key(b))
         });
-        Ok(Response::new(ListScalersResponse { scalers }))
+        Ok(Response::new(ListScalersResponse {
+            scalers,
+            leader: self.standby_of().unwrap_or_default(),
+        }))
     }
 
     async fn get_scaler(
@@ -211,6 +247,9 @@ impl ActuatorService for ActuatorGrpc {
         &self,
         request: Request<WatchDecisionsRequest>,
     ) -> Result<Response<Self::WatchDecisionsStream>, Status> {
+        if let Some(leader) = self.standby_of() {
+            return Err(self.standby_error("decisions are made and streamed", &leader));
+        }
         let namespace = request.into_inner().namespace;
         let stream =
             BroadcastStream::new(self.decisions.subscribe()).filter_map(move |item| match item {
@@ -252,10 +291,8 @@ impl ActuatorService for ActuatorGrpc {
                 "PromScaler {key} belongs to another shard; send Reconcile to that shard's leader"
             )));
         }
-        if !self.handle.is_leader() {
-            return Err(Status::failed_precondition(
-                "this actuator replica is a standby; send Reconcile to the leader",
-            ));
+        if let Some(leader) = self.standby_of() {
+            return Err(self.standby_error("Reconcile is served", &leader));
         }
         self.handle
             .reconcile(key)

@@ -70,7 +70,14 @@ impl LeaderElector {
     /// Campaigns until `shutdown`, publishing leadership on `leading`. Leadership is dropped when
     /// the Lease could not be renewed for a whole lease duration (another candidate may have
     /// taken it by then). At shutdown a held Lease is released so a standby takes over at once.
-    pub async fn run(self, leading: watch::Sender<bool>, shutdown: Shutdown) {
+    /// `holder` carries the current holder's identity while another replica leads (empty while
+    /// this one does, or nobody is known to).
+    pub async fn run(
+        self,
+        leading: watch::Sender<bool>,
+        holder: watch::Sender<String>,
+        shutdown: Shutdown,
+    ) {
         let mut last_renewal: Option<tokio::time::Instant> = None;
         loop {
             match self.try_acquire_or_renew().await {
@@ -80,13 +87,15 @@ impl LeaderElector {
                         tracing::info!(lease = %self.name, identity = %self.identity, "became leader");
                     }
                     leading.send_replace(true);
+                    holder.send_replace(String::new());
                 }
-                Ok(Attempt::Following(holder)) => {
+                Ok(Attempt::Following(other)) => {
                     if *leading.borrow() {
-                        tracing::warn!(lease = %self.name, %holder, "lost leadership");
+                        tracing::warn!(lease = %self.name, holder = %other, "lost leadership");
                     }
                     last_renewal = None;
                     leading.send_replace(false);
+                    holder.send_replace(other);
                 }
                 Err(error) => {
                     let expired =

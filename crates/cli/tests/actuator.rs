@@ -121,6 +121,7 @@ fn scalers() -> Vec<ScalerStatus> {
             last_decision: Some(last),
             last_scale_time: at(0),
             paused: false,
+            leader: String::new(),
         },
         ScalerStatus {
             r#ref: scaler_ref("shop", "checkout"),
@@ -144,6 +145,7 @@ fn scalers() -> Vec<ScalerStatus> {
             last_decision: None,
             last_scale_time: None,
             paused: true,
+            leader: String::new(),
         },
     ]
 }
@@ -164,7 +166,10 @@ impl ActuatorService for FakeActuator {
             .into_iter()
             .filter(|s| ns.is_empty() || s.r#ref.as_ref().unwrap().namespace == ns)
             .collect();
-        Ok(Response::new(ListScalersResponse { scalers }))
+        Ok(Response::new(ListScalersResponse {
+            scalers,
+            leader: String::new(),
+        }))
     }
 
     async fn get_scaler(

@@ -214,6 +214,7 @@ pub(crate) async fn run(args: Args, cx: &Context) -> Result<(), Error> {
                 .clients
                 .call(e, "ListScalers", client.list_scalers(request))
                 .await?;
+            warn_standby(&response.leader);
             emit(
                 cx.output,
                 &ListView {
@@ -242,7 +243,19 @@ pub(crate) async fn run(args: Args, cx: &Context) -> Result<(), Error> {
                     )),
                     other => other,
                 })?;
+            warn_standby(&status.leader);
             emit(cx.output, &ScalerView::from(&status))
         }
     }
+}
+
+/// A standby answered: its conditions come from status, but the last values and decisions are
+/// only on the leader. Said on stderr, so `-o json` stays parseable.
+fn warn_standby(leader: &str) {
+    if leader.is_empty() {
+        return;
+    }
+    eprintln!(
+        "note: this actuator replica is a standby; last values and decisions are on the leader, pod {leader}: kubectl port-forward pod/{leader} 50053"
+    );
 }
