@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
-use promscaler_sandbox::prometheus::{Prometheus, ScrapeTarget};
+use anyhow::{Context as _, Result};
+use promscaler_sandbox::prometheus::{Prometheus, SEED_QUERY, ScrapeTarget};
 
 use crate::{
-    cluster::Cluster,
+    cluster::{Cluster, sample_app_deployment},
     pki::Pki,
     services::{Kind, ServiceProcess},
 };
@@ -143,6 +143,25 @@ impl System {
         actuator.wait_serving(STARTUP).await?;
         self.actuators.push(actuator);
         Ok(self.actuators.len() - 1)
+    }
+
+    /// The seed's scenario up to its first scale, in namespace `default`: waits until Prometheus
+    /// reports the seed query's 140 (so the first tick never sees unscraped pods), applies the
+    /// `sample-app` Deployment at 2 replicas, starts actuator `actuator-a`, applies the seed
+    /// PromScaler (through `edit`) and waits for 3 replicas.
+    pub async fn scale_seed_to_three(&mut self, edit: impl Fn(String) -> String) -> Result<()> {
+        const WAIT: Duration = Duration::from_secs(60);
+        self.prometheus
+            .wait_for_value(SEED_QUERY, 140.0, WAIT)
+            .await?;
+        self.cluster.apply(&sample_app_deployment("default", 2))?;
+        self.start_actuator("actuator-a").await?;
+        let yaml = seed_promscaler("default", &self.prometheus.url(), SEED_QUERY, 1);
+        self.cluster.apply(&edit(yaml))?;
+        self.cluster
+            .wait_replicas("default", "sample-app", 3, WAIT)
+            .await
+            .with_context(|| self.logs())
     }
 
     /// Every service's log tail, for failure messages.

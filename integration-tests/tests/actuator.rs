@@ -207,25 +207,35 @@ async fn scales_to_zero_only_after_the_cooldown_and_back_on_activation() -> Resu
 
 /// The seed's system scaled to 3 by an actuator named "actuator-a"; `edit` changes the
 /// PromScaler's YAML first.
+/// Calls Reconcile on actuator `index` for the seed's PromScaler until `accept` takes the
+/// decision.
+async fn reconcile_until<T>(
+    system: &System,
+    index: usize,
+    what: &str,
+    accept: impl Fn(promscaler_proto::v1::DecisionEvent) -> Option<T>,
+) -> Result<T> {
+    let client = ActuatorServiceClient::new(system.actuators[index].channel()?);
+    let reference = ScalerRef {
+        namespace: NS.into(),
+        name: SCALER.into(),
+    };
+    poll_until(what, WAIT, || {
+        let mut client = client.clone();
+        let reference = reference.clone();
+        let accept = &accept;
+        async move {
+            let event = client.reconcile(reference).await?.into_inner();
+            Ok(accept(event))
+        }
+    })
+    .await
+    .with_context(|| system.logs())
+}
+
 async fn scaled_to_three(edit: impl Fn(String) -> String) -> Result<System> {
     let mut system = System::start(&[70.0, 70.0]).await?;
-    system
-        .prometheus
-        .wait_for_value(SEED_QUERY, 140.0, WAIT)
-        .await?;
-    system.cluster.apply(&sample_app_deployment(NS, 2))?;
-    system.start_actuator("actuator-a").await?;
-    system.cluster.apply(&edit(seed_promscaler(
-        NS,
-        &system.prometheus.url(),
-        SEED_QUERY,
-        1,
-    )))?;
-    system
-        .cluster
-        .wait_replicas(NS, "sample-app", 3, WAIT)
-        .await
-        .with_context(|| system.logs())?;
+    system.scale_seed_to_three(edit).await?;
     Ok(system)
 }
 
@@ -398,22 +408,17 @@ async fn standby_takes_the_lease_and_does_not_scale_down_at_once() -> Result<()>
     .with_context(|| system.logs())?;
 
     // The new leader decides, and its decision is held by the scale-down window it rebuilt.
-    let client = ActuatorServiceClient::new(system.actuators[standby].channel()?);
-    let reference = ScalerRef {
-        namespace: NS.into(),
-        name: SCALER.into(),
-    };
-    let decision = poll_until("a decision by actuator-b on the lower load", WAIT, || {
-        let mut client = client.clone();
-        let reference = reference.clone();
-        async move {
-            let event = client.reconcile(reference).await?.into_inner();
-            let decision = event.decision;
-            Ok(decision.filter(|d| d.triggers.first().and_then(|t| t.value) == Some(40.0)))
-        }
-    })
-    .await
-    .with_context(|| system.logs())?;
+    let decision = reconcile_until(
+        &system,
+        standby,
+        "a decision by actuator-b on the lower load",
+        |event| {
+            event
+                .decision
+                .filter(|d| d.triggers.first().and_then(|t| t.value) == Some(40.0))
+        },
+    )
+    .await?;
     assert_eq!(decision.desired_replicas, 3, "{:?}", decision.explanation);
     assert!(
         decision.explanation.iter().any(|l| l.contains("stabiliz")),
@@ -842,21 +847,10 @@ async fn bearer_token_from_a_secret_reaches_prometheus_and_helm_release_secrets_
     // evaluations back off, so ask for one now (ActuatorService.Reconcile) until the
     // actuator's caches have the change.
     system.cluster.apply(&auth("prom-token"))?;
-    let client = ActuatorServiceClient::new(system.actuators[0].channel()?);
-    let reference = ScalerRef {
-        namespace: NS.into(),
-        name: SCALER.into(),
-    };
-    poll_until("an evaluation with the new Secret", WAIT, || {
-        let mut client = client.clone();
-        let reference = reference.clone();
-        async move {
-            let event = client.reconcile(reference).await?.into_inner();
-            Ok(event.error.is_empty().then_some(()))
-        }
+    reconcile_until(&system, 0, "an evaluation with the new Secret", |event| {
+        event.error.is_empty().then_some(())
     })
-    .await
-    .with_context(|| system.logs())?;
+    .await?;
     system
         .cluster
         .wait_replicas(NS, "sample-app", 3, WAIT)

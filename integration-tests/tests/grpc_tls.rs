@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use promscaler_integration_tests::{
-    cluster::sample_app_deployment,
     pki::Pki,
     services::{Kind, ServiceProcess},
-    system::{STARTUP, System, seed_promscaler},
+    system::{STARTUP, System},
 };
-use promscaler_sandbox::{process::poll_until, prometheus::SEED_QUERY};
+use promscaler_sandbox::process::poll_until;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -25,23 +24,7 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn the_seed_scales_with_mutual_tls_between_the_services() -> Result<()> {
     let mut system = System::start_with_tls(&[70.0, 70.0], Pki::new()?).await?;
     assert!(system.fetcher.grpc_url().starts_with("https://"));
-    system
-        .prometheus
-        .wait_for_value(SEED_QUERY, 140.0, WAIT)
-        .await?;
-    system.cluster.apply(&sample_app_deployment(NS, 2))?;
-    system.start_actuator("actuator-tls").await?;
-    system.cluster.apply(&seed_promscaler(
-        NS,
-        &system.prometheus.url(),
-        SEED_QUERY,
-        1,
-    ))?;
-    system
-        .cluster
-        .wait_replicas(NS, "sample-app", 3, WAIT)
-        .await
-        .with_context(|| system.logs())?;
+    system.scale_seed_to_three(|yaml| yaml).await?;
     system
         .cluster
         .wait_condition(NS, SCALER, "Ready", "True", WAIT)
