@@ -207,6 +207,26 @@ async fn scales_to_zero_only_after_the_cooldown_and_back_on_activation() -> Resu
 
 /// The seed's system scaled to 3 by an actuator named "actuator-a"; `edit` changes the
 /// PromScaler's YAML first.
+/// Waits until the seed PromScaler's condition `type_` has `status`, and returns it.
+async fn condition_once(
+    system: &System,
+    type_: &str,
+    status: &str,
+) -> Result<promscaler_api::Condition> {
+    let scaler = system
+        .cluster
+        .wait_condition(NS, SCALER, type_, status, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    scaler
+        .status
+        .unwrap_or_default()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
+        .with_context(|| format!("no {type_} condition"))
+}
+
 /// Calls Reconcile on actuator `index` for the seed's PromScaler until `accept` takes the
 /// decision.
 async fn reconcile_until<T>(
@@ -318,18 +338,7 @@ async fn failing_trigger_without_fallback_never_scales_down() -> Result<()> {
 async fn fetcher_down_holds_replicas_and_reports_not_ready() -> Result<()> {
     let mut system = scaled_to_three(|yaml| yaml).await?;
     system.fetcher.kill();
-    let scaler = system
-        .cluster
-        .wait_condition(NS, SCALER, "Ready", "False", WAIT)
-        .await
-        .with_context(|| system.logs())?;
-    let ready = scaler
-        .status
-        .unwrap_or_default()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .context("Ready condition")?;
+    let ready = condition_once(&system, "Ready", "False").await?;
     assert_eq!(
         ready.reason.as_deref(),
         Some("MetricsFetcherUnavailable"),
@@ -819,18 +828,7 @@ async fn bearer_token_from_a_secret_reaches_prometheus_and_helm_release_secrets_
         );
     system.cluster.apply(&yaml)?;
 
-    let scaler = system
-        .cluster
-        .wait_condition(NS, SCALER, "Ready", "False", WAIT)
-        .await
-        .with_context(|| system.logs())?;
-    let ready = scaler
-        .status
-        .unwrap_or_default()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .context("no Ready condition")?;
+    let ready = condition_once(&system, "Ready", "False").await?;
     let message = ready.message.unwrap_or_default();
     assert!(
         message.contains("Secret default/release-secret") && message.contains("helm.sh/release.v1"),
