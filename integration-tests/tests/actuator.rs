@@ -99,6 +99,18 @@ async fn seed_scenario_scales_2_to_3_records_an_event_and_reports_ready_active()
             "{series} in\n{metrics}"
         );
     }
+    // The decision service counted the Decide calls, among them the one that scaled up.
+    let metrics = system.decision.metrics_text().await?;
+    let ok = sample(
+        &metrics,
+        r#"promscaler_decision_requests_total{rpc="decide",result="ok"}"#,
+    );
+    assert!(ok.is_some_and(|n| n >= 1.0), "{metrics}");
+    let up = sample(
+        &metrics,
+        r#"promscaler_decision_decisions_total{direction="up",fallback="false"}"#,
+    );
+    assert!(up.is_some_and(|n| n >= 1.0), "{metrics}");
 
     let events: Api<Event> = Api::namespaced(system.cluster.client(), NS);
     let rescale = poll_until("a SuccessfulRescale event", WAIT, || async {

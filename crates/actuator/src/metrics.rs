@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric as _},
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
     metrics::{
         MetricType,
         counter::Counter,
@@ -21,41 +21,44 @@ use tokio::sync::watch;
 
 use crate::{controller::ScalerKey, views::Views};
 
-/// What a tick concluded.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum Outcome {
-    /// Replicas raised.
-    ScaleUp,
-    /// Replicas lowered.
-    ScaleDown,
-    /// Replicas kept.
-    Hold,
-    /// The tick could not decide (a peer or the API failed); replicas kept.
-    Error,
-    /// The PromScaler is invalid; nothing done.
-    Invalid,
+promscaler_runtime::label_enum! {
+    /// What a tick concluded.
+    pub enum Outcome {
+        /// Replicas raised.
+        ScaleUp => "scale_up",
+        /// Replicas lowered.
+        ScaleDown => "scale_down",
+        /// Replicas kept.
+        Hold => "hold",
+        /// The tick could not decide (a peer or the API failed); replicas kept.
+        Error => "error",
+        /// The PromScaler is invalid; nothing done.
+        Invalid => "invalid",
+    }
 }
 
-/// A Kubernetes write.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum WriteKind {
-    /// PATCH .../scale.
-    Scale,
-    /// PATCH .../status.
-    Status,
-    /// An Event.
-    Event,
-    /// Finalizer or annotation changes.
-    Metadata,
+promscaler_runtime::label_enum! {
+    /// A Kubernetes write.
+    pub enum WriteKind {
+        /// PATCH .../scale.
+        Scale => "scale",
+        /// PATCH .../status.
+        Status => "status",
+        /// An Event.
+        Event => "event",
+        /// Finalizer or annotation changes.
+        Metadata => "metadata",
+    }
 }
 
-/// A peer service.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum Peer {
-    /// The metrics-fetcher.
-    Fetcher,
-    /// The decision service.
-    Decision,
+promscaler_runtime::label_enum! {
+    /// A peer service.
+    pub enum Peer {
+        /// The metrics-fetcher.
+        Fetcher => "fetcher",
+        /// The decision service.
+        Decision => "decision",
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,15 +72,16 @@ struct WriteLabels {
     result: WriteResult,
 }
 
-/// How a write ended.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum WriteResult {
-    /// Accepted.
-    Ok,
-    /// 409 Conflict.
-    Conflict,
-    /// Any other failure.
-    Error,
+promscaler_runtime::label_enum! {
+    /// How a write ended.
+    pub enum WriteResult {
+        /// Accepted.
+        Ok => "ok",
+        /// 409 Conflict.
+        Conflict => "conflict",
+        /// Any other failure.
+        Error => "error",
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

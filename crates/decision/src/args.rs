@@ -3,7 +3,7 @@
 use promscaler_proto::v1::decision_service_server::DecisionServiceServer;
 use promscaler_runtime::{ServerArgs, Service};
 
-use crate::{SERVICE, grpc::DecisionGrpc};
+use crate::{SERVICE, grpc::DecisionGrpc, metrics::Metrics};
 
 /// `promscaler-decision`: decides replica counts with KEDA ScaledObject and Kubernetes HPA rules.
 /// Stateless: run as many replicas as the load needs.
@@ -17,10 +17,12 @@ pub struct Args {
 impl Args {
     /// Runs the service until SIGTERM/SIGINT.
     pub async fn run(self) -> anyhow::Result<()> {
-        let service = Service::init(SERVICE, self.server)?;
+        let mut service = Service::init(SERVICE, self.server)?;
+        let metrics = Metrics::register(service.registry());
         let bound = service.bind().await?;
-        let routes =
-            tonic::service::Routes::new(DecisionServiceServer::new(DecisionGrpc::default()));
+        let routes = tonic::service::Routes::new(DecisionServiceServer::new(
+            DecisionGrpc::with_metrics(metrics),
+        ));
         bound.serve(routes, Vec::new()).await?;
         Ok(())
     }

@@ -6,7 +6,7 @@
 
 mod convert;
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use promscaler_core as core;
 use promscaler_proto::v1::{
@@ -14,6 +14,8 @@ use promscaler_proto::v1::{
     decision_service_server::DecisionService,
 };
 use tonic::{Request, Response, Status};
+
+use crate::metrics::{Metrics, Outcome, Rpc};
 
 /// Why a request could not be decided. Every variant is a client mistake and names the field.
 #[derive(Debug, thiserror::Error)]
@@ -99,13 +101,20 @@ pub fn simulate(req: &SimulateRequest) -> Result<SimulateResponse, Error> {
 /// The DecisionService handlers.
 #[derive(Debug, Default, Clone)]
 pub struct DecisionGrpc {
-    _private: (),
+    metrics: Option<Metrics>,
 }
 
 impl DecisionGrpc {
-    /// The handlers (stateless).
+    /// The handlers (stateless), without metrics.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The handlers, recording into `metrics`.
+    pub fn with_metrics(metrics: Metrics) -> Self {
+        Self {
+            metrics: Some(metrics),
+        }
     }
 }
 
@@ -115,17 +124,32 @@ impl DecisionService for DecisionGrpc {
         &self,
         request: Request<DecideRequest>,
     ) -> Result<Response<DecideResponse>, Status> {
-        match decide(request.get_ref(), SystemTime::now()) {
+        let started = Instant::now();
+        let req = request.get_ref();
+        match decide(req, SystemTime::now()) {
             Ok(resp) => {
                 tracing::debug!(
                     desired = resp.desired_replicas,
                     active = resp.active,
                     "decided"
                 );
+                if let Some(m) = &self.metrics {
+                    m.request(Rpc::Decide, Outcome::Ok);
+                    let current = req.replicas.as_ref().map_or(0, |r| r.spec);
+                    m.decided(
+                        current,
+                        resp.desired_replicas,
+                        resp.fallback_active,
+                        started.elapsed().as_secs_f64(),
+                    );
+                }
                 Ok(Response::new(resp))
             }
             Err(e) => {
                 tracing::debug!(field = e.field(), error = %e, "rejected Decide");
+                if let Some(m) = &self.metrics {
+                    m.request(Rpc::Decide, Outcome::InvalidArgument);
+                }
                 Err(e.into())
             }
         }
@@ -135,7 +159,15 @@ impl DecisionService for DecisionGrpc {
         &self,
         request: Request<SimulateRequest>,
     ) -> Result<Response<SimulateResponse>, Status> {
-        match simulate(request.get_ref()) {
+        let result = simulate(request.get_ref());
+        if let Some(m) = &self.metrics {
+            let outcome = match &result {
+                Ok(_) => Outcome::Ok,
+                Err(_) => Outcome::InvalidArgument,
+            };
+            m.request(Rpc::Simulate, outcome);
+        }
+        match result {
             Ok(resp) => {
                 tracing::debug!(steps = resp.steps.len(), "simulated");
                 Ok(Response::new(resp))

@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod grpc;
+pub mod metrics;
 
 /// Identity and default ports of this service.
 pub const SERVICE: promscaler_runtime::ServiceInfo = promscaler_runtime::ServiceInfo {

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod args;
 pub mod grpc_client;
+pub mod labels;
 pub mod propagation;
 pub mod server;
 pub mod shutdown;
