@@ -133,7 +133,13 @@ impl System {
 
     /// Starts an actuator named `identity` and waits until it serves gRPC.
     pub async fn start_actuator(&mut self, identity: &str) -> Result<usize> {
-        let args = self.actuator_args(identity);
+        self.start_actuator_with(identity, &[]).await
+    }
+
+    /// [`System::start_actuator`] with `extra` flags after the usual ones.
+    pub async fn start_actuator_with(&mut self, identity: &str, extra: &[&str]) -> Result<usize> {
+        let mut args = self.actuator_args(identity);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut env = self.env.clone();
         env.push((
             "KUBECONFIG",

@@ -116,6 +116,15 @@ pub struct Args {
     /// PromScalers evaluated at the same time.
     #[arg(long, env = "PROMSCALER_MAX_CONCURRENT_TICKS", default_value_t = 256)]
     pub max_concurrent_ticks: usize,
+
+    /// First retry delay after a failed evaluation; it doubles up to --max-backoff.
+    #[arg(long, env = "PROMSCALER_MIN_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    pub min_backoff: Duration,
+
+    /// Longest retry delay after failed evaluations. A change to the PromScaler, to its
+    /// PromScalerAuthentication or to a Secret that one reads ends the wait at once.
+    #[arg(long, env = "PROMSCALER_MAX_BACKOFF", default_value = "60s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
 }
 
 fn identity(flag: &str) -> String {
@@ -209,8 +218,8 @@ impl Args {
             rpc_timeout: self.rpc_timeout,
             kube_timeout: Duration::from_secs(10),
             max_concurrent_ticks: self.max_concurrent_ticks.max(1),
-            min_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(60),
+            min_backoff: self.min_backoff.max(Duration::from_millis(100)),
+            max_backoff: self.max_backoff.max(self.min_backoff),
             shard,
             namespace: namespace.map(str::to_owned),
             controller_name: "promscaler-actuator".to_owned(),

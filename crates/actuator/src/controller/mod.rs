@@ -213,6 +213,7 @@ pub struct Watches {
     pub statefulsets: Store<Workload<StatefulSet>>,
     scaler_events:
         futures::stream::BoxStream<'static, Result<watcher::Event<PromScaler>, watcher::Error>>,
+    auth_changes: mpsc::UnboundedReceiver<AuthChange>,
     drivers: Vec<futures::future::BoxFuture<'static, ()>>,
 }
 
@@ -266,12 +267,30 @@ fn strip_scaler(scaler: &mut PromScaler) {
 /// excludes them with a field selector.
 pub const HELM_RELEASE_SECRET: &str = "helm.sh/release.v1";
 
+/// A PromScalerAuthentication or a Secret that changed (after the initial list): the PromScalers
+/// that read it are evaluated at once, so a fixed credential does not wait out a backoff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthChange {
+    /// A PromScalerAuthentication, by namespace and name.
+    Authentication(String, String),
+    /// A Secret, by namespace and name.
+    Secret(String, String),
+}
+
+/// Where a reflector reports changed objects, and how it names them.
+type ChangeSink = (
+    mpsc::UnboundedSender<AuthChange>,
+    fn(String, String) -> AuthChange,
+);
+
 /// A reflector over the objects `config` selects, whose stream is driven by a background future;
-/// `strip` trims each object before it is cached.
+/// `strip` trims each object before it is cached; `changed` (if any) hears of every object
+/// applied or deleted after the initial list.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     strip: fn(&mut K),
+    changed: Option<ChangeSink>,
 ) -> (Store<K>, futures::future::BoxFuture<'static, ()>)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + fmt::Debug + Send + Sync + 'static,
@@ -285,8 +304,19 @@ where
     let driver = async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            if let Err(error) = event {
-                tracing::warn!(%error, kind = %K::kind(&K::DynamicType::default()), "watch failed; retrying");
+            match event {
+                Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
+                    if let Some((changes, change)) = &changed {
+                        let meta = object.meta();
+                        let namespace = meta.namespace.clone().unwrap_or_default();
+                        let name = meta.name.clone().unwrap_or_default();
+                        let _ = changes.send(change(namespace, name));
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, kind = %K::kind(&K::DynamicType::default()), "watch failed; retrying");
+                }
             }
         }
     };
@@ -297,25 +327,30 @@ impl Watches {
     /// Starts watching (lazily: the streams run once [`run`] polls them).
     pub fn new(client: &Client, namespace: Option<&str>) -> Self {
         let all = watcher::Config::default;
+        let (changes, auth_changes) = mpsc::unbounded_channel();
         let (auths, auth_driver) = reflect(
             api::<PromScalerAuthentication>(client, namespace),
             all(),
             strip_metadata,
+            Some((changes.clone(), AuthChange::Authentication)),
         );
         let (secrets, secret_driver) = reflect(
             api::<Secret>(client, namespace),
             all().fields(&format!("type!={HELM_RELEASE_SECRET}")),
             strip_metadata,
+            Some((changes, AuthChange::Secret)),
         );
         let (deployments, deployment_driver) = reflect(
             api::<Workload<Deployment>>(client, namespace),
             all(),
             Workload::strip,
+            None,
         );
         let (statefulsets, statefulset_driver) = reflect(
             api::<Workload<StatefulSet>>(client, namespace),
             all(),
             Workload::strip,
+            None,
         );
         let (scalers, writer) = reflector::store();
         let scaler_events = watcher(
@@ -333,6 +368,7 @@ impl Watches {
             deployments,
             statefulsets,
             scaler_events,
+            auth_changes,
             drivers: vec![
                 auth_driver,
                 secret_driver,
@@ -399,6 +435,7 @@ pub async fn run(
         deployments,
         statefulsets,
         mut scaler_events,
+        mut auth_changes,
         drivers,
     } = watches;
     let mut drivers: FuturesUnordered<_> = drivers.into_iter().collect();
@@ -469,6 +506,15 @@ pub async fn run(
                     Err(error) => tracing::warn!(%error, "PromScaler watch failed; retrying"),
                 }
                 ctx.metrics.set_scalers(known.len());
+            }
+            Some(change) = auth_changes.recv(), if is_synced => {
+                for key in readers_of(&ctx, &change) {
+                    if known.contains(&key) && !running.contains(&key) {
+                        tracing::debug!(scaler = %key, ?change, "credentials changed; evaluating now");
+                        backoff.remove(&key);
+                        scheduler.schedule(key, Duration::ZERO);
+                    }
+                }
             }
             changed = leading.changed() => {
                 if changed.is_err() {
@@ -555,6 +601,45 @@ pub async fn run(
         }
     }
     readiness.set_caches_synced(false);
+}
+
+/// The PromScalers that read `change`: those whose triggers name the PromScalerAuthentication,
+/// or one that reads the Secret. A scan of the cache, but credentials change rarely.
+fn readers_of(ctx: &Context, change: &AuthChange) -> Vec<ScalerKey> {
+    let (namespace, auth_names): (&str, Vec<String>) = match change {
+        AuthChange::Authentication(namespace, name) => (namespace, vec![name.clone()]),
+        AuthChange::Secret(namespace, secret) => (
+            namespace,
+            ctx.auths
+                .state()
+                .iter()
+                .filter(|a| a.metadata.namespace.as_deref() == Some(namespace.as_str()))
+                .filter(|a| {
+                    a.spec
+                        .secret_refs()
+                        .iter()
+                        .any(|(name, _, _)| name == secret)
+                })
+                .filter_map(|a| a.metadata.name.clone())
+                .collect(),
+        ),
+    };
+    if auth_names.is_empty() {
+        return Vec::new();
+    }
+    ctx.scalers
+        .state()
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|s| {
+            s.spec.triggers.iter().any(|t| {
+                t.authentication_ref
+                    .as_ref()
+                    .is_some_and(|r| auth_names.contains(&r.name))
+            })
+        })
+        .map(|s| ScalerKey::of(s))
+        .collect()
 }
 
 async fn run_tick(ctx: Arc<Context>, key: ScalerKey) -> (ScalerKey, TickOutcome) {
