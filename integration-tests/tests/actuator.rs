@@ -454,6 +454,97 @@ async fn standby_takes_the_lease_and_does_not_scale_down_at_once() -> Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scales_down_when_the_polling_interval_outlasts_the_stabilization_window() -> Result<()> {
+    // pollingInterval 20 s and a 5 s scale-down window: every tick finds the last
+    // recommendation aged out of the window. The HPA then scales down; an engine that took an
+    // aged-out history for "no history" would record the current replicas again and hold forever.
+    let query = r#"sum(websocket_active_connection_count{app_kubernetes_io_name="sample-app"})"#;
+    let mut system = System::start(&[70.0, 70.0]).await?;
+    system.prometheus.wait_for_value(query, 140.0, WAIT).await?;
+    system.cluster.apply(&sample_app_deployment(NS, 2))?;
+    system.start_actuator("actuator-a").await?;
+    let yaml = seed_promscaler(NS, &system.prometheus.url(), query, 1)
+        .replace("pollingInterval: 1", "pollingInterval: 20")
+        .replace(
+            "stabilizationWindowSeconds: 0",
+            "stabilizationWindowSeconds: 5",
+        );
+    system.cluster.apply(&yaml)?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 3, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+
+    // The load drops to one replica's worth: the next tick scales down.
+    system.app.set(sample_app_metrics(&[20.0, 20.0]));
+    system.prometheus.wait_for_value(query, 40.0, WAIT).await?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 1, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    let mut client = ActuatorServiceClient::new(system.actuators[0].channel()?);
+    let reference = ScalerRef {
+        namespace: NS.into(),
+        name: SCALER.into(),
+    };
+    let status = client.get_scaler(reference).await?.into_inner();
+    let decision = status
+        .last_decision
+        .and_then(|e| e.decision)
+        .context("a last decision")?;
+    assert_eq!(decision.desired_replicas, 1, "{:?}", decision.explanation);
+    assert!(
+        decision.state.as_ref().is_some_and(|s| s.initialized),
+        "the state says it has decided before: {:?}",
+        decision.state
+    );
+
+    // Back up to three; then the leader dies and the load drops while nobody decides.
+    system.app.set(sample_app_metrics(&[70.0, 70.0]));
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 3, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    system.actuators[0].kill();
+    system.app.set(sample_app_metrics(&[20.0, 20.0]));
+    system.prometheus.wait_for_value(query, 40.0, WAIT).await?;
+
+    // A restarted actuator records the current replicas as a recommendation made at its
+    // takeover, so it scales down one window later at the earliest, never at once.
+    system.start_actuator("actuator-b").await?;
+    system
+        .cluster
+        .wait_replicas(NS, "sample-app", 1, WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    let leases: Api<Lease> = Api::namespaced(system.cluster.client(), NS);
+    let lease = leases
+        .get("promscaler-actuator")
+        .await?
+        .spec
+        .context("Lease spec")?;
+    assert_eq!(lease.holder_identity.as_deref(), Some("actuator-b"));
+    let acquired = lease.acquire_time.context("Lease acquireTime")?;
+    let scaled = system
+        .cluster
+        .scaler(NS, SCALER)
+        .await?
+        .status
+        .unwrap_or_default()
+        .last_scale_time
+        .context("lastScaleTime")?;
+    let after = scaled.0.duration_since(acquired.0).as_secs_f64();
+    assert!(
+        after >= 5.0,
+        "actuator-b scaled down {after:.1} s after taking the Lease, within the 5 s window"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_annotations_hold_and_release_replicas() -> Result<()> {
     let system = scaled_to_three(|yaml| yaml).await?;
     let scalers: Api<PromScaler> = Api::namespaced(system.cluster.client(), NS);

@@ -66,6 +66,7 @@ impl From<&v1::DecisionState> for DecisionStateStatus {
                     ))
                 })
                 .collect(),
+            initialized: s.initialized,
         }
     }
 }
@@ -96,6 +97,7 @@ impl From<&DecisionStateStatus> for v1::DecisionState {
                     )
                 })
                 .collect(),
+            initialized: s.initialized,
         }
     }
 }
@@ -131,6 +133,7 @@ mod tests {
                 },
             )]
             .into(),
+            initialized: true,
         };
         let status = DecisionStateStatus::from(&state);
         let json = serde_json::to_value(&status).unwrap();

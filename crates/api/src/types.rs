@@ -415,6 +415,10 @@ pub struct DecisionStateStatus {
     #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
     #[schemars(with = "BTreeMap<String, TimestampedValue>")]
     pub last_good_values: NameMap<TimestampedValue>,
+    /// The target has been through a decision (recommendations that aged out do not make the
+    /// state fresh again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub initialized: bool,
 }
 
 /// A replica count at a time.

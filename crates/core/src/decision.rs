@@ -267,11 +267,6 @@ pub enum Step {
     },
     /// A failing trigger keeps replicas from going to idle/zero.
     FailureBlocksScaleIn,
-    /// Fallback applies while at zero/idle (KEDA #7239).
-    FallbackFromZero {
-        /// Replicas.
-        to: i32,
-    },
     /// Below minReplicaCount while inactive: raise to min.
     RaiseToMin {
         /// min.
@@ -448,9 +443,6 @@ impl fmt::Display for Step {
             }
             Self::FailureBlocksScaleIn => {
                 f.write_str("a failing trigger blocks scale-in to idle/zero")
-            }
-            Self::FallbackFromZero { to } => {
-                write!(f, "fallback while at zero/idle: scale to {to}")
             }
             Self::RaiseToMin { to } => write!(f, "below minReplicaCount: scale to {to}"),
             Self::AtRest { current } => write!(f, "inactive: stay at {current}"),

@@ -90,12 +90,20 @@ pub(crate) fn decide_validated(
     let current = tick.replicas.spec;
     let mut steps: Vec<Step> = Vec::with_capacity(8);
     state.created_at.get_or_insert(now);
+    // Whether the HPA has seen this target is read before pruning: recommendations that aged
+    // out are gone, but the target was seen.
+    let fresh = state.is_fresh();
     // Prune first: what is pruned cannot matter to this decision, and the freed slots take
     // this decision's entries without reallocating.
     prune_state(policy, &mut state, now);
 
-    // KEDA pause: the scale loop stops; the state is carried unchanged (apart from pruning).
+    // KEDA pause: the scale loop stops and KEDA deletes the HPA, so the HPA's histories go with
+    // it; on unpause a new HPA starts fresh (its first pass records the current replicas).
     if tick.pause.paused_replicas.is_some() || tick.pause.paused {
+        state.recommendations.clear();
+        state.scale_up_events.clear();
+        state.scale_down_events.clear();
+        state.initialized = false;
         let desired = match tick.pause.paused_replicas {
             Some(n) => {
                 steps.push(Step::PausedAt { replicas: n });
@@ -174,6 +182,17 @@ pub(crate) fn decide_validated(
             triggers,
         };
     }
+
+    // HPA `recordInitialRecommendation`: once per target, on its first pass (whatever branch
+    // the pass then takes), the current replicas count as a recommendation made now, so a new or
+    // restarted controller never scales down at once. Never again after that: a recommendation
+    // that aged out of the window simply stops counting.
+    if fresh {
+        state
+            .recommendations
+            .push(crate::state::TimestampedReplicas::new(current, now));
+    }
+    state.initialized = true;
 
     let tolerances = policy.tolerances();
     let ttl_ms = policy.last_known_good_ttl.map_or(0, duration_millis);
@@ -254,9 +273,11 @@ pub(crate) fn decide_validated(
             .get(&*trigger.name)
             .copied()
             .unwrap_or(0);
-        let active = value.is_some_and(|v| v > trigger.activation_target);
+        // KEDA ≥ 2.19: a trigger in fallback is not an error and counts as active (so a target
+        // at zero is activated during an outage and the HPA brings it to the fallback count).
         let failing = value.is_none();
         let fallback_applies = failing && threshold.is_some_and(|t| failures > t);
+        let active = value.is_some_and(|v| v > trigger.activation_target) || fallback_applies;
         let (proposal, fallback) = if formula.is_some() {
             (None, false)
         } else if let Some(v) = value {
@@ -301,66 +322,66 @@ pub(crate) fn decide_validated(
             consecutive_failures: failures,
         });
         any_active |= active;
-        any_failing |= failing;
+        any_failing |= failing && !fallback_applies;
         any_fallback |= fallback_applies;
     }
 
-    // scalingModifiers: one composite metric replaces the triggers.
+    // scalingModifiers: one composite metric replaces the triggers (KEDA modifiers). While a
+    // trigger is in fallback, the fallback replaces the formula's result.
     let mut composite: Option<Option<i32>> = None;
     let mut composite_active = false;
-    let mut composite_fallback = false;
+    let mut formula_error: Option<String> = None;
     if let (Some(f), Some(m)) = (formula, policy.scaling_modifiers.as_ref()) {
-        let values: Vec<Option<f64>> = outcomes.iter().map(|o| o.value).collect();
-        match f.eval(&values) {
-            Ok(v) => {
-                let p = hpa::propose(m.metric_type, v, m.target, tick.replicas, tolerances);
-                composite_active = v > m.activation_target;
-                steps.push(Step::Proposal {
-                    trigger: "formula".into(),
-                    value: v,
-                    target: m.target,
-                    metric_type: m.metric_type,
-                    pods: p.pods,
-                    proposal: p.replicas,
-                    within_tolerance: p.within_tolerance,
-                    stale: false,
-                    active: composite_active,
-                });
-                composite = Some(Some(p.replicas));
-            }
-            Err(error) => {
-                steps.push(Step::FormulaFailed { error });
-                let in_fallback = |i: usize| {
-                    let o = &outcomes[i];
-                    o.value.is_none() && threshold.is_some_and(|t| o.consecutive_failures > t)
-                };
-                if f.referenced_triggers().iter().any(|&i| in_fallback(i)) {
-                    let (b, p) = fallback_proposal(policy, current);
-                    steps.push(Step::Fallback {
+        if any_fallback {
+            let (b, p) = fallback_proposal(policy, current);
+            steps.push(Step::Fallback {
+                trigger: "formula".into(),
+                behavior: b,
+                proposal: p,
+            });
+            // KEDA's composite is then `target × replicas`, active when above activationTarget.
+            composite_active = f64::from(p) * m.target > m.activation_target;
+            composite = Some(Some(p));
+        } else {
+            let values: Vec<Option<f64>> = outcomes.iter().map(|o| o.value).collect();
+            match f.eval(&values) {
+                Ok(v) => {
+                    let p = hpa::propose(m.metric_type, v, m.target, tick.replicas, tolerances);
+                    composite_active = v > m.activation_target;
+                    steps.push(Step::Proposal {
                         trigger: "formula".into(),
-                        behavior: b,
-                        proposal: p,
+                        value: v,
+                        target: m.target,
+                        metric_type: m.metric_type,
+                        pods: p.pods,
+                        proposal: p.replicas,
+                        within_tolerance: p.within_tolerance,
+                        stale: false,
+                        active: composite_active,
                     });
-                    composite = Some(Some(p));
-                    composite_fallback = true;
-                } else {
+                    composite = Some(Some(p.replicas));
+                }
+                Err(error) => {
+                    formula_error = Some(error.clone());
+                    steps.push(Step::FormulaFailed { error });
                     composite = Some(None);
+                    // Deliberate difference (docs/semantics.md §6): KEDA reads a formula that
+                    // cannot be evaluated as "inactive, no error" and may scale to zero; we
+                    // count it as a failure, so missing data never scales in.
                 }
             }
         }
     }
 
+    // KEDA's isError: a trigger failed without a fallback, or (ours) the formula failed.
+    let failing = any_failing || formula_error.is_some();
+    // KEDA's isActive; with scalingModifiers any error makes the scaled object inactive.
     let active = if formula.is_some() {
-        composite_active
+        composite_active && !failing
     } else {
         any_active
     };
-    let failing = any_failing;
-    let fallback_active = if formula.is_some() {
-        composite_fallback
-    } else {
-        any_fallback
-    };
+    let fallback_active = any_fallback;
     // computeReplicasForMetrics over the triggers (or the one composite metric).
     let (combined, proposal_count) = match composite {
         Some(c) => (hpa::combine(std::iter::once(c), current), 1),
@@ -370,18 +391,21 @@ pub(crate) fn decide_validated(
         ),
     };
 
-    if active {
-        state.last_active_time = Some(now);
-    }
-
     let mut hpa_conditions: Option<Normalized> = None;
     let mut scaling_active = (S::True, "ValidMetricFound");
     let idle = policy.idle_replicas;
     let min = policy.min_replicas;
     let at_rest = current == 0 || idle.is_some_and(|i| current <= i);
     let pause = tick.pause;
+    let mut cooling_down = false;
+    let activating = active && (current == 0 || (idle.is_some() && current < min));
+    // KEDA refreshes lastActiveTime when active, except while some trigger fails (Ready is then
+    // PartialTriggerError) unless this tick activates the target from zero/idle.
+    if active && (!failing || (activating && !pause.scale_out_paused)) {
+        state.last_active_time = Some(now);
+    }
 
-    let desired = if active && (current == 0 || (idle.is_some() && current < min)) {
+    let desired = if activating {
         // KEDA scaleFromZeroOrIdle: to minReplicaCount, or 1 when it is 0.
         if pause.scale_out_paused {
             steps.push(Step::DirectionPaused {
@@ -395,32 +419,19 @@ pub(crate) fn decide_validated(
         }
     } else if !active && at_rest {
         scaling_active = (S::False, "ScalingDisabled");
-        match combined {
-            // KEDA #7239: a fallback also applies at zero/idle.
-            Combined::Valid { replicas, .. }
-                if fallback_active && replicas > current && !pause.scale_out_paused =>
-            {
-                let to = replicas.min(policy.max_replicas);
-                steps.push(Step::FallbackFromZero { to });
-                to
-            }
-            _ if idle.is_none() && current < min && !pause.scale_out_paused => {
-                steps.push(Step::RaiseToMin { to: min });
-                min
-            }
-            _ => {
-                steps.push(Step::AtRest { current });
-                current
-            }
+        if idle.is_none() && current < min && !pause.scale_out_paused {
+            steps.push(Step::RaiseToMin { to: min });
+            min
+        } else {
+            steps.push(Step::AtRest { current });
+            current
         }
     } else {
         let mut scale_in = None;
         if !active && (idle.is_some() || min == 0) {
-            if failing && !fallback_active {
+            if failing {
                 // KEDA #4249: an error must not read as "inactive" and scale to zero.
                 steps.push(Step::FailureBlocksScaleIn);
-            } else if failing {
-                // Fallback proposals drive the HPA path below.
             } else if pause.scale_in_paused {
                 steps.push(Step::DirectionPaused {
                     direction: Direction::Down,
@@ -448,6 +459,7 @@ pub(crate) fn decide_validated(
                         idle: idle.is_some(),
                     });
                 } else {
+                    cooling_down = true;
                     steps.push(Step::CoolingDown {
                         remaining_ms: deadline.millis_since(now),
                         initial,
@@ -475,12 +487,30 @@ pub(crate) fn decide_validated(
     };
 
     let mut conditions = Vec::with_capacity(7);
-    conditions.push(if failing {
+    // KEDA executor: Ready is PartialTriggerError (Unknown) when active with a failing trigger
+    // (unless activating from zero/idle), TriggerError (False) when inactive with a failing
+    // trigger and no fallback configured; otherwise ScaledObjectReady.
+    conditions.push(if failing && active && !activating {
+        Condition {
+            kind: T::Ready,
+            status: S::Unknown,
+            reason: "PartialTriggerError",
+            message: Cow::Owned(failing_message(
+                "Some triggers defined in ScaledObject are not working correctly",
+                &outcomes,
+                formula_error.as_deref(),
+            )),
+        }
+    } else if failing && !active && policy.fallback.is_none() {
         Condition {
             kind: T::Ready,
             status: S::False,
-            reason: "KEDAScalerFailed",
-            message: Cow::Owned(failing_message(&outcomes)),
+            reason: "TriggerError",
+            message: Cow::Owned(failing_message(
+                "Triggers defined in ScaledObject are not working correctly",
+                &outcomes,
+                formula_error.as_deref(),
+            )),
         }
     } else {
         cond(
@@ -496,6 +526,13 @@ pub(crate) fn decide_validated(
             S::True,
             "ScalerActive",
             "Scaling is performed because triggers are active",
+        )
+    } else if cooling_down {
+        cond(
+            T::Active,
+            S::False,
+            "ScalerCooldown",
+            "Scaler cooling down because triggers are not active",
         )
     } else {
         cond(
@@ -629,13 +666,6 @@ fn hpa_path(
             return (current, None, (S::False, "FailedGetExternalMetric"));
         }
     };
-    // HPA: a controller that has not seen this target yet counts the current replicas as a
-    // recommendation made now, so a restart never scales down at once.
-    if state.recommendations.is_empty() {
-        state
-            .recommendations
-            .push(crate::state::TimestampedReplicas::new(current, now));
-    }
     let behavior = effective_behavior(policy, tick);
     let steps_before = steps.len();
     let n = match behavior.as_deref() {
@@ -774,19 +804,24 @@ fn prune_state(policy: &ScalingPolicy, state: &mut DecisionState, now: Timestamp
 /// Longest error text of one trigger quoted in the Ready condition.
 const MAX_ERROR_IN_CONDITION: usize = 300;
 
-/// KEDA's Ready=False message, followed by what each failing trigger reported (so the user
-/// reads in `kubectl describe` what to fix, e.g. "wrap it in sum(...)").
-fn failing_message(outcomes: &[TriggerOutcome]) -> String {
-    let mut message = String::from("Triggers defined in ScaledObject are not working correctly");
+/// KEDA's Ready message (`headline`), followed by what each failing trigger (and the formula)
+/// reported, so the user reads in `kubectl describe` what to fix (e.g. "wrap it in sum(...)").
+fn failing_message(
+    headline: &str,
+    outcomes: &[TriggerOutcome],
+    formula_error: Option<&str>,
+) -> String {
+    let mut message = String::from(headline);
+    let failures = outcomes
+        .iter()
+        .filter(|o| o.value.is_none() && !o.fallback)
+        .filter_map(|o| Some((&*o.name, o.error.as_ref()?.to_string())))
+        .chain(formula_error.map(|e| ("formula", e.to_owned())));
     let mut first = true;
-    for outcome in outcomes.iter().filter(|o| o.value.is_none()) {
-        let Some(error) = &outcome.error else {
-            continue;
-        };
+    for (name, text) in failures {
         message.push_str(if first { ": " } else { "; " });
         first = false;
-        let text = error.to_string();
-        message.push_str(&outcome.name);
+        message.push_str(name);
         message.push_str(": ");
         match text.char_indices().nth(MAX_ERROR_IN_CONDITION) {
             Some((cut, _)) => {

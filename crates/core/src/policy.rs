@@ -339,12 +339,14 @@ impl ScalingPolicy {
             if idle < 0 {
                 return Err(Error::invalid("policy.idle_replicas", "must be >= 0"));
             }
-            if idle >= self.min_replicas {
+            // KEDA compares idle with the HPA's floor, max(min, 1): idle 0 with min 0 is valid
+            // (and means the same as min 0).
+            let floor = self.min_replicas.max(1);
+            if idle >= floor {
                 return Err(Error::invalid(
                     "policy.idle_replicas",
                     format!(
-                        "{idle} must be below min_replicas {} (KEDA rule)",
-                        self.min_replicas
+                        "{idle} must be below max(min_replicas, 1) = {floor} (KEDA rule); lower it or remove it"
                     ),
                 ));
             }

@@ -51,6 +51,20 @@ pub struct DecisionState {
     pub created_at: Option<Timestamp>,
     /// Last good value per trigger name.
     pub last_good_values: BTreeMap<String, TimestampedValue>,
+    /// The HPA has seen this target: its first decision recorded the current replicas as a
+    /// recommendation. `false` is a fresh state (a new target, a restarted controller without
+    /// persisted state, an HPA re-created after a pause); recommendations that aged out of
+    /// every window since then are simply gone, never a reason to record current replicas again.
+    pub initialized: bool,
+}
+
+impl DecisionState {
+    /// A state that has never been through a decision: not marked as initialized and with no
+    /// recommendation. (A caller that predates `initialized` but sends recommendations has
+    /// decided before.)
+    pub fn is_fresh(&self) -> bool {
+        !self.initialized && self.recommendations.is_empty()
+    }
 }
 
 /// Drops entries at or before `cutoff` and keeps at most `MAX_HISTORY - 1` of the newest, so

@@ -365,7 +365,7 @@ fn fallback_never_overrides_a_healthy_trigger_downwards_keda_6659() {
 }
 
 #[test]
-fn ready_false_quotes_what_each_failing_trigger_reported() {
+fn ready_quotes_what_each_failing_trigger_reported_with_keda_reasons() {
     let p = policy()
         .min(1)
         .max(10)
@@ -379,12 +379,18 @@ fn ready_false_quotes_what_each_failing_trigger_reported() {
         QueryErrorKind::MultipleSeries,
         &long,
     ));
+    // One trigger active, two failing: KEDA's PartialTriggerError (Unknown), and lastActiveTime
+    // is not refreshed.
     let d = run(&p, &tick, DecisionState::default(), t(0));
     let ready = d.condition(ConditionType::Ready).unwrap();
-    assert_eq!(ready.status, ConditionStatus::False);
+    assert_eq!(
+        (ready.status, ready.reason),
+        (ConditionStatus::Unknown, "PartialTriggerError")
+    );
+    assert_eq!(d.state.last_active_time, None);
     assert!(
         ready.message.starts_with(
-            "Triggers defined in ScaledObject are not working correctly: broken: timeout: \
+            "Some triggers defined in ScaledObject are not working correctly: broken: timeout: \
              deadline exceeded; also-broken: multiple series: xxx"
         ),
         "{}",
@@ -394,6 +400,30 @@ fn ready_false_quotes_what_each_failing_trigger_reported() {
     // One trigger's text is capped, so a huge upstream error cannot bloat the status.
     assert!(ready.message.ends_with('…'), "{}", ready.message);
     assert!(ready.message.len() < 450, "{}", ready.message.len());
+
+    // No trigger active and no fallback configured: KEDA's TriggerError (False).
+    let tick = at(2).value("healthy", 0.0).failed("broken");
+    let d = run(&p, &tick, DecisionState::default(), t(0));
+    let ready = d.condition(ConditionType::Ready).unwrap();
+    assert_eq!(
+        (ready.status, ready.reason, &*ready.message),
+        (
+            ConditionStatus::False,
+            "TriggerError",
+            "Triggers defined in ScaledObject are not working correctly: broken: timeout: \
+             deadline exceeded; also-broken: missing: no observation for this trigger"
+        )
+    );
+    // The same with a fallback configured (below its threshold): KEDA leaves Ready=True and
+    // holds, so the fallback can take over.
+    let p = p.fallback(3, 4, Fb::Static);
+    let d = run(&p, &tick, DecisionState::default(), t(0));
+    let ready = d.condition(ConditionType::Ready).unwrap();
+    assert_eq!(
+        (ready.status, ready.reason),
+        (ConditionStatus::True, "ScaledObjectReady")
+    );
+    assert_eq!(d.desired_replicas, 2);
 }
 
 #[test]
@@ -406,7 +436,7 @@ fn errors_never_scale_to_zero_nor_oscillate_keda_4249() {
         let ready = d.condition(ConditionType::Ready).unwrap();
         assert_eq!(
             (ready.status, ready.reason),
-            (ConditionStatus::False, "KEDAScalerFailed")
+            (ConditionStatus::False, "TriggerError")
         );
     }
     // With a fallback: it settles on the fallback count and stays there.
@@ -425,20 +455,37 @@ fn errors_never_scale_to_zero_nor_oscillate_keda_4249() {
 }
 
 #[test]
-fn fallback_works_at_zero_replicas_keda_7239() {
+fn fallback_counts_as_active_and_wakes_a_target_at_zero_keda_7239() {
     let p = policy()
         .min(0)
         .max(10)
         .fallback(1, 4, Fb::Static)
         .trigger("q", 10.0);
     let mut s = Scenario::new(p, 0);
-    assert_eq!(s.tick(0, at(0).failed("q")).desired_replicas, 0);
+    // First failure: not beyond the threshold yet; at rest.
+    let d = s.tick(0, at(0).failed("q"));
+    assert_eq!(d.desired_replicas, 0);
+    assert!(!d.active);
+    // Second failure: the fallback applies, the trigger counts as active (KEDA ≥ 2.19), so the
+    // target is activated to max(min, 1)...
     let d = s.tick(30, at(0).failed("q"));
-    assert_eq!(d.desired_replicas, 4);
+    assert_eq!(d.desired_replicas, 1);
+    assert!(d.active && d.fallback_active);
+    assert_eq!(d.explanation.last(), Some(&Step::ScaleFromZero { to: 1 }));
+    let active = d.condition(ConditionType::Active).unwrap();
     assert_eq!(
-        d.explanation.last(),
-        Some(&Step::FallbackFromZero { to: 4 })
+        (active.status, active.reason),
+        (ConditionStatus::True, "ScalerActive")
     );
+    let ready = d.condition(ConditionType::Ready).unwrap();
+    assert_eq!(
+        ready.reason, "ScaledObjectReady",
+        "a fallback is not an error"
+    );
+    // ...and the HPA path then brings it to the fallback count.
+    let d = s.tick(60, at(1).failed("q"));
+    assert_eq!(d.desired_replicas, 4);
+    assert!(d.fallback_active);
 }
 
 #[test]
@@ -1133,6 +1180,7 @@ fn seed_example_decision_in_full() {
             consecutive_failures: [("connections".to_owned(), 0)].into_iter().collect(),
             created_at: Some(t(0)),
             last_good_values: Default::default(),
+            initialized: true,
         },
         explanation: vec![
             Step::Proposal {
@@ -1163,4 +1211,139 @@ fn seed_example_decision_in_full() {
         }],
     };
     assert_eq!(d, expected);
+}
+
+fn window(secs: i32) -> crate::ScalingRules {
+    crate::ScalingRules {
+        stabilization_window_seconds: Some(secs),
+        ..crate::ScalingRules::default()
+    }
+}
+
+/// A state that decided before, with one recommendation of `replicas` made at `secs`.
+fn decided_before(replicas: i32, secs: i64) -> DecisionState {
+    DecisionState {
+        recommendations: vec![TimestampedReplicas::new(replicas, t(secs))],
+        initialized: true,
+        ..DecisionState::default()
+    }
+}
+
+#[test]
+fn history_that_aged_out_of_the_window_is_not_a_fresh_start() {
+    // The issue's reproduction: scale-down window 30 s, 3 replicas, 10 at target 50, the last
+    // recommendation (3) made 60 s ago. The HPA gives ceil(10 / 50) = 1.
+    let p = policy()
+        .min(1)
+        .max(10)
+        .trigger("q", 50.0)
+        .scale_down(window(30));
+    let d = run(&p, &at(3).value("q", 10.0), decided_before(3, 0), t(60));
+    assert_eq!(d.desired_replicas, 1, "{:?}", d.explanation);
+    assert!(d.state.initialized);
+    // An older caller that only sends the recommendation (no flag) has decided before too.
+    let mut legacy = decided_before(3, 0);
+    legacy.initialized = false;
+    let d = run(&p, &at(3).value("q", 10.0), legacy, t(60));
+    assert_eq!(d.desired_replicas, 1);
+    // Once pruned, the flag alone carries it: the polling interval outlasts the window on
+    // every tick, and every tick scales down as far as the policy allows.
+    let mut s = Scenario::new(p.clone(), 6);
+    s.state = decided_before(6, 0);
+    let trajectory: Vec<i32> = (1..=3)
+        .map(|i| s.tick(i * 60, at(0).value("q", 10.0)).desired_replicas)
+        .collect();
+    assert_eq!(trajectory, [1, 1, 1]);
+    assert!(s.state.recommendations.len() <= 1, "history stays bounded");
+
+    // Without behavior: the 300 s default window, a recommendation 400 s old.
+    let p = policy().min(1).max(10).trigger("q", 50.0);
+    let d = run(&p, &at(3).value("q", 10.0), decided_before(3, 0), t(400));
+    assert_eq!(d.desired_replicas, 1, "{:?}", d.explanation);
+
+    // A scale-up window re-seeded the same way would block scale-up: window 30 s, 3 replicas,
+    // 500 at target 50 wants 10; default up policies allow max(3 + 4, 3 × 2) = 7.
+    let p = policy()
+        .min(1)
+        .max(10)
+        .trigger("q", 50.0)
+        .scale_up(window(30));
+    let d = run(&p, &at(3).value("q", 500.0), decided_before(3, 0), t(60));
+    assert_eq!(d.desired_replicas, 7, "{:?}", d.explanation);
+}
+
+#[test]
+fn a_fresh_state_still_records_current_replicas_once() {
+    // HPA recordInitialRecommendation: a new or restarted controller holds for one window.
+    let p = policy()
+        .min(1)
+        .max(10)
+        .trigger("q", 50.0)
+        .scale_down(window(30));
+    let d = run(&p, &at(3).value("q", 10.0), DecisionState::default(), t(0));
+    assert_eq!(d.desired_replicas, 3);
+    let able = d.condition(ConditionType::AbleToScale).unwrap();
+    assert_eq!(able.reason, "ScaleDownStabilized");
+    // The seed is recorded on the first pass whatever branch it takes (here: at rest at zero).
+    let p0 = policy().min(0).max(10).trigger("q", 50.0);
+    let d = run(&p0, &at(0).value("q", 0.0), DecisionState::default(), t(0));
+    assert_eq!(d.state.recommendations, [TimestampedReplicas::new(0, t(0))]);
+    assert!(d.state.initialized);
+}
+
+#[test]
+fn unpausing_starts_a_fresh_hpa_history() {
+    // KEDA deletes the HPA while paused; the new HPA after unpause starts fresh and records the
+    // current replicas, so the first scale-down waits one window.
+    let p = policy()
+        .min(1)
+        .max(10)
+        .trigger("q", 50.0)
+        .scale_down(window(30));
+    let mut paused = at(3).value("q", 10.0);
+    paused.pause = Pause {
+        paused: true,
+        ..Pause::default()
+    };
+    let d = run(&p, &paused, decided_before(3, 0), t(60));
+    assert!(!d.state.initialized && d.state.recommendations.is_empty());
+    let d = run(&p, &at(3).value("q", 10.0), d.state, t(61));
+    assert_eq!(d.desired_replicas, 3, "held for one window after unpause");
+    let d = run(&p, &at(3).value("q", 10.0), d.state, t(92));
+    assert_eq!(d.desired_replicas, 1);
+}
+
+#[test]
+fn scale_in_held_by_the_cooldown_reads_scaler_cooldown() {
+    let p = policy().min(0).max(10).cooldown(300).trigger("q", 50.0);
+    let mut s = Scenario::new(p, 2);
+    s.tick(0, at(0).value("q", 80.0));
+    let d = s.tick(60, at(0).value("q", 0.0));
+    assert_eq!(d.desired_replicas, 2);
+    let active = d.condition(ConditionType::Active).unwrap();
+    assert_eq!(
+        (active.status, active.reason, &*active.message),
+        (
+            ConditionStatus::False,
+            "ScalerCooldown",
+            "Scaler cooling down because triggers are not active"
+        )
+    );
+    let d = s.tick(301, at(0).value("q", 0.0));
+    assert_eq!(d.desired_replicas, 0);
+    let active = d.condition(ConditionType::Active).unwrap();
+    assert_eq!(active.reason, "ScalerNotActive");
+}
+
+#[test]
+fn idle_zero_with_min_zero_is_accepted_as_keda_does() {
+    let p = policy().min(0).idle(0).max(5).trigger("q", 50.0);
+    let d = run(&p, &at(2).value("q", 0.0), DecisionState::default(), t(0));
+    assert_eq!(d.desired_replicas, 0, "idle 0 means what min 0 means");
+    let p = policy().min(1).idle(1).max(5).trigger("q", 50.0);
+    let err = decide(&p, &at(2).value("q", 0.0), DecisionState::default(), t(0)).unwrap_err();
+    assert!(
+        err.to_string().contains("max(min_replicas, 1) = 1"),
+        "{err}"
+    );
 }

@@ -216,6 +216,7 @@ fn state() -> impl Strategy<Value = DecisionState> {
         (
             proptest::option::of(timestamp()),
             proptest::option::of(timestamp()),
+            any::<bool>(),
         ),
         proptest::collection::hash_map("[a-z]{1,5}", small_i32(), 0..5),
         proptest::collection::hash_map(
@@ -225,7 +226,7 @@ fn state() -> impl Strategy<Value = DecisionState> {
         ),
     )
         .prop_map(
-            |((recs, ups, downs), (last, created), fails, lkg)| DecisionState {
+            |((recs, ups, downs), (last, created, initialized), fails, lkg)| DecisionState {
                 recommendations: recs,
                 scale_up_events: ups,
                 scale_down_events: downs,
@@ -236,6 +237,7 @@ fn state() -> impl Strategy<Value = DecisionState> {
                     .into_iter()
                     .map(|(k, (value, at))| (k, TimestampedValue { value, at }))
                     .collect(),
+                initialized,
             },
         )
 }

@@ -117,6 +117,29 @@ pub fn decision_conditions(
     conditions
 }
 
+/// The message of a `KEDAScalerFailed` Warning Event when this decision's Ready condition reports
+/// failing triggers (`TriggerError` or `PartialTriggerError`) and the status did not already
+/// have that reason; `None` otherwise. Messages alone are not compared: a changed message does
+/// not rewrite the status either (`same_significant`), so it would fire on every tick.
+pub fn trigger_failure_event(
+    decision: &pb::DecideResponse,
+    previous: Option<&PromScalerStatus>,
+) -> Option<String> {
+    let ready = decision.conditions.iter().find(|c| c.r#type == "Ready")?;
+    if !matches!(
+        ready.reason.as_str(),
+        "TriggerError" | "PartialTriggerError"
+    ) {
+        return None;
+    }
+    let unchanged = previous.is_some_and(|p| {
+        p.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason.as_deref() == Some(ready.reason.as_str()))
+    });
+    (!unchanged).then(|| ready.message.clone())
+}
+
 /// Per-trigger health (KEDA: `Happy` or `Failing` with the failure count).
 pub fn health(decision: &pb::DecideResponse) -> NameMap<HealthStatus> {
     decision
@@ -219,8 +242,56 @@ mod tests {
                 },
             )]
             .into(),
+            initialized: true,
         };
         assert_eq!(state_from_status(&state_to_status(&state)), state);
+    }
+
+    #[test]
+    fn a_failing_trigger_event_is_recorded_once_per_transition() {
+        let decision = |reason: &str, message: &str| pb::DecideResponse {
+            conditions: vec![pb::Condition {
+                r#type: "Ready".into(),
+                status: "False".into(),
+                reason: reason.into(),
+                message: message.into(),
+            }],
+            ..pb::DecideResponse::default()
+        };
+        let failing = decision(
+            "TriggerError",
+            "Triggers defined in ScaledObject are not working correctly: q: timeout",
+        );
+        assert_eq!(
+            trigger_failure_event(&failing, None).as_deref(),
+            Some("Triggers defined in ScaledObject are not working correctly: q: timeout")
+        );
+        let now = Time(jiff::Timestamp::from_second(100).unwrap());
+        let mut written = PromScalerStatus::default();
+        set_condition(
+            &mut written.conditions,
+            &[],
+            "Ready",
+            "False",
+            "TriggerError",
+            "old text",
+            &now,
+        );
+        assert_eq!(
+            trigger_failure_event(&failing, Some(&written)),
+            None,
+            "same reason: no new Event"
+        );
+        let partial = decision(
+            "PartialTriggerError",
+            "Some triggers defined in ScaledObject are not working correctly: q: timeout",
+        );
+        assert!(trigger_failure_event(&partial, Some(&written)).is_some());
+        let ready = decision(
+            "ScaledObjectReady",
+            "ScaledObject is defined correctly and is ready for scaling",
+        );
+        assert_eq!(trigger_failure_event(&ready, None), None);
     }
 
     #[test]

@@ -351,8 +351,10 @@ async fn write_status(
     at: &prost_types::Timestamp,
 ) {
     let now_time = status::to_time(at).unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+    let mut failure_event = None;
     let new = with_known_status(ctx, key, scaler, |previous| {
         let mut new = previous.cloned().unwrap_or_default();
+        failure_event = status::trigger_failure_event(decision, previous);
         new.conditions = status::decision_conditions(
             decision,
             previous.map_or(&[], |p| p.conditions.as_slice()),
@@ -391,6 +393,18 @@ async fn write_status(
         }
         needs_write(previous, &new).then_some(new)
     });
+    if let Some(message) = failure_event {
+        // KEDA's Event reason for a failing trigger; recorded when Ready turns to a failure or
+        // its message changes, not on every tick (Events are API writes too).
+        record(
+            ctx,
+            scaler,
+            EventType::Warning,
+            "KEDAScalerFailed",
+            &message,
+        )
+        .await;
+    }
     if let Some(new) = new {
         patch_status(ctx, key, &new).await;
     }

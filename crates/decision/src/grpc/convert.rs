@@ -389,6 +389,7 @@ pub(crate) fn state_from_wire(s: Option<&v1::DecisionState>) -> Result<core::Dec
             .collect(),
         created_at: optional_ts(s.created_at.as_ref(), "state.created_at")?,
         last_good_values,
+        initialized: s.initialized,
     })
 }
 
@@ -418,6 +419,7 @@ pub(crate) fn state_to_wire(s: &core::DecisionState) -> v1::DecisionState {
                 )
             })
             .collect(),
+        initialized: s.initialized,
     }
 }
 
