@@ -311,7 +311,12 @@ pub(crate) fn decide_validated(
     let mut composite_fallback = false;
     if let (Some(f), Some(m)) = (formula, policy.scaling_modifiers.as_ref()) {
         let values: Vec<Option<f64>> = outcomes.iter().map(|o| o.value).collect();
-        match f.eval(&values) {
+        // A nil result (Ok(None), only through `??`) takes the same path as an error: the
+        // fallback when a referenced trigger is in fallback, else no composite value.
+        match f
+            .eval(&values)
+            .and_then(|v| v.ok_or_else(|| "formula evaluated to nil".into()))
+        {
             Ok(v) => {
                 let p = hpa::propose(m.metric_type, v, m.target, tick.replicas, tolerances);
                 composite_active = v > m.activation_target;
