@@ -260,8 +260,16 @@ impl Formula {
             scopes: p.scopes,
             nil_ok: src.contains("??"),
         };
-        let probe = vec![Some(-1.0); triggers.len()];
-        if let Err(e) = formula.run(&probe) {
+        // KEDA's dummy value; on the stack for any policy within MAX_TRIGGERS.
+        let stack = [Some(-1.0); crate::MAX_TRIGGERS];
+        let mut heap = Vec::new();
+        let probe: &[Option<f64>] = if triggers.len() <= stack.len() {
+            &stack[..triggers.len()]
+        } else {
+            heap.resize(triggers.len(), Some(-1.0));
+            &heap
+        };
+        if let Err(e) = formula.run(probe) {
             return Err(FormulaError {
                 position: e.at as usize,
                 message: format!("{} (validation, with every trigger at -1)", e.message),

@@ -204,7 +204,11 @@ fn number(src: &str, start: usize) -> Result<(Tok<'_>, usize), FormulaError> {
             .map_or(src.len(), |(n, _)| i + n);
         return fail(start, format!("bad number `{}`", &src[start..end]));
     }
-    let clean: String = text.chars().filter(|&c| c != '_').collect();
+    let clean: std::borrow::Cow<'_, str> = if text.contains('_') {
+        text.replace('_', "").into()
+    } else {
+        text.into()
+    };
     let bad = || FormulaError {
         position: start,
         message: format!("bad number `{text}`"),
