@@ -311,11 +311,17 @@ impl<'f, 'v> Evaluator<'f, 'v> {
     fn binary(&mut self, id: Id, op: Bin, l: Value, r: Value) -> R<Value> {
         use Value::{Bool, Float, Int};
         Ok(match (op, &l, &r) {
-            (Bin::Eq, _, _) => Bool(equal(&l, &r, 0)),
-            (Bin::Ne, _, _) => Bool(!equal(&l, &r, 0)),
+            (Bin::Eq, _, _) => Bool(self.equal(id, &l, &r)?),
+            (Bin::Ne, _, _) => Bool(!self.equal(id, &l, &r)?),
             (Bin::In, _, Value::Array(items)) => {
-                self.step(id, items.len())?;
-                Bool(items.iter().any(|x| equal(x, &l, 0)))
+                let mut found = false;
+                for x in items.iter() {
+                    if self.equal(id, x, &l)? {
+                        found = true;
+                        break;
+                    }
+                }
+                Bool(found)
             }
             (Bin::In, _, Value::Nil) => Bool(false),
             (Bin::Add, Int(a), Int(b)) => Int(a.wrapping_add(*b)),
@@ -374,6 +380,18 @@ impl<'f, 'v> Evaluator<'f, 'v> {
                 _ => return self.op_error(id, op, &l, &r),
             },
         })
+    }
+
+    /// `==`, charging one step per value compared (arrays can be large and nested).
+    fn equal(&mut self, id: Id, a: &Value, b: &Value) -> R<bool> {
+        let mut budget = MAX_STEPS.saturating_sub(self.steps);
+        match equal(a, b, 0, &mut budget) {
+            Some(eq) => {
+                self.steps = MAX_STEPS - budget;
+                Ok(eq)
+            }
+            None => self.step(id, usize::MAX).map(|()| false),
+        }
     }
 
     fn op_error<T>(&self, id: Id, op: Bin, l: &Value, r: &Value) -> R<T> {
@@ -442,7 +460,7 @@ impl<'f, 'v> Evaluator<'f, 'v> {
         }
     }
 
-    fn slice(&self, id: Id, arr: Value, from: Option<Value>, to: Option<Value>) -> R<Value> {
+    fn slice(&mut self, id: Id, arr: Value, from: Option<Value>, to: Option<Value>) -> R<Value> {
         let Value::Array(items) = arr else {
             return self.fail(id, format!("cannot slice {}", arr.type_name()));
         };
@@ -462,6 +480,7 @@ impl<'f, 'v> Evaluator<'f, 'v> {
         };
         let b = bound(to, len)?;
         let a = bound(from, 0)?.min(b);
+        self.step(id, (b - a) as usize)?;
         Ok(Value::Array(items[a as usize..b as usize].into()))
     }
 
@@ -740,19 +759,27 @@ fn compare(a: &Value, b: &Value) -> Option<Ordering> {
 
 /// expr-lang's `==`: numbers by value across int and float, `nil == nil`, booleans, and arrays
 /// element by element with the same types (Go's deep equality: `[1] == [1.0]` is false).
-fn equal(a: &Value, b: &Value, depth: usize) -> bool {
-    match (a, b) {
+/// `None` when `budget` (one per value compared) runs out.
+fn equal(a: &Value, b: &Value, depth: usize, budget: &mut u32) -> Option<bool> {
+    *budget = budget.checked_sub(1)?;
+    Some(match (a, b) {
         (Value::Int(x), Value::Int(y)) => x == y,
         (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => a.num() == b.num(),
         (Value::Nil, Value::Nil) => true,
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Array(x), Value::Array(y)) => {
-            depth < MAX_DEPTH
-                && x.len() == y.len()
-                && x.iter().zip(y.iter()).all(|(p, q)| {
-                    std::mem::discriminant(p) == std::mem::discriminant(q) && equal(p, q, depth + 1)
-                })
+            if depth >= MAX_DEPTH || x.len() != y.len() {
+                return Some(false);
+            }
+            for (p, q) in x.iter().zip(y.iter()) {
+                if std::mem::discriminant(p) != std::mem::discriminant(q)
+                    || !equal(p, q, depth + 1, budget)?
+                {
+                    return Some(false);
+                }
+            }
+            true
         }
         _ => false,
-    }
+    })
 }

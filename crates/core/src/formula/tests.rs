@@ -575,6 +575,15 @@ fn evaluation_is_bounded_by_steps_and_array_length() {
         ),
         ("1..10001", "error: longer than 10000"),
         (
+            "let a = 1..10000; let b = map(a, a); b == b",
+            "error: more than 100000 evaluation steps",
+        ),
+        (
+            "let a = 1..10000; count(a, {len(a[1:]) > 0})",
+            "error: more than 100000 evaluation steps",
+        ),
+        ("let a = 1..10000; a == a", "true"),
+        (
             "count(1..1000, {count(1..1000, {# > 0}) > 0})",
             "error: more than 100000 evaluation steps",
         ),
