@@ -232,7 +232,7 @@ fn number(src: &str, start: usize) -> Result<(Tok<'_>, usize), FormulaError> {
     }
 }
 
-/// Binding power of a binary operator token, and whether it is right-associative.
+/// Binding power of a binary operator token (expr-lang's table; only `**`/`^` associate right).
 fn binary_op(op: &str) -> Option<(u16, Bin)> {
     Some(match op {
         "||" => (10, Bin::Or),
