@@ -517,7 +517,7 @@ fn convert_modifiers(
         if let Err(e) = promscaler_core::Formula::parse(formula, &names) {
             errors.push(FieldError::new(
                 format!("{P}.formula"),
-                format!("{e}; a formula may use the names of this PromScaler's triggers ({}), numbers, + - * / %, comparisons, ?:, ??, min, max, abs, ceil, floor", names.join(", ")),
+                format!("{e}; a formula is KEDA's expr-lang over numbers and the names of this PromScaler's triggers ({}), and must give a number (docs/semantics.md §7)", names.join(", ")),
             ));
         }
     }

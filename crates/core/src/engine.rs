@@ -345,7 +345,27 @@ pub(crate) fn decide_validated(
         } else {
             let values: Vec<Option<f64>> = outcomes.iter().map(|o| o.value).collect();
             match f.eval(&values) {
-                Ok(v) => {
+                // KEDA: a nil result (only possible through `??`) is `fallback.replicas ×
+                // target`, i.e. the fallback's replicas; an error when no fallback is set.
+                Ok(None) if policy.fallback.is_some() => {
+                    let p = policy.fallback.as_ref().map_or(0, |fb| fb.replicas);
+                    steps.push(Step::Fallback {
+                        trigger: "formula".into(),
+                        behavior: FallbackBehavior::Static,
+                        proposal: p,
+                    });
+                    composite_active = f64::from(p) * m.target > m.activation_target;
+                    composite = Some(Some(p));
+                }
+                Ok(None) => {
+                    let error = "the formula evaluated to nil and no fallback is configured; \
+                                 add spec.fallback or end the formula with `?? <number>`"
+                        .to_owned();
+                    formula_error = Some(error.clone());
+                    steps.push(Step::FormulaFailed { error });
+                    composite = Some(None);
+                }
+                Ok(Some(v)) => {
                     let p = hpa::propose(m.metric_type, v, m.target, tick.replicas, tolerances);
                     composite_active = v > m.activation_target;
                     steps.push(Step::Proposal {

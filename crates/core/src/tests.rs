@@ -542,6 +542,41 @@ fn scaling_modifiers_compose_triggers_by_formula() {
 }
 
 #[test]
+fn scaling_modifiers_speak_keda_formula_language() {
+    // KEDA's documented example: count over an array with a predicate.
+    let p = policy()
+        .max(20)
+        .trigger("trig_one", 1.0)
+        .trigger("trig_two", 1.0)
+        .trigger("trig_three", 1.0)
+        .formula(
+            "count([trig_one,trig_two,trig_three],{#>1}) > 1 ? 5 : 0",
+            1.0,
+        );
+    let tick = at(4)
+        .value("trig_one", 2.0)
+        .value("trig_two", 0.0)
+        .value("trig_three", 3.0);
+    let d = run(&p, &tick, DecisionState::default(), t(0));
+    assert_eq!(d.desired_replicas, 5, "{:?}", d.explanation_lines());
+    // `primary ?? secondary ?? 8` with target 2: each failing trigger falls through to the next.
+    let p = policy()
+        .max(20)
+        .trigger("primary", 1.0)
+        .trigger("secondary", 1.0)
+        .formula("primary ?? secondary ?? 8", 2.0);
+    let cases = [
+        (at(4).value("primary", 16.0).value("secondary", 12.0), 8),
+        (at(4).failed("primary").value("secondary", 12.0), 6),
+        (at(4).failed("primary").failed("secondary"), 4),
+    ];
+    for (tick, want) in cases {
+        let d = run(&p, &tick, DecisionState::default(), t(0));
+        assert_eq!(d.desired_replicas, want, "{:?}", d.explanation_lines());
+    }
+}
+
+#[test]
 fn scaling_modifiers_activation_uses_the_composite_value() {
     let mut p = policy()
         .max(20)
