@@ -1355,6 +1355,12 @@ fn keda_b2_validation() {
             Err("policy.scaling_modifiers.formula"),
         ),
         (
+            "keda B.7 validation runs the formula with every value -1: a boolean result \
+             (float(bool)) is rejected",
+            ok().formula("q > 1", 1.0),
+            Err("policy.scaling_modifiers.formula"),
+        ),
+        (
             "hpa §5 stabilizationWindowSeconds in [0, 3600]",
             ok().scale_down(rules(Some(3601), &[])),
             Err("policy.behavior.scale_down.stabilization_window_seconds"),
@@ -1852,6 +1858,22 @@ fn keda_b7_scaling_modifiers_worked_examples() {
             .failures("trigger1", 3)
             .failures("trigger2", 3)
             .cond(T::Fallback, S::True, "FallbackExists"),
+            row(
+                "keda B.7 a nil result without fallback is an error: `trigger1 ?? trigger2` both \
+                 failing ⇒ held at 3, FailedGetExternalMetric",
+                free(
+                    policy()
+                        .min(1)
+                        .max(20)
+                        .trigger("trigger1", 1.0)
+                        .trigger("trigger2", 1.0)
+                        .formula("trigger1 ?? trigger2", 2.0),
+                ),
+                at(3).failed("trigger1").failed("trigger2"),
+                3,
+            )
+            .cond(T::ScalingActive, S::False, "FailedGetExternalMetric")
+            .cond(T::Fallback, S::False, "NoFallbackFound"),
         ],
     );
 }
