@@ -149,8 +149,8 @@ pub struct Fallback {
     pub failure_threshold: i32,
     /// Replicas proposed for a failing trigger; >= 0.
     pub replicas: i32,
-    /// `static` (default), `currentReplicas`, `currentReplicasIfHigher` or
-    /// `currentReplicasIfLower`.
+    /// `static` (default), `currentReplicas`, `currentReplicasIfHigher`,
+    /// `currentReplicasIfLower` or `scalingModifiers` (failing triggers are nil in the formula).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behavior: Option<String>,
 }

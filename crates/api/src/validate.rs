@@ -408,31 +408,25 @@ pub fn validate_spec(
             "currentReplicas" => v1::FallbackBehavior::CurrentReplicas,
             "currentReplicasIfHigher" => v1::FallbackBehavior::CurrentReplicasIfHigher,
             "currentReplicasIfLower" => v1::FallbackBehavior::CurrentReplicasIfLower,
+            "scalingModifiers" => {
+                if modifiers.is_none() {
+                    errors.push(FieldError::new(
+                        "spec.fallback.behavior",
+                        "scalingModifiers needs spec.advanced.scalingModifiers with a formula (KEDA rule); add one or use another behavior",
+                    ));
+                }
+                v1::FallbackBehavior::ScalingModifiers
+            }
             other => {
                 errors.push(FieldError::new(
                     "spec.fallback.behavior",
-                    format!("{other:?} is not a fallback behavior; use static, currentReplicas, currentReplicasIfHigher or currentReplicasIfLower"),
+                    format!("{other:?} is not a fallback behavior; use static, currentReplicas, currentReplicasIfHigher, currentReplicasIfLower or scalingModifiers"),
                 ));
                 v1::FallbackBehavior::Static
             }
         };
-        if let Some(m) = &modifiers {
-            if m.metric_type == v1::MetricType::Value as i32 {
-                errors.push(FieldError::new(
-                    "spec.fallback",
-                    "with scalingModifiers, fallback needs scalingModifiers.metricType AverageValue (KEDA rule); change the metricType or remove the fallback",
-                ));
-            }
-        } else if !spec.triggers.is_empty()
-            && !spec.triggers.iter().any(|t| {
-                matches!(t.metric_type.as_deref().unwrap_or(""), "" | "AverageValue")
-            })
-        {
-            errors.push(FieldError::new(
-                "spec.fallback",
-                "needs at least one trigger with metricType AverageValue (KEDA rule); change a trigger's metricType or remove the fallback",
-            ));
-        }
+        // KEDA ≥ 2.18 supports fallback for Value and AverageValue triggers alike (and with
+        // scalingModifiers of either metricType); we propose replicas directly in every case.
         v1::Fallback {
             failure_threshold: f.failure_threshold,
             replicas: f.replicas,

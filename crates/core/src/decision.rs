@@ -186,6 +186,12 @@ pub enum Step {
         /// Proposed replicas.
         proposal: i32,
     },
+    /// A Value target while no pod exists (spec replicas > 0, none created yet): the HPA cannot
+    /// compute it, so the metric is invalid.
+    NoPods {
+        /// Trigger name (or "formula").
+        trigger: Arc<str>,
+    },
     /// The formula could not be evaluated.
     FormulaFailed {
         /// Why.
@@ -370,9 +376,14 @@ impl fmt::Display for Step {
                     FallbackBehavior::CurrentReplicas => "currentReplicas",
                     FallbackBehavior::CurrentReplicasIfHigher => "currentReplicasIfHigher",
                     FallbackBehavior::CurrentReplicasIfLower => "currentReplicasIfLower",
+                    FallbackBehavior::ScalingModifiers => "scalingModifiers",
                 };
                 write!(f, "trigger {trigger}: fallback {b} ⇒ {proposal}")
             }
+            Self::NoPods { trigger } => write!(
+                f,
+                "trigger {trigger}: a Value target needs pods, and no pod of the target exists yet: metric invalid"
+            ),
             Self::FormulaFailed { error } => write!(f, "formula: {error}"),
             Self::Combined { trigger, proposal } => {
                 write!(f, "max over triggers ⇒ {proposal} ({trigger})")

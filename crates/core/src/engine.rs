@@ -12,8 +12,8 @@ use crate::formula::Formula;
 use crate::hpa::{self, BehaviorArgs, Combined, Normalized};
 use crate::input::{QueryErrorKind, QueryFailure, Tick};
 use crate::policy::{
-    Behavior, DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS, FallbackBehavior, ScalingPolicy,
-    ScalingRules, SelectPolicy,
+    Behavior, DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS, FallbackBehavior, MetricType,
+    ScalingPolicy, ScalingRules, SelectPolicy,
 };
 use crate::state::{DecisionState, TimestampedValue, prune};
 use crate::time::{Timestamp, duration_millis};
@@ -280,11 +280,16 @@ pub(crate) fn decide_validated(
         let active = value.is_some_and(|v| v > trigger.activation_target) || fallback_applies;
         let (proposal, fallback) = if formula.is_some() {
             (None, false)
+        } else if value.is_some() && no_pods(trigger.metric_type, tick.replicas) {
+            steps.push(Step::NoPods {
+                trigger: trigger.name.clone(),
+            });
+            (None, false)
         } else if let Some(v) = value {
             let p = hpa::propose(
                 trigger.metric_type,
-                v,
-                trigger.target,
+                hpa::milli_rounded(v),
+                hpa::milli_rounded(trigger.target),
                 tick.replicas,
                 tolerances,
             );
@@ -331,8 +336,14 @@ pub(crate) fn decide_validated(
     let mut composite: Option<Option<i32>> = None;
     let mut composite_active = false;
     let mut formula_error: Option<String> = None;
+    let nil_in_formula = policy
+        .fallback
+        .as_ref()
+        .is_some_and(|fb| fb.behavior == FallbackBehavior::ScalingModifiers);
     if let (Some(f), Some(m)) = (formula, policy.scaling_modifiers.as_ref()) {
-        if any_fallback {
+        // With `fallback.behavior: scalingModifiers` a trigger in fallback is nil in the
+        // formula (its outcome has no value), and the formula decides.
+        if any_fallback && !nil_in_formula {
             let (b, p) = fallback_proposal(policy, current);
             steps.push(Step::Fallback {
                 trigger: "formula".into(),
@@ -365,8 +376,20 @@ pub(crate) fn decide_validated(
                     steps.push(Step::FormulaFailed { error });
                     composite = Some(None);
                 }
+                Ok(Some(_)) if no_pods(m.metric_type, tick.replicas) => {
+                    steps.push(Step::NoPods {
+                        trigger: "formula".into(),
+                    });
+                    composite = Some(None);
+                }
                 Ok(Some(v)) => {
-                    let p = hpa::propose(m.metric_type, v, m.target, tick.replicas, tolerances);
+                    let p = hpa::propose(
+                        m.metric_type,
+                        hpa::milli_truncated(v),
+                        hpa::milli_truncated(m.target),
+                        tick.replicas,
+                        tolerances,
+                    );
                     composite_active = v > m.activation_target;
                     steps.push(Step::Proposal {
                         trigger: "formula".into(),
@@ -637,11 +660,16 @@ fn hpa_path(
     let min = policy.min_replicas.max(1);
     let max = policy.max_replicas;
     let ok = (S::True, "ValidMetricFound");
+    let behavior = effective_behavior(policy, tick);
     if current > max {
         steps.push(Step::Clamped {
             to: max,
             bound: "maxReplicaCount",
         });
+        // The HPA stores the jump as a scale event too (with a behavior).
+        if let Some(b) = behavior.as_deref() {
+            store_scale_event(state, b, current, max, now);
+        }
         let n = Normalized {
             desired: max,
             able_reason: "ReadyForNewScale",
@@ -655,6 +683,9 @@ fn hpa_path(
             to: min,
             bound: "minReplicaCount",
         });
+        if let Some(b) = behavior.as_deref() {
+            store_scale_event(state, b, current, min, now);
+        }
         let n = Normalized {
             desired: min,
             able_reason: "ReadyForNewScale",
@@ -686,7 +717,6 @@ fn hpa_path(
             return (current, None, (S::False, "FailedGetExternalMetric"));
         }
     };
-    let behavior = effective_behavior(policy, tick);
     let steps_before = steps.len();
     let n = match behavior.as_deref() {
         None => hpa::normalize_without_behavior(
@@ -718,21 +748,7 @@ fn hpa_path(
                 steps,
             );
             // storeScaleEvent: only an HPA with behavior keeps events.
-            if n.desired > current {
-                state
-                    .scale_up_events
-                    .push(crate::state::TimestampedReplicas::new(
-                        n.desired - current,
-                        now,
-                    ));
-            } else if n.desired < current {
-                state
-                    .scale_down_events
-                    .push(crate::state::TimestampedReplicas::new(
-                        current - n.desired,
-                        now,
-                    ));
-            }
+            store_scale_event(state, b, current, n.desired, now);
             n
         }
     };
@@ -745,6 +761,43 @@ fn hpa_path(
         });
     }
     (n.desired, Some(n), ok)
+}
+
+/// HPA `GetExternalMetricReplicas`: a Value target with replicas wanted errors when the
+/// target's selector matches no pod at all (status replicas 0 stands for that here).
+fn no_pods(metric_type: MetricType, replicas: crate::input::Replicas) -> bool {
+    metric_type == MetricType::Value && replicas.spec > 0 && replicas.status == 0
+}
+
+/// HPA `storeScaleEvent` (only with a behavior): the change goes to its direction's list,
+/// overwriting the last event older than that direction's longest policy period, else appended.
+/// (An overwritten event no longer counts for the other direction's longer periods either.)
+fn store_scale_event(
+    state: &mut DecisionState,
+    behavior: &Behavior,
+    current: i32,
+    desired: i32,
+    now: Timestamp,
+) {
+    let (list, rules, magnitude) = match desired.cmp(&current) {
+        std::cmp::Ordering::Greater => (
+            &mut state.scale_up_events,
+            behavior.resolve_up(),
+            desired - current,
+        ),
+        std::cmp::Ordering::Less => (
+            &mut state.scale_down_events,
+            behavior.resolve_down(),
+            current - desired,
+        ),
+        std::cmp::Ordering::Equal => return,
+    };
+    let cutoff = now.add_secs(-i64::from(rules.longest_period_seconds()));
+    let event = crate::state::TimestampedReplicas::new(magnitude, now);
+    match list.iter().rposition(|e| e.at < cutoff) {
+        Some(i) => list[i] = event,
+        None => list.push(event),
+    }
 }
 
 /// The behavior the HPA runs with: KEDA's paused-scale-in/out annotations set that direction's
@@ -776,7 +829,8 @@ fn fallback_proposal(policy: &ScalingPolicy, current: i32) -> (FallbackBehavior,
         .as_ref()
         .map_or((FallbackBehavior::Static, 0), |f| (f.behavior, f.replicas));
     let p = match fb.0 {
-        FallbackBehavior::Static => fb.1,
+        // ScalingModifiers only reaches here for a formula's nil result: fallback.replicas.
+        FallbackBehavior::Static | FallbackBehavior::ScalingModifiers => fb.1,
         FallbackBehavior::CurrentReplicas => current,
         FallbackBehavior::CurrentReplicasIfHigher => current.max(fb.1),
         FallbackBehavior::CurrentReplicasIfLower => current.min(fb.1),

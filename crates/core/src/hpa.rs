@@ -20,6 +20,20 @@ pub(crate) fn ceil_replicas(x: f64) -> i32 {
     x.ceil().max(0.0) as i32
 }
 
+/// A trigger's value or threshold as the HPA reads it, in milli-units: KEDA formats both with
+/// `%.3f` into a Kubernetes quantity (v2.20+), and the HPA computes on `MilliValue()`s. Working
+/// on whole milli-units reproduces its float results (1.1 / 0.1 is 1100 / 100 = 11, where the
+/// floats give 11.000000000000002 and one replica more).
+pub fn milli_rounded(x: f64) -> f64 {
+    (x * 1000.0).round()
+}
+
+/// The scalingModifiers composite metric and its target in milli-units: KEDA sets them with
+/// `SetMilli(int64(v × 1000))`, which truncates.
+pub fn milli_truncated(x: f64) -> f64 {
+    (x * 1000.0).trunc()
+}
+
 /// One trigger's proposal.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Proposal {

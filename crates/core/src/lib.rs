@@ -21,6 +21,8 @@ mod state;
 mod time;
 
 #[cfg(test)]
+mod reference_tests;
+#[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;

@@ -44,6 +44,9 @@ pub enum FallbackBehavior {
     CurrentReplicasIfHigher,
     /// `min(current, fallback.replicas)`.
     CurrentReplicasIfLower,
+    /// KEDA `scalingModifiers`: a trigger failing beyond the threshold is `nil` in the formula,
+    /// and a formula that yields nil takes `fallback.replicas`. Needs scalingModifiers.
+    ScalingModifiers,
 }
 
 /// KEDA `fallback`.
@@ -361,6 +364,14 @@ impl ScalingPolicy {
             if fb.replicas < 0 {
                 return Err(Error::invalid("policy.fallback.replicas", "must be >= 0"));
             }
+            if fb.behavior == FallbackBehavior::ScalingModifiers && self.scaling_modifiers.is_none()
+            {
+                return Err(Error::invalid(
+                    "policy.fallback.behavior",
+                    "scalingModifiers needs scaling_modifiers with a formula (KEDA rule); \
+                     add one or use another behavior",
+                ));
+            }
         }
         if let Some(t) = self.tolerance {
             check_tolerance("policy.tolerance", t)?;
@@ -397,10 +408,13 @@ impl ScalingPolicy {
                     format!("duplicate trigger name {:?}", t.name),
                 ));
             }
-            if !(t.target.is_finite() && t.target > 0.0) {
+            if !(t.target.is_finite() && crate::hpa::milli_rounded(t.target) >= 1.0) {
                 return Err(Error::invalid(
                     format!("policy.triggers[{i}].target"),
-                    format!("must be finite and > 0, got {}", t.target),
+                    format!(
+                        "must be finite and at least 0.001 (KEDA hands the HPA thousandths), got {}",
+                        t.target
+                    ),
                 ));
             }
             if !t.activation_target.is_finite() {
@@ -413,10 +427,13 @@ impl ScalingPolicy {
         match &self.scaling_modifiers {
             None => Ok(None),
             Some(m) => {
-                if !(m.target.is_finite() && m.target > 0.0) {
+                if !(m.target.is_finite() && crate::hpa::milli_truncated(m.target) >= 1.0) {
                     return Err(Error::invalid(
                         "policy.scaling_modifiers.target",
-                        format!("must be finite and > 0, got {}", m.target),
+                        format!(
+                            "must be finite and at least 0.001 (KEDA hands the HPA thousandths), got {}",
+                            m.target
+                        ),
                     ));
                 }
                 if !m.activation_target.is_finite() {

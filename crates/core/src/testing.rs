@@ -39,6 +39,8 @@ pub(crate) trait PolicyExt: Sized {
     /// A behavior with every field defaulted.
     fn default_behavior(self) -> Self;
     fn formula(self, formula: &str, target: f64) -> Self;
+    /// `scalingModifiers.activationTarget` (after `formula`).
+    fn formula_activation(self, activation_target: f64) -> Self;
     fn tolerance(self, t: f64) -> Self;
     fn last_known_good(self, secs: u64) -> Self;
 }
@@ -122,6 +124,12 @@ impl PolicyExt for ScalingPolicy {
             activation_target: 0.0,
             metric_type: MetricType::AverageValue,
         });
+        self
+    }
+    fn formula_activation(mut self, activation_target: f64) -> Self {
+        if let Some(m) = self.scaling_modifiers.as_mut() {
+            m.activation_target = activation_target;
+        }
         self
     }
     fn tolerance(mut self, t: f64) -> Self {

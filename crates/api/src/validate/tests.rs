@@ -248,9 +248,14 @@ fn spec_rules_reject_exactly_the_offending_fields() {
             &[],
         ),
         (
-            "fallback with only Value triggers",
+            "fallback with only Value triggers (KEDA >= 2.18)",
             scaler(vec![prom("rps").metric_type("Value")]).fallback(3, 2, None),
-            &["spec.fallback"],
+            &[],
+        ),
+        (
+            "fallback behavior scalingModifiers without scalingModifiers",
+            ok().fallback(3, 2, Some("scalingModifiers")),
+            &["spec.fallback.behavior"],
         ),
         (
             "negative fallback replicas",
@@ -283,11 +288,18 @@ fn spec_rules_reject_exactly_the_offending_fields() {
             &["spec.advanced.scalingModifiers.target"],
         ),
         (
-            "fallback with a Value formula",
+            "fallback with a Value formula (KEDA >= 2.18)",
             scaler(vec![prom("a")])
                 .formula("a", "5", Some("Value"))
                 .fallback(1, 1, None),
-            &["spec.fallback"],
+            &[],
+        ),
+        (
+            "fallback behavior scalingModifiers with a formula",
+            scaler(vec![prom("a")])
+                .formula("a ?? 2", "5", None)
+                .fallback(1, 1, Some("scalingModifiers")),
+            &[],
         ),
         (
             "behavior with bad policy and window",

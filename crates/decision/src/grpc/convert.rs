@@ -102,6 +102,7 @@ fn fallback_behavior(v: i32) -> Result<core::FallbackBehavior> {
         Ok(v1::FallbackBehavior::CurrentReplicasIfLower) => {
             Ok(core::FallbackBehavior::CurrentReplicasIfLower)
         }
+        Ok(v1::FallbackBehavior::ScalingModifiers) => Ok(core::FallbackBehavior::ScalingModifiers),
         Err(_) => Err(invalid(
             "policy.fallback.behavior",
             format!("unknown fallback behavior {v}"),
