@@ -1,8 +1,10 @@
-//! The three service binaries as child processes on free loopback ports, with helpers to reach
+//! The three service binaries as child processes on loopback ports they bind themselves (port 0,
+//! reported through `--addr-file`), with helpers to reach
 //! their gRPC and admin endpoints and to stop them the way Kubernetes does (SIGTERM).
 
 use std::{
     net::SocketAddr,
+    path::Path,
     process::{Command, ExitStatus},
     time::Duration,
 };
@@ -54,28 +56,14 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts `kind` on free ports with extra `args` and `envs` (OTEL_* and PROMSCALER_* from
-    /// the test's own environment are not inherited, so runs are reproducible).
+    /// Starts `kind` with extra `args` and `envs` (OTEL_* and PROMSCALER_* from the test's own
+    /// environment are not inherited, so runs are reproducible). The service binds port 0 and
+    /// reports the ports it bound through `--addr-file`, so no two tests can race for a port;
+    /// this waits (up to [`ADDR_WAIT`]) until it has, and fails with the process's first error
+    /// when it exits first.
     pub fn start(kind: Kind, args: &[String], envs: &[(&str, String)]) -> Result<Self> {
-        let grpc: SocketAddr = ([127, 0, 0, 1], process::free_port()?).into();
-        let admin: SocketAddr = ([127, 0, 0, 1], process::free_port()?).into();
-        let mut command = Command::new(process::bin_path(kind.binary())?);
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            if key.starts_with("OTEL_") || key.starts_with("PROMSCALER_") {
-                command.env_remove(&*key);
-            }
-        }
-        command
-            .arg("--grpc-addr")
-            .arg(grpc.to_string())
-            .arg("--admin-addr")
-            .arg(admin.to_string())
-            .args(args)
-            .env("PROMSCALER_LOG_LEVEL", "info,promscaler=debug")
-            .envs(envs.iter().map(|(k, v)| (k, v)));
-        let logs = tempfile::tempdir()?;
-        let process = ChildProcess::spawn(kind.binary(), command, &logs.path().join("output.log"))?;
+        let (mut process, addr_file, logs) = spawn(kind, args, envs)?;
+        let (grpc, admin) = wait_for_addrs(&mut process, &addr_file)?;
         Ok(Self {
             kind,
             grpc,
@@ -84,6 +72,33 @@ impl ServiceProcess {
             client_tls: None,
             _logs: logs,
         })
+    }
+
+    /// Starts `kind` expecting it to refuse to start (bad flags or files): waits until it exits
+    /// and returns its exit status and log. Fails if it binds its ports instead.
+    pub fn start_expecting_exit(
+        kind: Kind,
+        args: &[String],
+        envs: &[(&str, String)],
+    ) -> Result<(ExitStatus, String)> {
+        let (mut process, addr_file, logs) = spawn(kind, args, envs)?;
+        let deadline = std::time::Instant::now() + ADDR_WAIT;
+        loop {
+            if let Some(status) = process.try_wait()? {
+                let log = std::fs::read_to_string(logs.path().join("output.log"))?;
+                return Ok((status, log));
+            }
+            if addr_file.exists() {
+                bail!("{} started although it should not have", kind.binary());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "{} neither exited nor started within {ADDR_WAIT:?}",
+                    kind.binary()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Marks the service as serving gRPC over TLS (started with `--grpc-tls-*` flags): the
@@ -200,5 +215,60 @@ impl ServiceProcess {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Spawns `kind` on port 0 with `--addr-file` in a fresh log directory.
+fn spawn(
+    kind: Kind,
+    args: &[String],
+    envs: &[(&str, String)],
+) -> Result<(ChildProcess, std::path::PathBuf, tempfile::TempDir)> {
+    let logs = tempfile::tempdir()?;
+    let addr_file = logs.path().join("addrs");
+    let mut command = Command::new(process::bin_path(kind.binary())?);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("OTEL_") || key.starts_with("PROMSCALER_") {
+            command.env_remove(&*key);
+        }
+    }
+    command
+        .args(["--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .args(args)
+        .env("PROMSCALER_LOG_LEVEL", "info,promscaler=debug")
+        .envs(envs.iter().map(|(k, v)| (k, v)));
+    let process = ChildProcess::spawn(kind.binary(), command, &logs.path().join("output.log"))?;
+    Ok((process, addr_file, logs))
+}
+
+/// How long a service may take to bind its ports.
+pub const ADDR_WAIT: Duration = Duration::from_secs(30);
+
+/// Reads the `grpc=` and `admin=` lines the service writes once bound (`--addr-file`), polling
+/// until [`ADDR_WAIT`]; fails with the process's log (first error first) when it exits first.
+fn wait_for_addrs(process: &mut ChildProcess, path: &Path) -> Result<(SocketAddr, SocketAddr)> {
+    let deadline = std::time::Instant::now() + ADDR_WAIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let find = |key: &str| -> Result<SocketAddr> {
+                let value = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                    .with_context(|| format!("no {key}= line in {}: {text:?}", path.display()))?;
+                Ok(value.parse()?)
+            };
+            return Ok((find("grpc")?, find("admin")?));
+        }
+        process.check_running()?;
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the service did not report its addresses within {ADDR_WAIT:?}; log:\n{}",
+                process.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -10,7 +10,6 @@ use promscaler_integration_tests::{
     services::{Kind, ServiceProcess},
     system::{STARTUP, System},
 };
-use promscaler_sandbox::process::poll_until;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -118,14 +117,8 @@ async fn a_swapped_certificate_and_key_stop_the_service_at_start() -> Result<()>
         format!("{dir}/server.crt"),
     ]
     .into();
-    let mut fetcher = ServiceProcess::start(Kind::Fetcher, &args, &[])?;
-    let status = poll_until("the fetcher to exit", STARTUP, || {
-        let status = fetcher.try_wait();
-        async move { status }
-    })
-    .await?;
+    let (status, log) = ServiceProcess::start_expecting_exit(Kind::Fetcher, &args, &[])?;
     assert!(!status.success(), "{status}");
-    let log = fetcher.log();
     assert!(log.contains("--grpc-tls-cert"), "{log}");
     assert!(log.contains("server.key"), "{log}");
     assert!(log.contains("no PEM certificate"), "{log}");

@@ -130,29 +130,43 @@ fn test(root: &Path, deps_only: bool, nextest_args: &[String]) -> Result<()> {
         .current_dir(root)
         .args(["fmt", "--all", "--", "--check"]))
     .context("formatting differs: run `cargo fmt --all`")?;
+    // `--locked` everywhere: CI builds exactly what Cargo.lock says, or fails saying it is stale.
     run(cargo().current_dir(root).args([
         "clippy",
+        "--locked",
         "--workspace",
         "--all-targets",
         "--",
         "-D",
         "warnings",
     ]))?;
+    // Broken intra-doc links and malformed doc comments fail the run like clippy warnings.
+    run(cargo()
+        .current_dir(root)
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .args(["doc", "--locked", "--workspace", "--no-deps"]))
+    .context("documentation warnings: fix the doc comments cargo doc names")?;
     // Integration tests start the service binaries as child processes.
     run(cargo()
         .current_dir(root)
-        .args(["build", "--workspace", "--bins"]))?;
+        .args(["build", "--locked", "--workspace", "--bins"]))?;
 
     let mut tests = cargo();
     tests.current_dir(root).envs(env.vars());
     if deps::has_nextest() {
-        tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        tests.args([
+            "nextest",
+            "run",
+            "--locked",
+            "--workspace",
+            "--no-fail-fast",
+        ]);
         tests.args(nextest_args);
     } else {
         eprintln!(
             "xtask: cargo-nextest not found (install: cargo install cargo-nextest --locked); using cargo test"
         );
-        tests.args(["test", "--workspace", "--no-fail-fast"]);
+        tests.args(["test", "--locked", "--workspace", "--no-fail-fast"]);
         if !nextest_args.is_empty() {
             tests.arg("--").args(nextest_args);
         }
@@ -162,7 +176,7 @@ fn test(root: &Path, deps_only: bool, nextest_args: &[String]) -> Result<()> {
     if deps::has_nextest() && nextest_args.is_empty() {
         run(cargo()
             .current_dir(root)
-            .args(["test", "--workspace", "--doc"]))?;
+            .args(["test", "--locked", "--workspace", "--doc"]))?;
     }
     Ok(())
 }

@@ -73,7 +73,7 @@ pub struct Args {
     #[arg(long, env = "PROMSCALER_LEASE_NAMESPACE", default_value = "")]
     pub lease_namespace: String,
 
-    /// Name of the Lease (with sharding, "-shard-<index>" is appended).
+    /// Name of the Lease (with sharding, `-shard-<index>` is appended).
     #[arg(
         long,
         env = "PROMSCALER_LEASE_NAME",

@@ -121,7 +121,8 @@ pub enum SelectPolicy {
     Disabled,
 }
 
-/// HPA `HPAScalingRules` as given by the user (gaps are filled by [`Behavior::resolve`]).
+/// HPA `HPAScalingRules` as given by the user (gaps are filled by [`Behavior::resolve_up`] and
+/// [`Behavior::resolve_down`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ScalingRules {
     /// Absent = 0 s for scale-up, 300 s for scale-down.

@@ -6,7 +6,17 @@
 //! `.proto` files or discover them through gRPC server reflection ([`FILE_DESCRIPTOR_SET`]).
 
 /// Package `promscaler.v1`.
-#[allow(unreachable_pub, missing_docs, clippy::all, clippy::pedantic)]
+// Generated from the .proto comments, which are prose for every language's reader: `<region>`
+// there is not HTML and a bare URL is not a link.
+#[allow(
+    unreachable_pub,
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls,
+    rustdoc::broken_intra_doc_links
+)]
 pub mod v1 {
     tonic::include_proto!("promscaler.v1");
 }

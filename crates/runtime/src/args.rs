@@ -37,6 +37,12 @@ pub struct ServerArgs {
     #[arg(long, env = "PROMSCALER_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
 
+    /// After binding, write the bound addresses to this file as `grpc=<addr>` and `admin=<addr>`
+    /// lines (written whole, then renamed into place), so a caller that passed port 0 learns the
+    /// ports without racing for free ones.
+    #[arg(long, env = "PROMSCALER_ADDR_FILE")]
+    pub addr_file: Option<std::path::PathBuf>,
+
     /// How long in-flight RPCs may take to finish after SIGTERM, e.g. "5s".
     #[arg(long, env = "PROMSCALER_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: std::time::Duration,

@@ -5,7 +5,7 @@
 //! ([`propagation`]), the admin HTTP server with `/live`, `/ready` and `/metrics` ([`admin`]),
 //! and the gRPC server with `grpc.health.v1`, server reflection and graceful shutdown on
 //! SIGTERM/SIGINT ([`server`]). A service builds its gRPC routes and metrics, hands them to
-//! [`server::Service::serve`], and gets one future that ends when the process should exit.
+//! [`server::BoundService::serve`], and gets one future that ends when the process should exit.
 
 pub mod admin;
 pub mod args;
@@ -32,6 +32,15 @@ pub enum Error {
         what: &'static str,
         /// The address from the flag.
         addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--addr-file` could not be written.
+    #[error("cannot write the bound addresses to {path} (--addr-file): {source}")]
+    AddrFile {
+        /// The file from the flag.
+        path: std::path::PathBuf,
         /// The OS error.
         #[source]
         source: std::io::Error,

@@ -128,13 +128,35 @@ impl Service {
                 addr: admin_addr,
                 source,
             })?;
-        Ok(BoundService {
+        let bound = BoundService {
             service: self,
             grpc,
             admin,
             tls,
-        })
+        };
+        if let Some(path) = &bound.service.args.addr_file {
+            write_addr_file(path, bound.grpc_addr(), bound.admin_addr()).map_err(|source| {
+                Error::AddrFile {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+        Ok(bound)
     }
+}
+
+/// Writes `grpc=<addr>` and `admin=<addr>` to a temporary file beside `path`, then renames it
+/// into place, so a reader never sees half a file.
+fn write_addr_file(
+    path: &std::path::Path,
+    grpc: SocketAddr,
+    admin: SocketAddr,
+) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("grpc={grpc}\nadmin={admin}\n"))?;
+    std::fs::rename(&tmp, path)
 }
 
 /// A service whose listeners are bound; [`BoundService::serve`] runs it to the end.

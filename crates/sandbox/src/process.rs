@@ -79,11 +79,26 @@ impl ChildProcess {
         Ok(())
     }
 
-    /// The last lines of the log.
+    /// The last lines of the log, preceded by its first error line when that is not among
+    /// them (a process that fails shows why, not only a backtrace).
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        tail_with_first_error(&text, 40)
+    }
+}
+
+/// The last `n` lines of `log`, preceded by the first line that reports an error (a tracing
+/// `ERROR` line, a panic, or `Error:`) when it is older than those `n` lines.
+pub fn tail_with_first_error(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    let tail = lines[start..].join("\n");
+    let is_error = |l: &&str| {
+        l.contains("ERROR") || l.contains("panicked at") || l.trim_start().starts_with("Error:")
+    };
+    match lines[..start].iter().find(|l| is_error(l)) {
+        Some(first) => format!("first error: {first}\n[...]\n{tail}"),
+        None => tail,
     }
 }
 

@@ -11,7 +11,7 @@
 //! Phases: apply the objects; start the services; warm up until every PromScaler has been
 //! decided once and the actuator's write counter has stood still for one polling interval (or
 //! `--max-warmup`); then measure over `--measure`: the actuator's CPU (utime+stime from
-//! /proc/<pid>/stat) and RSS (VmRSS, sampled every 5 s), Kubernetes API writes from the
+//! `/proc/<pid>/stat`) and RSS (VmRSS, sampled every 5 s), Kubernetes API writes from the
 //! actuator's `promscaler_actuator_kube_writes_total` and from the emulator's resourceVersion
 //! (which also counts the Lease renewals), upstream queries from Prometheus's own
 //! `prometheus_http_requests_total{handler="/api/v1/query"}` and the fetcher's counters.

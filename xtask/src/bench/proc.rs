@@ -16,7 +16,7 @@ pub(crate) struct ProcSample {
 }
 
 impl ProcSample {
-    /// Reads /proc/<pid>/stat and /proc/<pid>/status.
+    /// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`.
     pub(crate) fn read(pid: u32) -> Result<Self> {
         let at = Instant::now();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -87,7 +87,7 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// GET http://<addr>/metrics.
+    /// GET `http://<addr>/metrics`.
     pub(crate) async fn scrape(addr: SocketAddr) -> Result<Self> {
         let (status, body) = promscaler_sandbox::process::http(addr, "GET", "/metrics", "").await?;
         if status != 200 {
