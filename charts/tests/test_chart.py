@@ -9,6 +9,9 @@ render without a cluster or a helm binary), `kubernetes-validate` (Kubernetes 1.
     target/promscaler-venv/bin/python charts/tests/test_chart.py [chart|crds|example|docker|docs ...]
 
 Each group prints one line per check and exits 1 when any check failed, naming what and why.
+
+Helm loads charts/promscaler from a temporary copy in which the subcharts' `file://` dependency
+on the library chart charts/promscaler-common has been built (see built()).
 """
 
 from __future__ import annotations
@@ -963,6 +966,17 @@ def docs_match_chart() -> None:
     columns = [c["name"].upper() for c in crd_printer_columns("PromScaler")]
     require(header[0].split() == ["NAME", *columns], f"docs/deploy.md columns {header[0].split()[1:]}, the CRD prints {columns}")
     readme = (CHART / "README.md").read_text()
+    # Both say how to build the subcharts' library dependency before helm install/package,
+    # naming every chart with a file:// dependency.
+    needing = sorted(
+        c for c in SUBCHARTS
+        if any(str(d.get("repository", "")).startswith("file://") for d in (yaml.safe_load((CHART / "charts" / c / "Chart.yaml").read_text()).get("dependencies") or []))
+    )
+    for name, text in (("docs/deploy.md", doc), ("charts/promscaler/README.md", readme)):
+        loops = re.findall(r"^for c in ([a-z -]+); do helm dependency build charts/promscaler/charts/\$c; done$", text, re.M)
+        require(loops, f"{name} does not show the `helm dependency build` loop over the subcharts")
+        for loop in loops:
+            require(sorted(loop.split()) == needing, f"{name} builds the dependencies of {loop.split()}, the charts with file:// dependencies are {needing}")
     for needed in ("aps:QueryMetrics", "aps:GetSeries", "aps:GetLabels", "aps:GetMetricMetadata", "system:serviceaccount:", "sts:AssumeRoleWithWebIdentity", "Pod Identity", "podIdentity.aws.irsa"):
         require(needed in readme, f"charts/promscaler/README.md does not mention {needed}")
     # The IAM documents are valid JSON, and the query policies grant exactly AMP's query actions.
