@@ -9,12 +9,16 @@ render without a cluster or a helm binary), `kubernetes-validate` (Kubernetes 1.
     target/promscaler-venv/bin/python charts/tests/test_chart.py [chart|crds|example|docker|docs ...]
 
 Each group prints one line per check and exits 1 when any check failed, naming what and why.
+
+Helm loads charts/promscaler from a temporary copy in which the subcharts' `file://` dependency
+on the library chart charts/promscaler-common has been built (see built()).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +32,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts/promscaler"
+# The library chart of the templates the three subcharts share; each declares it as a
+# `file://` dependency, built into its charts/ before Helm loads it (see built()).
+LIBRARY = ROOT / "charts/promscaler-common"
 EXAMPLE = ROOT / "charts/examples/sample-app"
 CRDS = CHART / "crds"
 SUBCHARTS = ("metrics-fetcher", "decision", "actuator")
@@ -107,8 +114,49 @@ def load_values(name: str) -> dict:
 SCENARIOS = ("default", "irsa", "ha", "namespaced")
 
 
+_BUILD: tempfile.TemporaryDirectory | None = None
+
+
+def chart_dirs(root: Path) -> list[Path]:
+    """The umbrella chart and its subcharts under `root`."""
+    return [root / "charts/promscaler", *(root / "charts/promscaler/charts" / c for c in SUBCHARTS)]
+
+
+def built(chart: Path) -> Path:
+    """`chart` with its dependencies built, as `helm dependency build` does before an install.
+
+    The subcharts take the library chart through `file://../../../promscaler-common`; Helm loads
+    dependencies only from a chart's charts/ directory, so the library must be packaged there
+    first. That build output is not committed (.gitignore) and is not written into the checkout
+    (test processes run in parallel): the first call copies charts/promscaler and the library
+    to a temporary directory, runs Helm's dependency build on every chart that declares
+    `file://` dependencies, and the copy is what Helm loads. Other charts (the example) are
+    returned as they are."""
+    global _BUILD
+    source = CHART.parent
+    if not any(chart.resolve().is_relative_to(c) for c in (CHART, LIBRARY)):
+        return chart
+    if _BUILD is None:
+        build = tempfile.TemporaryDirectory(prefix="promscaler-chart-")
+        dest = Path(build.name) / "charts"
+
+        def build_output(directory: str, names: list[str]) -> list[str]:
+            """What `helm dependency build` run in the checkout leaves there: not sources."""
+            subchart = Path(directory).parent == CHART / "charts"
+            return [n for n in names if n == "Chart.lock" or (subchart and n == "charts")]
+
+        for name in (CHART.name, LIBRARY.name):
+            shutil.copytree(source / name, dest / name, ignore=build_output)
+        for path in chart_dirs(Path(build.name)):
+            deps = (yaml.safe_load((path / "Chart.yaml").read_text()) or {}).get("dependencies") or []
+            if any(str(d.get("repository", "")).startswith("file://") for d in deps):
+                helm.dependency_build(str(path))
+        _BUILD = build
+    return Path(_BUILD.name) / "charts" / chart.resolve().relative_to(source)
+
+
 def render(chart: Path, values: dict, release: str = RELEASE, namespace: str = NAMESPACE) -> dict:
-    with helm.Chart.load(str(chart)) as loaded:
+    with helm.Chart.load(str(built(chart))) as loaded:
         return loaded.render(values, name=release, namespace=namespace, is_install=True)
 
 
@@ -177,7 +225,7 @@ def args_of(deploy: dict) -> dict[str, str]:
 
 def check_lint(values: dict) -> None:
     report = helm.lint(
-        str(CHART), values, strict=True, with_subcharts=True, kube_version=f"v{KUBE_VERSION}"
+        str(built(CHART)), values, strict=True, with_subcharts=True, kube_version=f"v{KUBE_VERSION}"
     )
     problems = [m for m in report["messages"] if m["severity"] >= 2] + [
         {"error": e} for e in report.get("errors") or []
@@ -589,9 +637,37 @@ def schemas_are_generated() -> None:
     require(proc.returncode == 0, proc.stdout + proc.stderr)
 
 
-def common_helpers_identical() -> None:
-    texts = {c: (CHART / "charts" / c / "templates/_common.tpl").read_text() for c in SUBCHARTS}
-    require(len(set(texts.values())) == 1, "charts/*/templates/_common.tpl differ: keep the three copies identical")
+def shared_templates_are_one_library_chart() -> None:
+    """The templates the subcharts share live once, in the library chart each subchart depends
+    on through `file://`; no named template is defined in two places."""
+    library = yaml.safe_load((LIBRARY / "Chart.yaml").read_text())
+    require(library.get("type") == "library", f"{LIBRARY.name}/Chart.yaml: type {library.get('type')!r}, not library")
+    require((LIBRARY / "templates/_common.tpl").is_file(), f"{LIBRARY.name} lacks templates/_common.tpl")
+    for comp in SUBCHARTS:
+        path = CHART / "charts" / comp
+        deps = (yaml.safe_load((path / "Chart.yaml").read_text()) or {}).get("dependencies") or []
+        dep = [d for d in deps if d.get("name") == library["name"]]
+        require(len(dep) == 1, f"{comp}/Chart.yaml does not depend on {library['name']}")
+        repo = dep[0].get("repository", "")
+        require(repo.startswith("file://") and (path / repo.removeprefix("file://")).resolve() == LIBRARY, f"{comp}: repository {repo!r} is not {LIBRARY}")
+        require(dep[0].get("version") == library["version"], f"{comp}: {library['name']} version {dep[0].get('version')}, the library is {library['version']}")
+        require(not (path / "templates/_common.tpl").exists(), f"{comp} has its own templates/_common.tpl again")
+    defined: dict[str, list[str]] = {}
+    for chart in (*chart_dirs(ROOT), LIBRARY):
+        for f in sorted((chart / "templates").iterdir()):
+            for name in re.findall(r'define\s+"([^"]+)"', f.read_text()):
+                defined.setdefault(name, []).append(str(f.relative_to(ROOT)))
+    twice = {n: fs for n, fs in defined.items() if len(fs) > 1}
+    require(not twice, f"named templates defined more than once: {twice}")
+
+
+def charts_lint_alone() -> None:
+    """helm lint --strict on the library chart and on each subchart on its own (dependencies
+    built), as a subchart is also installable by itself."""
+    for path in (LIBRARY, *(CHART / "charts" / c for c in SUBCHARTS)):
+        report = helm.lint(str(built(path)), strict=True, kube_version=f"v{KUBE_VERSION}")
+        problems = [m for m in report["messages"] if m["severity"] >= 2] + [{"error": e} for e in report.get("errors") or []]
+        require(not problems, f"helm lint --strict {path.name}: " + "; ".join(f"{m.get('path', '')}: {m['error']}" for m in problems))
 
 
 def subcharts_render_alone() -> None:
@@ -696,7 +772,7 @@ def crds_are_in_the_chart() -> None:
         require(any(v["name"] == "v1alpha1" and v.get("served") and v.get("storage") for v in spec["versions"]), f"{doc['_source']}: no served+stored v1alpha1")
     require(set(kinds) == set(CRD_KINDS), f"CRD kinds {sorted(kinds)}")
     check_kubernetes_validate(docs, "CRDs", set())
-    with helm.Chart.load(str(CHART)) as chart:
+    with helm.Chart.load(str(built(CHART))) as chart:
         names = sorted(c["filename"] for c in chart.crds)
     require(len(names) == len(docs), f"Helm loads CRDs {names}")
 
@@ -876,7 +952,7 @@ def docs_match_chart() -> None:
     require(commands, "docs/deploy.md has no helm install/upgrade command")
     for command in commands:
         chart = EXAMPLE if "charts/examples/sample-app" in command else CHART
-        with helm.Chart.load(str(chart)) as loaded:
+        with helm.Chart.load(str(built(chart))) as loaded:
             merged = loaded.merge_values({})
         for path, _ in set_paths(command):
             node: Any = merged
@@ -890,6 +966,17 @@ def docs_match_chart() -> None:
     columns = [c["name"].upper() for c in crd_printer_columns("PromScaler")]
     require(header[0].split() == ["NAME", *columns], f"docs/deploy.md columns {header[0].split()[1:]}, the CRD prints {columns}")
     readme = (CHART / "README.md").read_text()
+    # Both say how to build the subcharts' library dependency before helm install/package,
+    # naming every chart with a file:// dependency.
+    needing = sorted(
+        c for c in SUBCHARTS
+        if any(str(d.get("repository", "")).startswith("file://") for d in (yaml.safe_load((CHART / "charts" / c / "Chart.yaml").read_text()).get("dependencies") or []))
+    )
+    for name, text in (("docs/deploy.md", doc), ("charts/promscaler/README.md", readme)):
+        loops = re.findall(r"^for c in ([a-z -]+); do helm dependency build charts/promscaler/charts/\$c; done$", text, re.M)
+        require(loops, f"{name} does not show the `helm dependency build` loop over the subcharts")
+        for loop in loops:
+            require(sorted(loop.split()) == needing, f"{name} builds the dependencies of {loop.split()}, the charts with file:// dependencies are {needing}")
     for needed in ("aps:QueryMetrics", "aps:GetSeries", "aps:GetLabels", "aps:GetMetricMetadata", "system:serviceaccount:", "sts:AssumeRoleWithWebIdentity", "Pod Identity", "podIdentity.aws.irsa"):
         require(needed in readme, f"charts/promscaler/README.md does not mention {needed}")
     # The IAM documents are valid JSON, and the query policies grant exactly AMP's query actions.
@@ -916,7 +1003,8 @@ GROUPS: dict[str, list[Callable[[], None]]] = {
         *(chart_scenario(s) for s in SCENARIOS),
         schema_rejects_typos,
         schemas_are_generated,
-        common_helpers_identical,
+        shared_templates_are_one_library_chart,
+        charts_lint_alone,
         subcharts_render_alone,
         irsa_values_are_keda_compatible,
     ],

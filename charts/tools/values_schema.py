@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 CHART = Path(__file__).resolve().parent.parent / "promscaler"
+# The library chart the three subcharts depend on (charts/promscaler-common).
+LIBRARY = "promscaler-common"
 DRAFT = "http://json-schema.org/draft-07/schema#"
 
 
@@ -113,6 +115,13 @@ def component(grpc: int, admin: int, extra: dict, autoscaling: bool) -> dict:
     props = {
         "enabled": b("Installed by the umbrella chart."),
         "global": GLOBAL,
+        # Helm gives every dependency a values section, the library chart too: only the globals
+        # it copies there. The library has no values of its own.
+        LIBRARY: obj(
+            {"global": {"type": "object"}},
+            desc=f"Not a setting: the section Helm makes for the library chart {LIBRARY} "
+            "(the shared templates), holding a copy of global.",
+        ),
         "replicaCount": i("Replicas (per shard for the actuator)."),
         "revisionHistoryLimit": i(),
         "strategy": K8S_OBJECT,

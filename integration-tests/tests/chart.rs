@@ -7,6 +7,11 @@
 //! rig's interpreter (`PROMSCALER_TEST_PYTHON`, a venv from `xtask/requirements-test.txt` that
 //! `cargo xtask test` creates) and fails with the script's report.
 //!
+//! The subcharts share their templates through the library chart `charts/promscaler-common`, a
+//! `file://` dependency each must have built into its `charts/` before Helm loads it: the script
+//! does that first (Helm's dependency build) in a temporary copy of the charts, never in the
+//! checkout, so the groups can run in parallel.
+//!
 //! By hand: `target/promscaler-venv/bin/python charts/tests/test_chart.py [GROUP...]`.
 
 use std::io::Read as _;
@@ -125,6 +130,8 @@ fn run_checks(group: &str) {
 /// actuator has RBAC, the fetcher's ServiceAccount carries the IRSA annotations exactly when
 /// enabled, NetworkPolicies admit gRPC from the actuator and labelled clients only, PDBs and
 /// headless Services exist, flags are the binaries' flags; values typos fail on the schema.
+/// The shared templates are one library chart (no named template defined twice), and the library
+/// and each subchart lint and render on their own.
 #[test]
 fn chart_renders_valid_least_privilege_manifests_for_every_values_file() {
     run_checks("chart");

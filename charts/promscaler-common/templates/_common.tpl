@@ -1,11 +1,10 @@
 {{- /*
 Helpers shared by the three promscaler subcharts (metrics-fetcher, decision, actuator).
 
-This file is byte-identical in charts/{metrics-fetcher,decision,actuator}/templates/_common.tpl
-(charts/tests/test_chart.py checks it). Helm's named templates are global to a chart tree, so
-identical copies are one definition when installed through the umbrella chart, and each
-subchart still renders on its own. Component-specific parts (flags, RBAC, the ServiceAccount)
-live in each subchart's own templates.
+The one copy: each subchart declares this library chart as a dependency
+(repository: file://../../../promscaler-common) and includes these templates with its own
+context, so .Chart and .Values are the subchart's. Component-specific parts (flags, RBAC, the
+ServiceAccount) live in each subchart's own templates.
 */ -}}
 
 {{- /* Name prefix of every object: global.fullnameOverride or the release name. 36 characters
