@@ -8,71 +8,11 @@ use std::time::SystemTime;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use promscaler_decision::grpc::decide;
-use promscaler_proto::v1::{
-    Behavior, DecideRequest, DecisionState, MetricType, Observation, Replicas, ScalingPolicy,
-    TimestampedReplicas, TriggerPolicy, observation,
-};
+use promscaler_proto::v1::DecideRequest;
 use prost::Message as _;
 
-const NOW: i64 = 1_795_910_400;
-
-fn ts(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: secs,
-        nanos: 0,
-    })
-}
-
 fn request() -> DecideRequest {
-    let trigger = |name: &str, target: f64, activation: f64| TriggerPolicy {
-        name: name.into(),
-        metric_type: MetricType::AverageValue as i32,
-        target,
-        activation_target: activation,
-    };
-    let value = |name: &str, v: f64| Observation {
-        trigger: name.into(),
-        result: Some(observation::Result::Value(v)),
-    };
-    DecideRequest {
-        policy: Some(ScalingPolicy {
-            min_replicas: 1,
-            max_replicas: 50,
-            behavior: Some(Behavior::default()),
-            triggers: vec![trigger("rps", 50.0, 0.0), trigger("queue", 10.0, 5.0)],
-            ..ScalingPolicy::default()
-        }),
-        replicas: Some(Replicas {
-            spec: 7,
-            status: 7,
-            ready: 7,
-        }),
-        observations: vec![value("rps", 420.0), value("queue", 55.0)],
-        state: Some(DecisionState {
-            recommendations: (1..=20)
-                .map(|i| TimestampedReplicas {
-                    replicas: 6 + i % 3,
-                    at: ts(NOW - 15 * i64::from(i)),
-                })
-                .collect(),
-            scale_up_events: vec![TimestampedReplicas {
-                replicas: 2,
-                at: ts(NOW - 10),
-            }],
-            scale_down_events: vec![TimestampedReplicas {
-                replicas: 1,
-                at: ts(NOW - 100),
-            }],
-            last_active_time: ts(NOW - 15),
-            consecutive_failures: [("rps".to_owned(), 0), ("queue".to_owned(), 0)]
-                .into_iter()
-                .collect(),
-            created_at: ts(NOW - 3600),
-            ..DecisionState::default()
-        }),
-        now: ts(NOW),
-        pause: None,
-    }
+    promscaler_proto::examples::decide_request()
 }
 
 fn bench(c: &mut Criterion) {

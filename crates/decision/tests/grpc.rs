@@ -1,40 +1,15 @@
 //! DecisionService over a real tonic server on 127.0.0.1:0: the seed's acceptance example and
 //! InvalidArgument field naming, end to end over the wire.
 
-use std::time::Duration;
+mod common;
 
-use promscaler_decision::grpc::DecisionGrpc;
+use common::{LIMIT, at, decide, serve};
+
 use promscaler_proto::v1::{
-    DecideRequest, DecideResponse, DecisionState, MetricType, Observation, Replicas,
-    ScalingModifiers, ScalingPolicy, SimulateRequest, SimulationStep, TriggerPolicy,
-    decision_service_client::DecisionServiceClient, decision_service_server::DecisionServiceServer,
-    observation,
+    DecideRequest, DecisionState, MetricType, Observation, Replicas, ScalingModifiers,
+    ScalingPolicy, SimulateRequest, SimulationStep, TriggerPolicy, observation,
 };
-use tokio::net::TcpListener;
 use tokio::time::timeout;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Channel, Server};
-
-const LIMIT: Duration = Duration::from_secs(10);
-/// 2026-11-29T00:00:00Z.
-const T0: i64 = 1_795_910_400;
-
-async fn serve() -> DecisionServiceClient<Channel> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(
-        Server::builder()
-            .add_service(DecisionServiceServer::new(DecisionGrpc::new()))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    timeout(
-        LIMIT,
-        DecisionServiceClient::connect(format!("http://{addr}")),
-    )
-    .await
-    .expect("connect in time")
-    .expect("connect")
-}
 
 /// The seed's sample policy: one AverageValue trigger, threshold 50, activation 0, min 0, max 5.
 fn seed_policy() -> ScalingPolicy {
@@ -58,13 +33,6 @@ fn value(trigger: &str, v: f64) -> Observation {
     }
 }
 
-fn at(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: T0 + secs,
-        nanos: 0,
-    })
-}
-
 fn request(replicas: i32, v: f64, state: Option<DecisionState>, secs: i64) -> DecideRequest {
     DecideRequest {
         policy: Some(seed_policy()),
@@ -78,16 +46,6 @@ fn request(replicas: i32, v: f64, state: Option<DecisionState>, secs: i64) -> De
         now: at(secs),
         pause: None,
     }
-}
-
-async fn decide(
-    client: &mut DecisionServiceClient<Channel>,
-    req: DecideRequest,
-) -> Result<DecideResponse, tonic::Status> {
-    timeout(LIMIT, client.decide(req))
-        .await
-        .expect("answer in time")
-        .map(tonic::Response::into_inner)
 }
 
 #[tokio::test]

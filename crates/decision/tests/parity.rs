@@ -2,48 +2,15 @@
 //! aged-out history, KEDA's condition reasons, KEDA's formula language, fallback from zero and
 //! the idle floor, each through `DecisionService.Decide` on the wire.
 
-use std::time::Duration;
+mod common;
 
-use promscaler_decision::grpc::DecisionGrpc;
+use common::{at, decide, serve};
+
 use promscaler_proto::v1::{
     Behavior, Condition, DecideRequest, DecideResponse, DecisionState, Fallback, MetricType,
     Observation, QueryError, QueryErrorKind, Replicas, ScalingModifiers, ScalingPolicy,
-    ScalingRules, TimestampedReplicas, TriggerPolicy,
-    decision_service_client::DecisionServiceClient, decision_service_server::DecisionServiceServer,
-    observation,
+    ScalingRules, TimestampedReplicas, TriggerPolicy, observation,
 };
-use tokio::net::TcpListener;
-use tokio::time::timeout;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Channel, Server};
-
-const LIMIT: Duration = Duration::from_secs(10);
-/// 2026-11-29T00:00:00Z.
-const T0: i64 = 1_795_910_400;
-
-async fn serve() -> DecisionServiceClient<Channel> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(
-        Server::builder()
-            .add_service(DecisionServiceServer::new(DecisionGrpc::new()))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    timeout(
-        LIMIT,
-        DecisionServiceClient::connect(format!("http://{addr}")),
-    )
-    .await
-    .expect("connect in time")
-    .expect("connect")
-}
-
-fn at(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: T0 + secs,
-        nanos: 0,
-    })
-}
 
 fn trigger(name: &str, target: f64) -> TriggerPolicy {
     TriggerPolicy {
@@ -100,16 +67,6 @@ fn request(
         now: at(secs),
         pause: None,
     }
-}
-
-async fn decide(
-    client: &mut DecisionServiceClient<Channel>,
-    req: DecideRequest,
-) -> Result<DecideResponse, tonic::Status> {
-    timeout(LIMIT, client.decide(req))
-        .await
-        .expect("answer in time")
-        .map(tonic::Response::into_inner)
 }
 
 fn condition<'a>(resp: &'a DecideResponse, type_: &str) -> &'a Condition {
