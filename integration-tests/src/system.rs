@@ -156,13 +156,22 @@ impl System {
     /// `sample-app` Deployment at 2 replicas, starts actuator `actuator-a`, applies the seed
     /// PromScaler (through `edit`) and waits for 3 replicas.
     pub async fn scale_seed_to_three(&mut self, edit: impl Fn(String) -> String) -> Result<()> {
+        self.scale_to_three(SEED_QUERY, edit).await
+    }
+
+    /// [`System::scale_seed_to_three`] with `query` in the PromScaler instead of the seed's (it
+    /// must also yield 140 for the app's two pods, e.g. the instantaneous sum, which follows a
+    /// load change at the next scrape).
+    pub async fn scale_to_three(
+        &mut self,
+        query: &str,
+        edit: impl Fn(String) -> String,
+    ) -> Result<()> {
         const WAIT: Duration = Duration::from_secs(60);
-        self.prometheus
-            .wait_for_value(SEED_QUERY, 140.0, WAIT)
-            .await?;
+        self.prometheus.wait_for_value(query, 140.0, WAIT).await?;
         self.cluster.apply(&sample_app_deployment("default", 2))?;
         self.start_actuator("actuator-a").await?;
-        let yaml = seed_promscaler("default", &self.prometheus.url(), SEED_QUERY, 1);
+        let yaml = seed_promscaler("default", &self.prometheus.url(), query, 1);
         self.cluster.apply(&edit(yaml))?;
         self.cluster
             .wait_replicas("default", "sample-app", 3, WAIT)

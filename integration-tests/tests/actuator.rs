@@ -29,32 +29,17 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 const NS: &str = "default";
+/// The seed's sum without the one-minute average: a load change shows at the next scrape.
+const INSTANT_QUERY: &str =
+    r#"sum(websocket_active_connection_count{app_kubernetes_io_name="sample-app"})"#;
 const SCALER: &str = "sample-app-prometheus-scaler";
 const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_scenario_scales_2_to_3_records_an_event_and_reports_ready_active() -> Result<()> {
-    // Two pods with 70 connections each: the seed query yields 140.
-    let mut system = System::start(&[70.0, 70.0]).await?;
-    system
-        .prometheus
-        .wait_for_value(SEED_QUERY, 140.0, WAIT)
-        .await?;
-    system.cluster.apply(&sample_app_deployment(NS, 2))?;
-    system.start_actuator("actuator-a").await?;
-    system.cluster.apply(&seed_promscaler(
-        NS,
-        &system.prometheus.url(),
-        SEED_QUERY,
-        1,
-    ))?;
-
-    // ceil(140 / 50) = 3, as the seed computes.
-    system
-        .cluster
-        .wait_replicas(NS, "sample-app", 3, WAIT)
-        .await
-        .with_context(|| system.logs())?;
+    // Two pods with 70 connections each: the seed query yields 140, and ceil(140 / 50) = 3, as
+    // the seed computes.
+    let system = scaled_to_three(|yaml| yaml).await?;
     let scaler = system
         .cluster
         .wait_condition(NS, SCALER, "Active", "True", WAIT)
@@ -171,7 +156,7 @@ async fn seed_scenario_scales_2_to_3_records_an_event_and_reports_ready_active()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scales_to_zero_only_after_the_cooldown_and_back_on_activation() -> Result<()> {
-    let query = r#"sum(websocket_active_connection_count{app_kubernetes_io_name="sample-app"})"#;
+    let query = INSTANT_QUERY;
     let mut system = System::start(&[30.0]).await?;
     system.prometheus.wait_for_value(query, 30.0, WAIT).await?;
     system.cluster.apply(&sample_app_deployment(NS, 1))?;
@@ -367,21 +352,16 @@ async fn fetcher_down_holds_replicas_and_reports_not_ready() -> Result<()> {
 async fn standby_takes_the_lease_and_does_not_scale_down_at_once() -> Result<()> {
     // A 60 s scale-down window: a successor that forgot the history would scale down at once.
     // The instantaneous sum, so the lower load shows at the next scrape.
-    let query = r#"sum(websocket_active_connection_count{app_kubernetes_io_name="sample-app"})"#;
+    let query = INSTANT_QUERY;
     let mut system = System::start(&[70.0, 70.0]).await?;
-    system.prometheus.wait_for_value(query, 140.0, WAIT).await?;
-    system.cluster.apply(&sample_app_deployment(NS, 2))?;
-    system.start_actuator("actuator-a").await?;
-    let yaml = seed_promscaler(NS, &system.prometheus.url(), query, 1).replace(
-        "stabilizationWindowSeconds: 0",
-        "stabilizationWindowSeconds: 60",
-    );
-    system.cluster.apply(&yaml)?;
     system
-        .cluster
-        .wait_replicas(NS, "sample-app", 3, WAIT)
-        .await
-        .with_context(|| system.logs())?;
+        .scale_to_three(query, |yaml| {
+            yaml.replace(
+                "stabilizationWindowSeconds: 0",
+                "stabilizationWindowSeconds: 60",
+            )
+        })
+        .await?;
     let standby = system.start_actuator("actuator-b").await?;
     // A standby exports no per-PromScaler series: it has no current decisions.
     let metrics = system.actuators[standby].metrics_text().await?;
@@ -458,23 +438,17 @@ async fn scales_down_when_the_polling_interval_outlasts_the_stabilization_window
     // pollingInterval 20 s and a 5 s scale-down window: every tick finds the last
     // recommendation aged out of the window. The HPA then scales down; an engine that took an
     // aged-out history for "no history" would record the current replicas again and hold forever.
-    let query = r#"sum(websocket_active_connection_count{app_kubernetes_io_name="sample-app"})"#;
+    let query = INSTANT_QUERY;
     let mut system = System::start(&[70.0, 70.0]).await?;
-    system.prometheus.wait_for_value(query, 140.0, WAIT).await?;
-    system.cluster.apply(&sample_app_deployment(NS, 2))?;
-    system.start_actuator("actuator-a").await?;
-    let yaml = seed_promscaler(NS, &system.prometheus.url(), query, 1)
-        .replace("pollingInterval: 1", "pollingInterval: 20")
-        .replace(
-            "stabilizationWindowSeconds: 0",
-            "stabilizationWindowSeconds: 5",
-        );
-    system.cluster.apply(&yaml)?;
     system
-        .cluster
-        .wait_replicas(NS, "sample-app", 3, WAIT)
-        .await
-        .with_context(|| system.logs())?;
+        .scale_to_three(query, |yaml| {
+            yaml.replace("pollingInterval: 1", "pollingInterval: 20")
+                .replace(
+                    "stabilizationWindowSeconds: 0",
+                    "stabilizationWindowSeconds: 5",
+                )
+        })
+        .await?;
 
     // The load drops to one replica's worth: the next tick scales down.
     system.app.set(sample_app_metrics(&[20.0, 20.0]));
@@ -726,7 +700,7 @@ async fn one_tick_is_one_trace_across_the_three_services() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_keeps_the_cooldown_before_scaling_to_zero() -> Result<()> {
-    let query = r#"sum(websocket_active_connection_count{app_kubernetes_io_name="sample-app"})"#;
+    let query = INSTANT_QUERY;
     let mut system = System::start(&[30.0]).await?;
     system.prometheus.wait_for_value(query, 30.0, WAIT).await?;
     system.cluster.apply(&sample_app_deployment(NS, 1))?;
