@@ -57,9 +57,20 @@ pub enum Served {
 
 type Outcome<V> = Result<V, Error>;
 
+/// One upstream request in flight and who waits for it.
+struct Flight<V> {
+    /// Tells this flight from a later one under the same key.
+    id: u64,
+    shared: Shared<BoxFuture<'static, Outcome<V>>>,
+    /// Callers awaiting `shared`; the request is aborted when the last one goes.
+    waiters: usize,
+    abort: tokio::task::AbortHandle,
+}
+
 struct Inner<V> {
-    inflight: HashMap<Key, Shared<BoxFuture<'static, Outcome<V>>>>,
+    inflight: HashMap<Key, Flight<V>>,
     done: HashMap<Key, (Instant, V)>,
+    next_id: u64,
 }
 
 /// Coalesces identical in-flight requests and keeps recent results.
@@ -67,6 +78,52 @@ pub struct Coalescer<V> {
     inner: Arc<Mutex<Inner<V>>>,
     retention: Duration,
     max_entries: usize,
+}
+
+/// Removes a flight's in-flight entry however its task ends: completed, panicked or aborted.
+/// Without it, a panic left the entry behind and every later identical query got "task
+/// panicked" until restart.
+struct FlightGuard<V> {
+    state: Arc<Mutex<Inner<V>>>,
+    key: Key,
+    id: u64,
+}
+
+impl<V> Drop for FlightGuard<V> {
+    fn drop(&mut self) {
+        let mut inner = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if inner
+            .inflight
+            .get(&self.key)
+            .is_some_and(|f| f.id == self.id)
+        {
+            inner.inflight.remove(&self.key);
+        }
+    }
+}
+
+/// One caller's interest in a flight. When the last waiter is dropped before the answer (the
+/// gRPC call was cancelled), the upstream request is aborted: it stops holding a per-server
+/// slot and the server stops working for nobody.
+struct Waiter<V> {
+    state: Arc<Mutex<Inner<V>>>,
+    key: Key,
+    id: u64,
+}
+
+impl<V> Drop for Waiter<V> {
+    fn drop(&mut self) {
+        let mut inner = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = inner.inflight.get_mut(&self.key)
+            && f.id == self.id
+        {
+            f.waiters = f.waiters.saturating_sub(1);
+            if f.waiters == 0 {
+                f.abort.abort();
+                inner.inflight.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
@@ -77,6 +134,7 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
             inner: Arc::new(Mutex::new(Inner {
                 inflight: HashMap::new(),
                 done: HashMap::new(),
+                next_id: 0,
             })),
             retention,
             max_entries: max_entries.max(1),
@@ -84,12 +142,13 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
     }
 
     /// A result for `key`: from the cache when younger than `max_age`, else from an in-flight
-    /// identical request, else from `fetch` (run in its own task).
+    /// identical request, else from `fetch` (run in its own task, which is aborted when every
+    /// caller waiting for it has gone).
     pub async fn get<F>(&self, key: Key, max_age: Duration, fetch: F) -> (Outcome<V>, Served)
     where
         F: Future<Output = Outcome<V>> + Send + 'static,
     {
-        let (shared, served) = {
+        let (shared, served, _waiter) = {
             let mut inner = self.lock();
             if !max_age.is_zero()
                 && let Some((at, v)) = inner.done.get(&key)
@@ -97,18 +156,31 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
             {
                 return (Ok(v.clone()), Served::Cache);
             }
-            if let Some(f) = inner.inflight.get(&key) {
-                (f.clone(), Served::Coalesced)
+            if let Some(f) = inner.inflight.get_mut(&key) {
+                f.waiters += 1;
+                let waiter = Waiter {
+                    state: self.inner.clone(),
+                    key,
+                    id: f.id,
+                };
+                (f.shared.clone(), Served::Coalesced, waiter)
             } else {
                 let state = self.inner.clone();
                 let (retention, max_entries) = (self.retention, self.max_entries);
+                let id = inner.next_id;
+                inner.next_id += 1;
+                let guard = FlightGuard {
+                    state: state.clone(),
+                    key,
+                    id,
+                };
                 // Spawned while holding the lock, so the task's removal of the in-flight entry
                 // cannot run before its insertion below.
                 let handle = tokio::spawn(async move {
+                    let _guard = guard;
                     let result = fetch.await;
-                    let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
-                    inner.inflight.remove(&key);
                     if let Ok(v) = &result {
+                        let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
                         let now = Instant::now();
                         if inner.done.len() >= max_entries {
                             inner
@@ -122,6 +194,7 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
                     }
                     result
                 });
+                let abort = handle.abort_handle();
                 let shared = async move {
                     handle
                         .await
@@ -129,8 +202,21 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
                 }
                 .boxed()
                 .shared();
-                inner.inflight.insert(key, shared.clone());
-                (shared, Served::Upstream)
+                inner.inflight.insert(
+                    key,
+                    Flight {
+                        id,
+                        shared: shared.clone(),
+                        waiters: 1,
+                        abort,
+                    },
+                );
+                let waiter = Waiter {
+                    state: self.inner.clone(),
+                    key,
+                    id,
+                };
+                (shared, Served::Upstream, waiter)
             }
         };
         (shared.await, served)
@@ -143,6 +229,11 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
         self.lock()
             .done
             .retain(|_, (at, _)| now.duration_since(*at) < retention);
+    }
+
+    /// Requests in flight (tests).
+    pub fn inflight(&self) -> usize {
+        self.lock().inflight.len()
     }
 
     /// Stored results (tests).
@@ -244,6 +335,65 @@ mod tests {
             .get(key(2), Duration::from_secs(60), async { Ok(5) })
             .await;
         assert_eq!((r.unwrap(), s), (5, Served::Upstream));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_fetch_does_not_poison_its_key() {
+        let c = Coalescer::<u32>::new(Duration::from_secs(60), 100);
+        let (r, _) = c
+            .get(key(1), Duration::ZERO, async {
+                if true {
+                    panic!("signer panicked");
+                }
+                Ok(0)
+            })
+            .await;
+        assert_eq!(
+            r.unwrap_err().kind(),
+            promscaler_proto::v1::QueryErrorKind::Upstream
+        );
+        assert_eq!(c.inflight(), 0);
+        let (r, s) = c.get(key(1), Duration::ZERO, async { Ok(7) }).await;
+        assert_eq!((r.unwrap(), s), (7, Served::Upstream));
+    }
+
+    #[tokio::test]
+    async fn the_fetch_is_aborted_when_the_last_waiter_goes() {
+        let c = Arc::new(Coalescer::<u32>::new(Duration::from_secs(60), 100));
+        // Dropped (closing the channel) when the fetch future is dropped, i.e. aborted.
+        let (alive, mut gone) = tokio::sync::mpsc::channel::<()>(1);
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let fetch = async move {
+            let _alive = alive;
+            let _ = started_tx.send(());
+            std::future::pending::<()>().await;
+            Ok(0)
+        };
+        let first = {
+            let c = c.clone();
+            tokio::spawn(async move { c.get(key(1), Duration::ZERO, fetch).await })
+        };
+        started.await.unwrap();
+        let second = {
+            let c = c.clone();
+            tokio::spawn(async move { c.get(key(1), Duration::ZERO, async { Ok(1) }).await })
+        };
+        // The second caller joins the flight, then both go away one after the other.
+        for _ in 0..1000 {
+            if c.lock().inflight.get(&key(1)).map(|f| f.waiters) == Some(2) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(c.lock().inflight.get(&key(1)).map(|f| f.waiters), Some(2));
+        first.abort();
+        let _ = first.await;
+        assert_eq!(c.inflight(), 1, "one waiter left: the fetch goes on");
+        second.abort();
+        let _ = second.await;
+        let dropped = tokio::time::timeout(Duration::from_secs(10), gone.recv()).await;
+        assert_eq!(dropped, Ok(None), "the fetch was dropped");
+        assert_eq!(c.inflight(), 0);
     }
 
     #[tokio::test(start_paused = true)]
