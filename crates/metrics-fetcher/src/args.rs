@@ -70,6 +70,12 @@ pub struct FetcherArgs {
     #[arg(long, env = "PROMSCALER_MAX_RETRY_AFTER", default_value = "5m", value_parser = parse_duration)]
     pub max_retry_after: Duration,
 
+    /// Most bytes of query results the cache keeps (least recently used are dropped first).
+    /// Only the part of an answer a caller can use is kept: the value, or for a multi-series
+    /// answer its count and the first 20 label sets.
+    #[arg(long, env = "PROMSCALER_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub cache_max_bytes: usize,
+
     /// Largest QueryBatch.
     #[arg(long, env = "PROMSCALER_MAX_BATCH", default_value_t = 1000)]
     pub max_batch: usize,
@@ -103,6 +109,7 @@ impl FetcherArgs {
             max_batch: self.max_batch,
             cache_retention: self.cache_retention,
             max_query_timeout: self.max_query_timeout,
+            cache_max_bytes: self.cache_max_bytes,
             ..Config::default()
         }
     }

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use crate::Error;
 use crate::aws::CredentialStore;
-use crate::cache::{Coalescer, Key, Served};
+use crate::cache::{Coalescer, Key, Limits, Served};
 use crate::check::{CheckReport, diagnose};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::prometheus::{QueryData, Upstream, UpstreamConfig, Value, reduce_instant, reduce_range};
+use crate::prometheus::{Answer, Upstream, UpstreamConfig, Value, reduce_instant, reduce_range};
 use crate::source::{InstantQuery, RangeQuery};
 
 /// Credentials, HTTP clients and per-host state not used for this long are forgotten (they are
@@ -27,6 +27,8 @@ pub struct Config {
     pub cache_retention: Duration,
     /// Most results kept at once.
     pub cache_entries: usize,
+    /// Most bytes of results kept at once (least recently used go first).
+    pub cache_max_bytes: usize,
     /// Largest accepted `source.timeout`; a larger one is rejected (INVALID_ARGUMENT), so one
     /// caller cannot hold per-server slots for an hour.
     pub max_query_timeout: Duration,
@@ -39,6 +41,7 @@ impl Default for Config {
             max_batch: 1000,
             cache_retention: Duration::from_secs(10 * 60),
             cache_entries: 10_000,
+            cache_max_bytes: 64 * 1024 * 1024,
             max_query_timeout: Duration::from_secs(30),
         }
     }
@@ -57,7 +60,7 @@ pub struct QueryOutcome {
 pub struct Fetcher {
     config: Config,
     upstream: Arc<Upstream>,
-    cache: Coalescer<Arc<QueryData>>,
+    cache: Coalescer<Arc<Answer>>,
     policy: Policy,
     metrics: Metrics,
 }
@@ -76,7 +79,14 @@ impl Fetcher {
             metrics.clone(),
         ));
         Self {
-            cache: Coalescer::new(config.cache_retention, config.cache_entries),
+            cache: Coalescer::new(
+                Limits {
+                    retention: config.cache_retention,
+                    max_entries: config.cache_entries,
+                    max_bytes: config.cache_max_bytes,
+                },
+                |a| a.approx_bytes(),
+            ),
             config,
             upstream,
             policy,
@@ -148,7 +158,7 @@ impl Fetcher {
         diagnose(data.map(Arc::unwrap_or_clone), q.ignore_null_values)
     }
 
-    async fn instant_data(&self, q: &InstantQuery) -> (Result<Arc<QueryData>, Error>, Served) {
+    async fn instant_data(&self, q: &InstantQuery) -> (Result<Arc<Answer>, Error>, Served) {
         if let Err(e) = self.deny_unless_allowed(&q.source, &q.caller) {
             return (Err(e), Served::Upstream);
         }
@@ -164,7 +174,11 @@ impl Fetcher {
         let (result, served) = self
             .cache
             .get(key, q.max_age, async move {
-                upstream.instant(&source, &query, time).await.map(Arc::new)
+                // Only the bounded summary outlives the request (and is cached).
+                upstream
+                    .instant(&source, &query, time)
+                    .await
+                    .map(|a| Arc::new(a.summary()))
             })
             .await;
         match served {

@@ -131,6 +131,86 @@ impl QueryData {
     }
 }
 
+/// At most this many series of an answer are kept (their number is counted whole): enough to
+/// name them in `MULTIPLE_SERIES` and `Check`, whatever the answer's size.
+pub const MAX_KEPT_SERIES: usize = 20;
+
+/// Labels kept per series in a [`Answer::summary`].
+const MAX_KEPT_LABELS: usize = 16;
+
+/// A parsed answer: at most [`MAX_KEPT_SERIES`] series and how many there were.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The result (vectors and matrices cut to [`MAX_KEPT_SERIES`] series).
+    pub data: QueryData,
+    /// How many series the server returned (a scalar or string counts as one).
+    pub series_count: usize,
+}
+
+impl From<QueryData> for Answer {
+    fn from(data: QueryData) -> Self {
+        Self {
+            series_count: data.series_count(),
+            data,
+        }
+    }
+}
+
+impl Answer {
+    /// What an instant query keeps for its callers (and the cache): each kept series with its
+    /// first sample only and at most 16 labels cut to [`MAX_LABEL_TEXT_BYTES`], sample texts
+    /// cut to 64 bytes. Every caller's reduction (`ignore_null_values` differs per caller) and
+    /// `Check` work on it alike; its size is bounded whatever the answer's.
+    pub fn summary(mut self) -> Self {
+        fn cut(sample: &mut RawSample) {
+            if sample.value.len() > 64 {
+                sample.value = quote(&sample.value, 64);
+            }
+        }
+        match &mut self.data {
+            QueryData::Vector(series) | QueryData::Matrix(series) => {
+                series.truncate(MAX_KEPT_SERIES);
+                for s in series.iter_mut() {
+                    s.samples.truncate(1);
+                    s.samples.iter_mut().for_each(cut);
+                    let labels = std::mem::take(&mut s.labels);
+                    s.labels = labels
+                        .into_iter()
+                        .take(MAX_KEPT_LABELS)
+                        .map(|(k, v)| (quote(&k, 64), quote(&v, MAX_LABEL_TEXT_BYTES)))
+                        .collect();
+                    s.samples.shrink_to_fit();
+                }
+                series.shrink_to_fit();
+            }
+            QueryData::Scalar(sample) | QueryData::String(sample) => cut(sample),
+        }
+        self
+    }
+
+    /// Approximately the heap and inline bytes this answer holds (for the cache's budget).
+    pub fn approx_bytes(&self) -> usize {
+        const STRING: usize = std::mem::size_of::<String>();
+        let sample = |s: &RawSample| std::mem::size_of::<RawSample>() + s.value.len();
+        let series_bytes = |s: &Series| {
+            std::mem::size_of::<Series>()
+                + s.labels
+                    .iter()
+                    // BTreeMap nodes: about the two Strings and a share of the node per entry.
+                    .map(|(k, v)| 2 * STRING + 16 + k.len() + v.len())
+                    .sum::<usize>()
+                + s.samples.iter().map(sample).sum::<usize>()
+        };
+        std::mem::size_of::<Self>()
+            + match &self.data {
+                QueryData::Vector(series) | QueryData::Matrix(series) => {
+                    series.iter().map(series_bytes).sum()
+                }
+                QueryData::Scalar(s) | QueryData::String(s) => s.value.len(),
+            }
+    }
+}
+
 /// A value reduced from a result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Value {
@@ -144,8 +224,8 @@ pub struct Value {
 /// vector or a scalar is the value; empty ⇒ [`Error::EmptyResult`] (0 with
 /// `ignore_null_values`); several series ⇒ [`Error::MultipleSeries`]; NaN/±Inf ⇒
 /// [`Error::NotFinite`] (0 with `ignore_null_values`).
-pub fn reduce_instant(data: &QueryData, ignore_null_values: bool) -> Result<Value, Error> {
-    let sample = match data {
+pub fn reduce_instant(answer: &Answer, ignore_null_values: bool) -> Result<Value, Error> {
+    let sample = match &answer.data {
         QueryData::Scalar(s) => s,
         QueryData::Vector(series) => match series.as_slice() {
             [] if ignore_null_values => {
@@ -174,7 +254,7 @@ pub fn reduce_instant(data: &QueryData, ignore_null_values: bool) -> Result<Valu
             },
             many => {
                 return Err(Error::MultipleSeries {
-                    count: many.len(),
+                    count: answer.series_count.max(many.len()),
                     series: many.iter().take(5).map(Series::label_text).collect(),
                 });
             }
@@ -208,7 +288,8 @@ pub fn reduce_instant(data: &QueryData, ignore_null_values: bool) -> Result<Valu
 }
 
 /// Reduces a range result to the samples of its single series.
-pub fn reduce_range(data: &QueryData) -> Result<Vec<Value>, Error> {
+pub fn reduce_range(answer: &Answer) -> Result<Vec<Value>, Error> {
+    let data = &answer.data;
     let series = match data {
         QueryData::Matrix(series) => series,
         QueryData::Vector(_) | QueryData::Scalar(_) | QueryData::String(_) => {
@@ -235,7 +316,7 @@ pub fn reduce_range(data: &QueryData) -> Result<Vec<Value>, Error> {
             })
             .collect(),
         many => Err(Error::MultipleSeries {
-            count: many.len(),
+            count: answer.series_count.max(many.len()),
             series: many.iter().take(5).map(Series::label_text).collect(),
         }),
     }
@@ -262,10 +343,10 @@ fn timestamp(secs: f64) -> Option<SystemTime> {
 // Response interpretation.
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     status: String,
-    #[serde(default)]
-    data: Option<Data>,
+    #[serde(default, borrow)]
+    data: Option<Data<'a>>,
     #[serde(rename = "errorType", default)]
     error_type: Option<String>,
     #[serde(default)]
@@ -273,10 +354,54 @@ struct Envelope {
 }
 
 #[derive(Deserialize)]
-struct Data {
+struct Data<'a> {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: serde_json::Value,
+    /// Left unparsed until the type is known, then parsed without building a tree of the
+    /// whole answer (a 7 MB answer of 90k series would otherwise take hundreds of MB).
+    #[serde(borrow)]
+    result: &'a serde_json::value::RawValue,
+}
+
+/// The first [`MAX_KEPT_SERIES`] series of a result and how many there are; the rest are only
+/// counted (skipped without being built).
+struct BoundedSeries {
+    kept: Vec<WireSeries>,
+    total: usize,
+}
+
+impl<'de> Deserialize<'de> for BoundedSeries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = BoundedSeries;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of series")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<BoundedSeries, A::Error> {
+                let mut kept = Vec::new();
+                let mut total = 0;
+                loop {
+                    let more = if kept.len() < MAX_KEPT_SERIES {
+                        seq.next_element::<WireSeries>()?.map(|s| kept.push(s))
+                    } else {
+                        seq.next_element::<serde::de::IgnoredAny>()?.map(|_| ())
+                    };
+                    if more.is_none() {
+                        break;
+                    }
+                    total += 1;
+                }
+                Ok(BoundedSeries { kept, total })
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
 }
 
 #[derive(Deserialize)]
@@ -295,8 +420,8 @@ pub fn interpret(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<QueryData, Error> {
-    let envelope: Option<Envelope> = serde_json::from_slice(body).ok();
+) -> Result<Answer, Error> {
+    let envelope: Option<Envelope<'_>> = serde_json::from_slice(body).ok();
     let code = status.as_u16();
     let server_message = || server_message(envelope.as_ref(), code, body);
     match code {
@@ -385,10 +510,11 @@ pub fn interpret(
     let Some(data) = envelope.data else {
         return Err(malformed("no data"));
     };
-    let series = |v: serde_json::Value| -> Result<Vec<Series>, Error> {
-        let wire: Vec<WireSeries> =
-            serde_json::from_value(v).map_err(|e| malformed(&e.to_string()))?;
-        Ok(wire
+    let series = |raw: &serde_json::value::RawValue| -> Result<Answer, Error> {
+        let wire: BoundedSeries =
+            serde_json::from_str(raw.get()).map_err(|e| malformed(&e.to_string()))?;
+        let kept: Vec<Series> = wire
+            .kept
             .into_iter()
             .map(|w| Series {
                 labels: w.metric,
@@ -399,18 +525,28 @@ pub fn interpret(
                     .map(|(at, value)| RawSample { at, value })
                     .collect(),
             })
-            .collect())
+            .collect();
+        Ok(Answer {
+            data: QueryData::Vector(kept),
+            series_count: wire.total,
+        })
     };
-    let sample = |v: serde_json::Value| -> Result<RawSample, Error> {
+    let sample = |raw: &serde_json::value::RawValue| -> Result<RawSample, Error> {
         let (at, value): (f64, String) =
-            serde_json::from_value(v).map_err(|e| malformed(&e.to_string()))?;
+            serde_json::from_str(raw.get()).map_err(|e| malformed(&e.to_string()))?;
         Ok(RawSample { at, value })
     };
     match data.result_type.as_str() {
-        "vector" => Ok(QueryData::Vector(series(data.result)?)),
-        "matrix" => Ok(QueryData::Matrix(series(data.result)?)),
-        "scalar" => Ok(QueryData::Scalar(sample(data.result)?)),
-        "string" => Ok(QueryData::String(sample(data.result)?)),
+        "vector" => series(data.result),
+        "matrix" => series(data.result).map(|a| Answer {
+            data: match a.data {
+                QueryData::Vector(s) => QueryData::Matrix(s),
+                other => other,
+            },
+            series_count: a.series_count,
+        }),
+        "scalar" => Ok(QueryData::Scalar(sample(data.result)?).into()),
+        "string" => Ok(QueryData::String(sample(data.result)?).into()),
         other => Err(malformed(&format!(
             "unknown resultType {:?}",
             truncate(other, 32)
@@ -418,7 +554,7 @@ pub fn interpret(
     }
 }
 
-fn is_timeout(envelope: Option<&Envelope>) -> bool {
+fn is_timeout(envelope: Option<&Envelope<'_>>) -> bool {
     envelope.is_some_and(|e| {
         e.error_type.as_deref() == Some("timeout")
             || e.error.as_deref().is_some_and(|t| {
@@ -428,7 +564,7 @@ fn is_timeout(envelope: Option<&Envelope>) -> bool {
     })
 }
 
-fn bad_query(code: u16, e: &Envelope) -> Error {
+fn bad_query(code: u16, e: &Envelope<'_>) -> Error {
     Error::BadQuery {
         status: code,
         error_type: e.error_type.clone().unwrap_or_else(|| "unknown".into()),
@@ -439,7 +575,7 @@ fn bad_query(code: u16, e: &Envelope) -> Error {
 /// The server's own words: Prometheus `error`, AMP's `message`/`Message`; any other body is not
 /// quoted at all (only its size): the fetcher must not read arbitrary URLs back to whoever can
 /// write a PromScaler (SSRF). The caller bounds and scrubs the text ([`Error::redacted`]).
-fn server_message(envelope: Option<&Envelope>, status: u16, body: &[u8]) -> String {
+fn server_message(envelope: Option<&Envelope<'_>>, status: u16, body: &[u8]) -> String {
     if let Some(text) = envelope.and_then(|e| e.error.clone()) {
         return text;
     }
@@ -676,7 +812,7 @@ impl Upstream {
         source: &Source,
         query: &str,
         time: Option<SystemTime>,
-    ) -> Result<QueryData, Error> {
+    ) -> Result<Answer, Error> {
         let mut params = vec![("query", query.to_owned())];
         if let Some(t) = time {
             params.push(("time", format_time(t)));
@@ -692,7 +828,7 @@ impl Upstream {
         start: SystemTime,
         end: SystemTime,
         step: Duration,
-    ) -> Result<QueryData, Error> {
+    ) -> Result<Answer, Error> {
         let params = [
             ("query", query.to_owned()),
             ("start", format_time(start)),
@@ -708,7 +844,7 @@ impl Upstream {
         source: &Source,
         path: &str,
         params: &[(&str, String)],
-    ) -> Result<QueryData, Error> {
+    ) -> Result<Answer, Error> {
         let started = Instant::now();
         let mut redactor = redactor_for(source);
         let result = self
@@ -730,7 +866,7 @@ impl Upstream {
         path: &str,
         params: &[(&str, String)],
         redactor: &mut Redactor,
-    ) -> Result<QueryData, Error> {
+    ) -> Result<Answer, Error> {
         let throttle_key = throttle_key(source);
         if let Some(until) = self.throttled_until(&throttle_key) {
             return Err(Error::Throttled {
@@ -786,7 +922,7 @@ impl Upstream {
         client: crate::auth::HttpClient,
         req: Request<Full<Bytes>>,
         source: &Source,
-    ) -> Result<QueryData, Error> {
+    ) -> Result<Answer, Error> {
         let semaphore = self.semaphore(&source.host);
         let _permit = semaphore
             .acquire()

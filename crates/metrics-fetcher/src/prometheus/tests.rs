@@ -22,7 +22,7 @@ fn source(url: &str) -> Source {
     }
 }
 
-fn answer(status: u16, body: &str) -> Result<QueryData, Error> {
+fn answer(status: u16, body: &str) -> Result<Answer, Error> {
     interpret(
         "prom:9090",
         StatusCode::from_u16(status).unwrap(),
@@ -636,4 +636,30 @@ async fn one_tenants_throttling_does_not_silence_another_and_is_capped() {
     let before = server.requests.load(Ordering::SeqCst);
     up.instant(&tenant("a"), "up", None).await.unwrap_err();
     assert_eq!(server.requests.load(Ordering::SeqCst), before);
+}
+
+#[test]
+fn large_answers_keep_a_bounded_summary_and_their_count() {
+    let pods: Vec<(String, &str)> = (0..90_000).map(|i| (format!("pod-{i:06}"), "1")).collect();
+    let refs: Vec<(&str, &str)> = pods.iter().map(|(p, v)| (p.as_str(), *v)).collect();
+    let body = vector(&refs);
+    let parsed = answer(200, &body).unwrap();
+    assert_eq!(parsed.series_count, 90_000);
+    assert_eq!(parsed.data.series_count(), MAX_KEPT_SERIES);
+    let summary = parsed.summary();
+    assert!(
+        summary.approx_bytes() < 16 * 1024,
+        "{}",
+        summary.approx_bytes()
+    );
+    let err = reduce_instant(&summary, true).unwrap_err();
+    assert!(err.to_string().contains("90000 series"), "{err}");
+    assert!(err.to_string().contains(r#"{pod="pod-000000"}"#), "{err}");
+    // One huge label value is cut in the summary.
+    let huge = "v".repeat(1_000_000);
+    let one = answer(200, &vector(&[(huge.as_str(), "7")]))
+        .unwrap()
+        .summary();
+    assert!(one.approx_bytes() < 1024, "{}", one.approx_bytes());
+    assert_eq!(reduce_instant(&one, false).unwrap().value, 7.0);
 }
