@@ -42,6 +42,12 @@ pub struct FetcherArgs {
     )]
     pub operator_identity_namespaces: Option<Vec<String>>,
 
+    /// Allow queries to link-local (169.254.0.0/16, fe80::/10) and cloud metadata addresses
+    /// (169.254.169.254, fd00:ec2::254), as IP literals or resolved from a name. Off by
+    /// default: they hold instance credentials, never a Prometheus.
+    #[arg(long, env = "PROMSCALER_ALLOW_LINK_LOCAL")]
+    pub allow_link_local: bool,
+
     /// Concurrent upstream requests per server host.
     #[arg(long, env = "PROMSCALER_PER_SERVER_CONCURRENCY", default_value_t = 16)]
     pub per_server_concurrency: usize,
@@ -53,6 +59,22 @@ pub struct FetcherArgs {
     /// How long results stay available to requests with a max_age, e.g. "10m".
     #[arg(long, env = "PROMSCALER_CACHE_RETENTION", default_value = "10m", value_parser = parse_duration)]
     pub cache_retention: Duration,
+
+    /// Largest accepted per-query timeout (`source.timeout`), e.g. "30s"; a query asking for
+    /// more is rejected with INVALID_ARGUMENT naming this limit.
+    #[arg(long, env = "PROMSCALER_MAX_QUERY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub max_query_timeout: Duration,
+
+    /// Longest `Retry-After` honoured, e.g. "5m": a source whose server asks to wait longer is
+    /// queried again after this.
+    #[arg(long, env = "PROMSCALER_MAX_RETRY_AFTER", default_value = "5m", value_parser = parse_duration)]
+    pub max_retry_after: Duration,
+
+    /// Most bytes of query results the cache keeps (least recently used are dropped first).
+    /// Only the part of an answer a caller can use is kept: the value, or for a multi-series
+    /// answer its count and the first 20 label sets.
+    #[arg(long, env = "PROMSCALER_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub cache_max_bytes: usize,
 
     /// Largest QueryBatch.
     #[arg(long, env = "PROMSCALER_MAX_BATCH", default_value_t = 1000)]
@@ -70,6 +92,7 @@ impl FetcherArgs {
                     .filter(|n| !n.is_empty())
                     .collect()
             }),
+            allow_link_local: self.allow_link_local,
         }
     }
 
@@ -79,10 +102,14 @@ impl FetcherArgs {
             upstream: UpstreamConfig {
                 max_body_bytes: self.max_response_bytes,
                 per_server_concurrency: self.per_server_concurrency,
+                allow_link_local: self.allow_link_local,
+                max_retry_after: self.max_retry_after,
                 ..UpstreamConfig::default()
             },
             max_batch: self.max_batch,
             cache_retention: self.cache_retention,
+            max_query_timeout: self.max_query_timeout,
+            cache_max_bytes: self.cache_max_bytes,
             ..Config::default()
         }
     }

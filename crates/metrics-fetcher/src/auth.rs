@@ -9,6 +9,7 @@
 //! signatures are still checked so the connection is at least a well-formed TLS session.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -27,7 +29,94 @@ use crate::Error;
 use crate::source::TlsSettings;
 
 /// The HTTP client type used upstream.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
+
+/// Whether `ip` is link-local (169.254.0.0/16, fe80::/10) or a cloud metadata address
+/// (169.254.169.254, AWS' IPv6 fd00:ec2::254), IPv4-mapped forms included: where instance
+/// credentials live, never a Prometheus.
+pub fn is_link_local_or_metadata(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return v4.is_link_local();
+            }
+            let fe80 = (v6.segments()[0] & 0xffc0) == 0xfe80;
+            fe80 || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+    }
+}
+
+/// A connection refused because of the address a name resolved to.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{name} resolves to {ip}, a link-local or cloud metadata address; the fetcher refuses those \
+     unless started with --allow-link-local"
+)]
+pub struct RefusedAddress {
+    /// The host name.
+    pub name: String,
+    /// The first refused address.
+    pub ip: IpAddr,
+}
+
+/// The addresses of `name` the fetcher may connect to; an error when every one is refused.
+pub fn check_resolved(
+    name: &str,
+    addrs: Vec<SocketAddr>,
+    allow_link_local: bool,
+) -> Result<Vec<SocketAddr>, RefusedAddress> {
+    if allow_link_local {
+        return Ok(addrs);
+    }
+    let first_refused = addrs
+        .iter()
+        .map(SocketAddr::ip)
+        .find(|ip| is_link_local_or_metadata(*ip));
+    let kept: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| !is_link_local_or_metadata(a.ip()))
+        .collect();
+    match first_refused {
+        Some(ip) if kept.is_empty() => Err(RefusedAddress {
+            name: name.to_owned(),
+            ip,
+        }),
+        _ => Ok(kept),
+    }
+}
+
+/// The system resolver, with the resolved addresses checked by [`check_resolved`]: an allowed
+/// name (or one a tenant controls in DNS) cannot point the fetcher at the metadata service.
+/// IP literals do not go through a resolver; the policy checks those
+/// (`crate::policy::Policy::check`).
+#[derive(Clone)]
+pub struct CheckedResolver {
+    inner: GaiResolver,
+    allow_link_local: bool,
+}
+
+impl tower::Service<Name> for CheckedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let allow = self.allow_link_local;
+        let resolving = self.inner.call(name.clone());
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = resolving.await?.collect();
+            Ok(check_resolved(name.as_str(), addrs, allow)?.into_iter())
+        })
+    }
+}
 
 /// Distinct TLS configurations kept at once; past this the cache starts over (a caller cycling
 /// through certificates must not grow memory without bound).
@@ -39,23 +128,45 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Clients by TLS settings digest.
 #[derive(Default)]
 pub struct ClientCache {
-    clients: Mutex<HashMap<[u8; 32], HttpClient>>,
+    /// `--allow-link-local`.
+    allow_link_local: bool,
+    /// Clients and when they were last used (see [`Self::prune_idle`]).
+    clients: Mutex<HashMap<[u8; 32], (HttpClient, tokio::time::Instant)>>,
 }
 
 impl ClientCache {
+    /// A cache whose clients refuse link-local and metadata addresses unless
+    /// `allow_link_local`.
+    pub fn new(allow_link_local: bool) -> Self {
+        Self {
+            allow_link_local,
+            clients: Mutex::default(),
+        }
+    }
+
     /// The client for `tls`, built on first use.
     pub fn client(&self, tls: &TlsSettings) -> Result<HttpClient, Error> {
         let key = tls.fingerprint();
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = clients.get(&key) {
+        if let Some((c, used)) = clients.get_mut(&key) {
+            *used = tokio::time::Instant::now();
             return Ok(c.clone());
         }
-        let client = build_client(tls)?;
+        let client = build_client(tls, self.allow_link_local)?;
         if clients.len() >= MAX_CLIENTS {
             clients.clear();
         }
-        clients.insert(key, client.clone());
+        clients.insert(key, (client.clone(), tokio::time::Instant::now()));
         Ok(client)
+    }
+
+    /// Drops clients (and their connection pools) no request used for `idle`.
+    pub fn prune_idle(&self, idle: Duration) {
+        let now = tokio::time::Instant::now();
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (_, used)| now.duration_since(*used) < idle);
     }
 
     /// Number of distinct clients (tests).
@@ -69,9 +180,12 @@ impl ClientCache {
     }
 }
 
-fn build_client(tls: &TlsSettings) -> Result<HttpClient, Error> {
+fn build_client(tls: &TlsSettings, allow_link_local: bool) -> Result<HttpClient, Error> {
     let config = tls_config(tls)?;
-    let mut http = HttpConnector::new();
+    let mut http = HttpConnector::new_with_resolver(CheckedResolver {
+        inner: GaiResolver::new(),
+        allow_link_local,
+    });
     http.enforce_http(false);
     http.set_nodelay(true);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -203,6 +317,27 @@ impl ServerCertVerifier for NoVerification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolved_metadata_addresses_are_refused_unless_allowed() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let err =
+            check_resolved("evil.example", vec![addr("169.254.169.254:80")], false).unwrap_err();
+        assert!(err.to_string().contains("--allow-link-local"), "{err}");
+        assert!(check_resolved("x", vec![addr("[fd00:ec2::254]:80")], false).is_err());
+        // Mixed answers keep only the usable addresses.
+        let kept = check_resolved(
+            "x",
+            vec![addr("169.254.169.254:80"), addr("10.1.2.3:80")],
+            false,
+        )
+        .unwrap();
+        assert_eq!(kept, vec![addr("10.1.2.3:80")]);
+        assert_eq!(
+            check_resolved("x", vec![addr("169.254.169.254:80")], true).unwrap(),
+            vec![addr("169.254.169.254:80")]
+        );
+    }
     use crate::source::{ClientCert, Secret};
 
     const CA: &str = include_str!("../testdata/ca.pem");

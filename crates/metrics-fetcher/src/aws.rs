@@ -41,6 +41,29 @@ const FAILURE_HOLD: Duration = Duration::from_secs(1);
 
 const SESSION_NAME: &str = "promscaler-metrics-fetcher";
 
+/// Checks a region or signing-service name before it reaches aws-sigv4, which puts it in the
+/// credential scope of a header and panics on characters such as CR/LF. AWS names are
+/// lower-case letters, digits and '-' (`us-east-1`, `us-gov-west-1`, `aps`, `execute-api`).
+pub fn validate_name(field: &'static str, value: &str) -> Result<(), Error> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!(
+                "{:?} is not a valid AWS name: use lower-case letters, digits and '-' only \
+                 (e.g. us-east-1 for a region, aps for the service)",
+                crate::error::quote(value, 64)
+            ),
+        ))
+    }
+}
+
 /// Picks the signing region: the request's, else the one in an
 /// `aps-workspaces.<region>.amazonaws.com` host, else the environment's. Never a guess that
 /// disagrees with the workspace's region when the host names it.
@@ -49,11 +72,16 @@ pub fn signing_region(
     host: &str,
     env_region: Option<&str>,
 ) -> Result<String, Error> {
+    validate_name("source.auth.aws.service", &aws.service)?;
     if let Some(r) = aws.region.as_deref().filter(|r| !r.is_empty()) {
+        validate_name("source.auth.aws.region", r)?;
         return Ok(r.to_owned());
     }
     if let Some(r) = region_from_host(host) {
         return Ok(r);
+    }
+    if let Some(r) = env_region.filter(|r| !r.is_empty()) {
+        validate_name("AWS_REGION of the fetcher", r)?;
     }
     env_region
         .filter(|r| !r.is_empty())
@@ -109,7 +137,8 @@ pub struct CredentialStore {
     sdk_config: OnceCell<SdkConfig>,
     /// Overrides the default chain (tests).
     own_override: Option<SharedCredentialsProvider>,
-    cached: Mutex<HashMap<IdentityKey, Arc<CachedCredentials>>>,
+    /// Each identity's credentials and when a query last used them (see [`Self::prune_idle`]).
+    cached: Mutex<HashMap<IdentityKey, (Arc<CachedCredentials>, tokio::time::Instant)>>,
 }
 
 impl CredentialStore {
@@ -203,12 +232,32 @@ impl CredentialStore {
         Ok(self.lookup_or_insert(key, made))
     }
 
-    fn lookup(&self, key: &IdentityKey) -> Option<Arc<CachedCredentials>> {
+    /// Forgets identities no query used for `idle`: a caller cycling through keys or roles
+    /// must not grow the store without bound. A forgotten identity costs one credential fetch
+    /// when it comes back.
+    pub fn prune_idle(&self, idle: std::time::Duration) {
+        let now = tokio::time::Instant::now();
         self.cached
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
+            .retain(|_, (_, used)| now.duration_since(*used) < idle);
+    }
+
+    /// Identities held (tests).
+    pub fn len(&self) -> usize {
+        self.cached.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when no identity is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lookup(&self, key: &IdentityKey) -> Option<Arc<CachedCredentials>> {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        let (creds, used) = cached.get_mut(key)?;
+        *used = tokio::time::Instant::now();
+        Some(creds.clone())
     }
 
     /// Inserts unless another task won the race; returns the entry in the map.
@@ -221,7 +270,8 @@ impl CredentialStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(key.clone())
-            .or_insert(made)
+            .or_insert((made, tokio::time::Instant::now()))
+            .0
             .clone()
     }
 
@@ -484,6 +534,26 @@ mod tests {
     }
 
     #[test]
+    fn regions_and_services_with_control_characters_are_invalid_arguments() {
+        for (region, service) in [
+            (Some("us-east-1\r\nX-Injected: 1"), "aps"),
+            (Some("us-east-1"), "aps\n"),
+            (Some("US East"), "aps"),
+        ] {
+            let mut a = aws(region);
+            a.service = service.into();
+            let err = signing_region(&a, "127.0.0.1", None).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                promscaler_proto::v1::QueryErrorKind::InvalidArgument,
+                "{err}"
+            );
+            assert!(err.to_string().contains("lower-case letters"), "{err}");
+        }
+        assert!(signing_region(&aws(None), "127.0.0.1", Some("eu-west-1\n")).is_err());
+    }
+
+    #[test]
     fn only_amp_hosts_name_a_region() {
         assert_eq!(
             region_from_host("aps-workspaces-fips.us-gov-west-1.amazonaws.com").as_deref(),
@@ -617,5 +687,27 @@ mod tests {
         assert_eq!(creds.secret_access_key(), "wJalrXUtnFEMI");
         let keys = store.cached.lock().unwrap();
         assert!(!format!("{:?}", keys.keys().collect::<Vec<_>>()).contains("wJalr"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn identities_unused_for_the_idle_time_are_forgotten() {
+        let store = CredentialStore::new(None, Metrics::default());
+        for n in 0..3 {
+            let mut auth = aws(None);
+            auth.static_keys = Some(StaticKeys {
+                access_key_id: format!("AKID{n}"),
+                secret_access_key: Secret::new("k"),
+                session_token: None,
+            });
+            store.credentials(&auth, "us-east-1").await.unwrap();
+            tokio::time::advance(Duration::from_secs(60)).await;
+        }
+        assert_eq!(store.len(), 3);
+        // AKID0 was last used 3 min ago, AKID2 1 min ago.
+        store.prune_idle(Duration::from_secs(150));
+        assert_eq!(store.len(), 2);
+        tokio::time::advance(Duration::from_secs(600)).await;
+        store.prune_idle(Duration::from_secs(150));
+        assert!(store.is_empty());
     }
 }

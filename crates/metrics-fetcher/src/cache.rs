@@ -57,71 +57,216 @@ pub enum Served {
 
 type Outcome<V> = Result<V, Error>;
 
+/// One upstream request in flight and who waits for it.
+struct Flight<V> {
+    /// Tells this flight from a later one under the same key.
+    id: u64,
+    shared: Shared<BoxFuture<'static, Outcome<V>>>,
+    /// Callers awaiting `shared`; the request is aborted when the last one goes.
+    waiters: usize,
+    abort: tokio::task::AbortHandle,
+}
+
+/// A stored result.
+struct Stored<V> {
+    /// When the answer arrived (its age for `max_age`).
+    at: Instant,
+    /// When a caller last used it (least recently used goes first).
+    used: Instant,
+    /// Its weight against the byte budget.
+    bytes: usize,
+    value: V,
+}
+
 struct Inner<V> {
-    inflight: HashMap<Key, Shared<BoxFuture<'static, Outcome<V>>>>,
-    done: HashMap<Key, (Instant, V)>,
+    inflight: HashMap<Key, Flight<V>>,
+    done: HashMap<Key, Stored<V>>,
+    /// Sum of `done`'s weights.
+    bytes: usize,
+    next_id: u64,
+}
+
+impl<V> Inner<V> {
+    fn remove_done(&mut self, key: &Key) {
+        if let Some(old) = self.done.remove(key) {
+            self.bytes -= old.bytes;
+        }
+    }
+
+    /// Drops entries older than `retention`, then the least recently used ones until both
+    /// limits hold (down to 90% of them, so a full store does not sort on every insert).
+    fn evict(&mut self, now: Instant, limits: Limits) {
+        let retention = limits.retention;
+        let mut freed = 0;
+        self.done.retain(|_, e| {
+            let keep = now.duration_since(e.at) < retention;
+            if !keep {
+                freed += e.bytes;
+            }
+            keep
+        });
+        self.bytes -= freed;
+        if self.bytes <= limits.max_bytes && self.done.len() <= limits.max_entries {
+            return;
+        }
+        let bytes_goal = limits.max_bytes - limits.max_bytes / 10;
+        let entries_goal = limits.max_entries - limits.max_entries / 10;
+        let mut by_use: Vec<(Instant, Key)> = self.done.iter().map(|(k, e)| (e.used, *k)).collect();
+        by_use.sort_unstable_by_key(|(used, _)| *used);
+        for (_, key) in by_use {
+            if self.bytes <= bytes_goal && self.done.len() <= entries_goal {
+                break;
+            }
+            self.remove_done(&key);
+        }
+    }
+}
+
+/// How much the store may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Results are served for at most this long (longer `max_age`s are capped by it).
+    pub retention: Duration,
+    /// Most results kept.
+    pub max_entries: usize,
+    /// Most bytes kept (by the weight function given to [`Coalescer::new`]).
+    pub max_bytes: usize,
 }
 
 /// Coalesces identical in-flight requests and keeps recent results.
 pub struct Coalescer<V> {
     inner: Arc<Mutex<Inner<V>>>,
-    retention: Duration,
-    max_entries: usize,
+    limits: Limits,
+    weigh: fn(&V) -> usize,
+}
+
+/// Removes a flight's in-flight entry however its task ends: completed, panicked or aborted.
+/// Without it, a panic left the entry behind and every later identical query got "task
+/// panicked" until restart.
+struct FlightGuard<V> {
+    state: Arc<Mutex<Inner<V>>>,
+    key: Key,
+    id: u64,
+}
+
+impl<V> Drop for FlightGuard<V> {
+    fn drop(&mut self) {
+        let mut inner = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if inner
+            .inflight
+            .get(&self.key)
+            .is_some_and(|f| f.id == self.id)
+        {
+            inner.inflight.remove(&self.key);
+        }
+    }
+}
+
+/// One caller's interest in a flight. When the last waiter is dropped before the answer (the
+/// gRPC call was cancelled), the upstream request is aborted: it stops holding a per-server
+/// slot and the server stops working for nobody.
+struct Waiter<V> {
+    state: Arc<Mutex<Inner<V>>>,
+    key: Key,
+    id: u64,
+}
+
+impl<V> Drop for Waiter<V> {
+    fn drop(&mut self) {
+        let mut inner = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = inner.inflight.get_mut(&self.key)
+            && f.id == self.id
+        {
+            f.waiters = f.waiters.saturating_sub(1);
+            if f.waiters == 0 {
+                f.abort.abort();
+                inner.inflight.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
-    /// Results are kept for at most `retention` (longer `max_age`s are capped by it) and at
-    /// most `max_entries` at a time.
-    pub fn new(retention: Duration, max_entries: usize) -> Self {
+    /// Results are kept within `limits`; `weigh` says how many bytes a result holds.
+    pub fn new(limits: Limits, weigh: fn(&V) -> usize) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 inflight: HashMap::new(),
                 done: HashMap::new(),
+                bytes: 0,
+                next_id: 0,
             })),
-            retention,
-            max_entries: max_entries.max(1),
+            limits: Limits {
+                max_entries: limits.max_entries.max(1),
+                ..limits
+            },
+            weigh,
         }
     }
 
     /// A result for `key`: from the cache when younger than `max_age`, else from an in-flight
-    /// identical request, else from `fetch` (run in its own task).
+    /// identical request, else from `fetch` (run in its own task, which is aborted when every
+    /// caller waiting for it has gone). A successful result is stored only when the request
+    /// that started it has a `max_age` (a caller with none can never use a stored result).
     pub async fn get<F>(&self, key: Key, max_age: Duration, fetch: F) -> (Outcome<V>, Served)
     where
         F: Future<Output = Outcome<V>> + Send + 'static,
     {
-        let (shared, served) = {
+        let (shared, served, _waiter) = {
             let mut inner = self.lock();
             if !max_age.is_zero()
-                && let Some((at, v)) = inner.done.get(&key)
-                && at.elapsed() <= max_age
+                && let Some(e) = inner.done.get_mut(&key)
+                && e.at.elapsed() <= max_age.min(self.limits.retention)
             {
-                return (Ok(v.clone()), Served::Cache);
+                e.used = Instant::now();
+                return (Ok(e.value.clone()), Served::Cache);
             }
-            if let Some(f) = inner.inflight.get(&key) {
-                (f.clone(), Served::Coalesced)
+            if let Some(f) = inner.inflight.get_mut(&key) {
+                f.waiters += 1;
+                let waiter = Waiter {
+                    state: self.inner.clone(),
+                    key,
+                    id: f.id,
+                };
+                (f.shared.clone(), Served::Coalesced, waiter)
             } else {
                 let state = self.inner.clone();
-                let (retention, max_entries) = (self.retention, self.max_entries);
+                let (limits, weigh, store) = (self.limits, self.weigh, !max_age.is_zero());
+                let id = inner.next_id;
+                inner.next_id += 1;
+                let guard = FlightGuard {
+                    state: state.clone(),
+                    key,
+                    id,
+                };
                 // Spawned while holding the lock, so the task's removal of the in-flight entry
                 // cannot run before its insertion below.
                 let handle = tokio::spawn(async move {
+                    let _guard = guard;
                     let result = fetch.await;
-                    let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
-                    inner.inflight.remove(&key);
-                    if let Ok(v) = &result {
+                    if store
+                        && let Ok(v) = &result
+                        && let bytes = weigh(v)
+                        && bytes <= limits.max_bytes
+                    {
+                        let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
                         let now = Instant::now();
-                        if inner.done.len() >= max_entries {
-                            inner
-                                .done
-                                .retain(|_, (at, _)| now.duration_since(*at) < retention);
-                            if inner.done.len() >= max_entries {
-                                inner.done.clear();
-                            }
-                        }
-                        inner.done.insert(key, (now, v.clone()));
+                        inner.remove_done(&key);
+                        inner.done.insert(
+                            key,
+                            Stored {
+                                at: now,
+                                used: now,
+                                bytes,
+                                value: v.clone(),
+                            },
+                        );
+                        inner.bytes += bytes;
+                        inner.evict(now, limits);
                     }
                     result
                 });
+                let abort = handle.abort_handle();
                 let shared = async move {
                     handle
                         .await
@@ -129,8 +274,21 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
                 }
                 .boxed()
                 .shared();
-                inner.inflight.insert(key, shared.clone());
-                (shared, Served::Upstream)
+                inner.inflight.insert(
+                    key,
+                    Flight {
+                        id,
+                        shared: shared.clone(),
+                        waiters: 1,
+                        abort,
+                    },
+                );
+                let waiter = Waiter {
+                    state: self.inner.clone(),
+                    key,
+                    id,
+                };
+                (shared, Served::Upstream, waiter)
             }
         };
         (shared.await, served)
@@ -138,11 +296,18 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
 
     /// Drops stored results older than the retention (called periodically).
     pub fn prune(&self) {
-        let now = Instant::now();
-        let retention = self.retention;
-        self.lock()
-            .done
-            .retain(|_, (at, _)| now.duration_since(*at) < retention);
+        let limits = self.limits;
+        self.lock().evict(Instant::now(), limits);
+    }
+
+    /// Bytes stored, by the weight function.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Requests in flight (tests).
+    pub fn inflight(&self) -> usize {
+        self.lock().inflight.len()
     }
 
     /// Stored results (tests).
@@ -170,9 +335,21 @@ mod tests {
         Key([n; 32])
     }
 
+    /// A store of u32s, each weighing its value in bytes.
+    fn coalescer(retention_secs: u64, max_entries: usize) -> Coalescer<u32> {
+        Coalescer::new(
+            Limits {
+                retention: Duration::from_secs(retention_secs),
+                max_entries,
+                max_bytes: 1000,
+            },
+            |v| *v as usize,
+        )
+    }
+
     #[tokio::test(start_paused = true)]
     async fn concurrent_identical_requests_share_one_fetch() {
-        let c = Arc::new(Coalescer::<u32>::new(Duration::from_secs(60), 100));
+        let c = Arc::new(coalescer(60, 100));
         let calls = Arc::new(AtomicUsize::new(0));
         let (release, gate) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
@@ -208,7 +385,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn results_younger_than_max_age_come_from_cache() {
-        let c = Coalescer::<u32>::new(Duration::from_secs(600), 100);
+        let c = coalescer(600, 100);
         let (v, s) = c
             .get(key(1), Duration::from_secs(30), async { Ok(1) })
             .await;
@@ -227,7 +404,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn zero_max_age_always_queries_and_failures_are_not_cached() {
-        let c = Coalescer::<u32>::new(Duration::from_secs(600), 100);
+        let c = coalescer(600, 100);
         c.get(key(1), Duration::ZERO, async { Ok(1) })
             .await
             .0
@@ -246,18 +423,123 @@ mod tests {
         assert_eq!((r.unwrap(), s), (5, Served::Upstream));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn store_is_bounded() {
-        let c = Coalescer::<u32>::new(Duration::from_secs(600), 3);
-        for n in 0..10 {
-            c.get(key(n), Duration::ZERO, async { Ok(0) })
-                .await
-                .0
-                .unwrap();
+    #[tokio::test]
+    async fn a_panicking_fetch_does_not_poison_its_key() {
+        let c = coalescer(60, 100);
+        let (r, _) = c
+            .get(key(1), Duration::ZERO, async {
+                if true {
+                    panic!("signer panicked");
+                }
+                Ok(0)
+            })
+            .await;
+        assert_eq!(
+            r.unwrap_err().kind(),
+            promscaler_proto::v1::QueryErrorKind::Upstream
+        );
+        assert_eq!(c.inflight(), 0);
+        let (r, s) = c.get(key(1), Duration::ZERO, async { Ok(7) }).await;
+        assert_eq!((r.unwrap(), s), (7, Served::Upstream));
+    }
+
+    #[tokio::test]
+    async fn the_fetch_is_aborted_when_the_last_waiter_goes() {
+        let c = Arc::new(coalescer(60, 100));
+        // Dropped (closing the channel) when the fetch future is dropped, i.e. aborted.
+        let (alive, mut gone) = tokio::sync::mpsc::channel::<()>(1);
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let fetch = async move {
+            let _alive = alive;
+            let _ = started_tx.send(());
+            std::future::pending::<()>().await;
+            Ok(0)
+        };
+        let first = {
+            let c = c.clone();
+            tokio::spawn(async move { c.get(key(1), Duration::ZERO, fetch).await })
+        };
+        started.await.unwrap();
+        let second = {
+            let c = c.clone();
+            tokio::spawn(async move { c.get(key(1), Duration::ZERO, async { Ok(1) }).await })
+        };
+        // The second caller joins the flight, then both go away one after the other.
+        for _ in 0..1000 {
+            if c.lock().inflight.get(&key(1)).map(|f| f.waiters) == Some(2) {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
-        assert!(c.len() <= 3);
+        assert_eq!(c.lock().inflight.get(&key(1)).map(|f| f.waiters), Some(2));
+        first.abort();
+        let _ = first.await;
+        assert_eq!(c.inflight(), 1, "one waiter left: the fetch goes on");
+        second.abort();
+        let _ = second.await;
+        let dropped = tokio::time::timeout(Duration::from_secs(10), gone.recv()).await;
+        assert_eq!(dropped, Ok(None), "the fetch was dropped");
+        assert_eq!(c.inflight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn store_is_bounded_and_drops_least_recently_used_first() {
+        let c = coalescer(600, 3);
+        let minute = Duration::from_secs(60);
+        for n in 0..3 {
+            c.get(key(n), minute, async { Ok(1) }).await.0.unwrap();
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // key 0 is used again, so key 1 is now the least recently used.
+        assert_eq!(
+            c.get(key(0), minute, async { Ok(9) }).await.1,
+            Served::Cache
+        );
+        c.get(key(3), minute, async { Ok(1) }).await.0.unwrap();
+        assert_eq!(c.len(), 3);
+        assert_eq!(
+            c.get(key(1), minute, async { Ok(1) }).await.1,
+            Served::Upstream
+        );
         tokio::time::advance(Duration::from_secs(601)).await;
         c.prune();
+        assert!(c.is_empty());
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn byte_budget_evicts_and_oversized_results_are_not_kept() {
+        let c = coalescer(600, 100); // 1000 bytes
+        let minute = Duration::from_secs(60);
+        for n in 0..5 {
+            c.get(key(n), minute, async { Ok(300) }).await.0.unwrap();
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert!(c.bytes() <= 1000, "{}", c.bytes());
+        }
+        assert!(c.len() <= 3);
+        // The newest is kept, the oldest went first.
+        assert_eq!(
+            c.get(key(4), minute, async { Ok(1) }).await.1,
+            Served::Cache
+        );
+        assert_eq!(
+            c.get(key(0), minute, async { Ok(1) }).await.1,
+            Served::Upstream
+        );
+        c.get(key(9), minute, async { Ok(5000) }).await.0.unwrap();
+        assert_eq!(
+            c.get(key(9), minute, async { Ok(1) }).await.1,
+            Served::Upstream
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn results_of_requests_without_max_age_are_not_kept() {
+        let c = coalescer(600, 100);
+        c.get(key(1), Duration::ZERO, async { Ok(1) })
+            .await
+            .0
+            .unwrap();
         assert!(c.is_empty());
     }
 }

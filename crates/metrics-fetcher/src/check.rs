@@ -1,7 +1,7 @@
 //! `Check`: runs a query and explains whether and why it is (not) usable for scaling.
 
 use crate::Error;
-use crate::prometheus::{QueryData, Series, Value, reduce_instant};
+use crate::prometheus::{Answer, QueryData, Series, Value, reduce_instant};
 
 /// At most this many series' labels are reported.
 pub const MAX_SERIES_REPORTED: usize = 20;
@@ -26,9 +26,9 @@ pub struct CheckReport {
 }
 
 /// Diagnoses `result` (the query's upstream outcome) under `ignore_null_values`.
-pub fn diagnose(result: Result<QueryData, Error>, ignore_null_values: bool) -> CheckReport {
-    let data = match result {
-        Ok(data) => data,
+pub fn diagnose(result: Result<Answer, Error>, ignore_null_values: bool) -> CheckReport {
+    let answer = match result {
+        Ok(answer) => answer,
         Err(err) => {
             return CheckReport {
                 result_type: String::new(),
@@ -41,7 +41,8 @@ pub fn diagnose(result: Result<QueryData, Error>, ignore_null_values: bool) -> C
             };
         }
     };
-    let series: Vec<String> = match &data {
+    let data = &answer.data;
+    let series: Vec<String> = match data {
         QueryData::Vector(s) | QueryData::Matrix(s) => s
             .iter()
             .take(MAX_SERIES_REPORTED)
@@ -49,17 +50,17 @@ pub fn diagnose(result: Result<QueryData, Error>, ignore_null_values: bool) -> C
             .collect(),
         QueryData::Scalar(_) | QueryData::String(_) => Vec::new(),
     };
-    let series_count = u32::try_from(data.series_count()).unwrap_or(u32::MAX);
-    let reduced = reduce_instant(&data, ignore_null_values);
+    let series_count = u32::try_from(answer.series_count).unwrap_or(u32::MAX);
+    let reduced = reduce_instant(&answer, ignore_null_values);
     let (usable, advice, sample, error) = match reduced {
         Ok(v) => {
-            let advice = match &data {
+            let advice = match data {
                 QueryData::Vector(s) if s.is_empty() => {
                     "usable only because ignoreNullValues is set: the query returns no series, \
                      so the value is 0; check the label selector if that is not expected"
                         .to_owned()
                 }
-                _ if v.at.is_some() && v.value == 0.0 && !is_plain_zero(&data) => {
+                _ if v.at.is_some() && v.value == 0.0 && !is_plain_zero(data) => {
                     "usable only because ignoreNullValues is set: the value is NaN or ±Inf and \
                      counts as 0"
                         .to_owned()
@@ -69,7 +70,7 @@ pub fn diagnose(result: Result<QueryData, Error>, ignore_null_values: bool) -> C
             (true, advice, Some(v), None)
         }
         Err(err) => {
-            let advice = match (&err, &data) {
+            let advice = match (&err, data) {
                 (Error::MultipleSeries { count, .. }, _) => format!(
                     "returns {count} series; wrap it in sum(...) (or max/avg) so it returns one \
                      value"
@@ -157,7 +158,7 @@ mod tests {
     #[test]
     fn several_series_advise_sum() {
         let data = QueryData::Vector(vec![series("a", "1"), series("b", "2"), series("c", "3")]);
-        let report = diagnose(Ok(data), false);
+        let report = diagnose(Ok(data.into()), false);
         assert!(!report.usable);
         assert_eq!(report.series_count, 3);
         assert_eq!(report.series[0], r#"{pod="a"}"#);
@@ -172,7 +173,7 @@ mod tests {
 
     #[test]
     fn empty_vector_advises_selector_or_ignore_null_values() {
-        let report = diagnose(Ok(QueryData::Vector(vec![])), false);
+        let report = diagnose(Ok(QueryData::Vector(vec![]).into()), false);
         assert!(!report.usable);
         assert!(
             report.advice.contains("check the label selector"),
@@ -184,14 +185,17 @@ mod tests {
             "{}",
             report.advice
         );
-        let report = diagnose(Ok(QueryData::Vector(vec![])), true);
+        let report = diagnose(Ok(QueryData::Vector(vec![]).into()), true);
         assert!(report.usable);
         assert_eq!(report.sample.unwrap().value, 0.0);
     }
 
     #[test]
     fn one_value_is_usable() {
-        let report = diagnose(Ok(QueryData::Vector(vec![series("a", "140")])), false);
+        let report = diagnose(
+            Ok(QueryData::Vector(vec![series("a", "140")]).into()),
+            false,
+        );
         assert!(report.usable);
         assert_eq!(report.result_type, "vector");
         assert_eq!(report.sample.unwrap().value, 140.0);
@@ -200,10 +204,13 @@ mod tests {
 
     #[test]
     fn nan_is_explained() {
-        let report = diagnose(Ok(QueryData::Vector(vec![series("a", "NaN")])), false);
+        let report = diagnose(
+            Ok(QueryData::Vector(vec![series("a", "NaN")]).into()),
+            false,
+        );
         assert!(!report.usable);
         assert!(report.advice.contains("NaN"), "{}", report.advice);
-        let report = diagnose(Ok(QueryData::Vector(vec![series("a", "NaN")])), true);
+        let report = diagnose(Ok(QueryData::Vector(vec![series("a", "NaN")]).into()), true);
         assert!(report.usable);
         assert!(report.advice.contains("NaN or ±Inf"), "{}", report.advice);
     }

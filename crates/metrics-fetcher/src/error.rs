@@ -271,6 +271,155 @@ impl From<Error> for QueryError {
     }
 }
 
+/// Text quoted from upstream (error bodies, label sets, causes) is cut to this many bytes, on a
+/// char boundary: a 5 MB error body must not become a 5 MB gRPC answer or status condition.
+pub(crate) const MAX_QUOTE_BYTES: usize = 512;
+
+/// `text` cut to at most `max` bytes on a char boundary, with "…" when something was cut.
+pub(crate) fn quote(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The secret values sent upstream for one request (tokens, passwords, AWS secret keys and
+/// session tokens, the signature), removed from anything quoted from the answer or logged: an
+/// upstream that echoes the bearer token in its 401 must not put it in status conditions.
+#[derive(Default)]
+pub(crate) struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} secrets)", self.secrets.len())
+    }
+}
+
+impl Redactor {
+    /// Adds a secret value (ignored when empty or already known).
+    pub(crate) fn add(&mut self, secret: &str) {
+        let secret = secret.trim();
+        if !secret.is_empty() && !self.secrets.iter().any(|s| s == secret) {
+            self.secrets.push(secret.to_owned());
+            // Longest first, so a value containing another ("Bearer t" and "t") goes whole.
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// `text` with every secret replaced by `<redacted>`.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
+        }
+        out
+    }
+
+    /// Scrubs, then cuts to [`MAX_QUOTE_BYTES`] (in that order, so a secret is never half cut
+    /// and half shown).
+    fn clean(&self, text: &str) -> String {
+        quote(&self.scrub(text), MAX_QUOTE_BYTES)
+    }
+}
+
+impl Error {
+    /// This error with every text field scrubbed of `secrets` and bounded to
+    /// [`MAX_QUOTE_BYTES`]. Applied to every upstream outcome before it is logged or returned.
+    pub(crate) fn redacted(self, r: &Redactor) -> Self {
+        match self {
+            Self::InvalidArgument { field, reason } => Self::InvalidArgument {
+                field,
+                reason: r.clean(&reason),
+            },
+            Self::DeniedByPolicy { reason } => Self::DeniedByPolicy {
+                reason: r.clean(&reason),
+            },
+            Self::Unreachable {
+                host,
+                cause,
+                source,
+            } => Self::Unreachable {
+                host,
+                cause: r.clean(&cause),
+                source,
+            },
+            Self::UpstreamTimeout {
+                host,
+                status,
+                message,
+            } => Self::UpstreamTimeout {
+                host,
+                status,
+                message: r.clean(&message),
+            },
+            Self::Credentials { identity, cause } => Self::Credentials {
+                identity,
+                cause: r.clean(&cause),
+            },
+            Self::Signing { host, cause } => Self::Signing {
+                host,
+                cause: r.clean(&cause),
+            },
+            Self::Unauthorized { host, message } => Self::Unauthorized {
+                host,
+                message: r.clean(&message),
+            },
+            Self::Forbidden { host, message } => Self::Forbidden {
+                host,
+                message: r.clean(&message),
+            },
+            Self::BadQuery {
+                status,
+                error_type,
+                message,
+            } => Self::BadQuery {
+                status,
+                error_type: quote(&r.scrub(&error_type), 64),
+                message: r.clean(&message),
+            },
+            Self::UnusableResult {
+                result_type,
+                advice,
+            } => Self::UnusableResult {
+                result_type,
+                advice: r.clean(&advice),
+            },
+            Self::MultipleSeries { count, series } => Self::MultipleSeries {
+                count,
+                series: series
+                    .iter()
+                    .map(|s| quote(&r.scrub(s), crate::prometheus::MAX_LABEL_TEXT_BYTES))
+                    .collect(),
+            },
+            Self::NotFinite { value } => Self::NotFinite {
+                value: quote(&r.scrub(&value), 64),
+            },
+            Self::Upstream {
+                host,
+                status,
+                message,
+            } => Self::Upstream {
+                host,
+                status,
+                message: r.clean(&message),
+            },
+            Self::Internal(text) => Self::Internal(r.clean(&text)),
+            e @ (Self::BatchTooLarge { .. }
+            | Self::Timeout { .. }
+            | Self::Throttled { .. }
+            | Self::EmptyResult) => e,
+        }
+    }
+}
+
 /// Formats an error and its `source()` chain as "a: b: c", skipping repeated messages.
 pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = vec![err.to_string()];
@@ -326,6 +475,32 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         let status = tonic::Status::from(Error::Internal("boom".into()));
         assert_eq!(status.code(), tonic::Code::Internal);
+    }
+
+    #[test]
+    fn quotes_are_cut_on_a_char_boundary() {
+        let text = "é".repeat(400); // 800 bytes
+        let q = quote(&text, MAX_QUOTE_BYTES);
+        assert!(q.len() <= MAX_QUOTE_BYTES, "{}", q.len());
+        assert!(q.ends_with('…'));
+        assert_eq!(quote("short", MAX_QUOTE_BYTES), "short");
+    }
+
+    #[test]
+    fn redaction_removes_secrets_before_cutting() {
+        let mut r = Redactor::default();
+        r.add("Bearer s3cr3t-token");
+        r.add("s3cr3t-token");
+        let err = Error::Unauthorized {
+            host: "h".into(),
+            // The secret straddles nothing: it lies within the first 512 bytes, so only
+            // scrubbing (not cutting) can remove it.
+            message: format!("{} bad token s3cr3t-token", "x".repeat(480)),
+        }
+        .redacted(&r);
+        let text = err.to_string();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(!format!("{r:?}").contains("s3cr3t"));
     }
 
     #[test]

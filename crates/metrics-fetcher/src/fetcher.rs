@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use crate::Error;
 use crate::aws::CredentialStore;
-use crate::cache::{Coalescer, Key, Served};
+use crate::cache::{Coalescer, Key, Limits, Served};
 use crate::check::{CheckReport, diagnose};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::prometheus::{QueryData, Upstream, UpstreamConfig, Value, reduce_instant, reduce_range};
+use crate::prometheus::{Answer, Upstream, UpstreamConfig, Value, reduce_instant, reduce_range};
 use crate::source::{InstantQuery, RangeQuery};
+
+/// Credentials, HTTP clients and per-host state not used for this long are forgotten (they are
+/// rebuilt on next use: one credential fetch, one new connection).
+pub const IDLE_EVICTION: Duration = Duration::from_secs(15 * 60);
 
 /// Settings of the fetcher.
 #[derive(Debug, Clone)]
@@ -23,6 +27,11 @@ pub struct Config {
     pub cache_retention: Duration,
     /// Most results kept at once.
     pub cache_entries: usize,
+    /// Most bytes of results kept at once (least recently used go first).
+    pub cache_max_bytes: usize,
+    /// Largest accepted `source.timeout`; a larger one is rejected (INVALID_ARGUMENT), so one
+    /// caller cannot hold per-server slots for an hour.
+    pub max_query_timeout: Duration,
 }
 
 impl Default for Config {
@@ -32,6 +41,8 @@ impl Default for Config {
             max_batch: 1000,
             cache_retention: Duration::from_secs(10 * 60),
             cache_entries: 10_000,
+            cache_max_bytes: 64 * 1024 * 1024,
+            max_query_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -49,7 +60,7 @@ pub struct QueryOutcome {
 pub struct Fetcher {
     config: Config,
     upstream: Arc<Upstream>,
-    cache: Coalescer<Arc<QueryData>>,
+    cache: Coalescer<Arc<Answer>>,
     policy: Policy,
     metrics: Metrics,
 }
@@ -68,7 +79,14 @@ impl Fetcher {
             metrics.clone(),
         ));
         Self {
-            cache: Coalescer::new(config.cache_retention, config.cache_entries),
+            cache: Coalescer::new(
+                Limits {
+                    retention: config.cache_retention,
+                    max_entries: config.cache_entries,
+                    max_bytes: config.cache_max_bytes,
+                },
+                |a| a.approx_bytes(),
+            ),
             config,
             upstream,
             policy,
@@ -86,9 +104,11 @@ impl Fetcher {
         self.config.max_batch
     }
 
-    /// Drops expired cached results; call periodically.
+    /// Drops expired cached results, and per-host state, clients and credentials not used
+    /// for [`IDLE_EVICTION`]; call periodically.
     pub fn prune_cache(&self) {
         self.cache.prune();
+        self.upstream.prune_idle(IDLE_EVICTION);
     }
 
     /// Runs one instant query and reduces it to one value.
@@ -138,7 +158,7 @@ impl Fetcher {
         diagnose(data.map(Arc::unwrap_or_clone), q.ignore_null_values)
     }
 
-    async fn instant_data(&self, q: &InstantQuery) -> (Result<Arc<QueryData>, Error>, Served) {
+    async fn instant_data(&self, q: &InstantQuery) -> (Result<Arc<Answer>, Error>, Served) {
         if let Err(e) = self.deny_unless_allowed(&q.source, &q.caller) {
             return (Err(e), Served::Upstream);
         }
@@ -154,7 +174,11 @@ impl Fetcher {
         let (result, served) = self
             .cache
             .get(key, q.max_age, async move {
-                upstream.instant(&source, &query, time).await.map(Arc::new)
+                // Only the bounded summary outlives the request (and is cached).
+                upstream
+                    .instant(&source, &query, time)
+                    .await
+                    .map(|a| Arc::new(a.summary()))
             })
             .await;
         match served {
@@ -165,13 +189,121 @@ impl Fetcher {
         (result, served)
     }
 
+    /// Checks what the fetcher's flags bound (the timeout), then the policy.
     fn deny_unless_allowed(
         &self,
         source: &crate::source::Source,
         caller: &crate::source::Caller,
     ) -> Result<(), Error> {
+        if source.timeout > self.config.max_query_timeout {
+            return Err(Error::invalid(
+                "source.timeout",
+                format!(
+                    "{} is more than the fetcher accepts (--max-query-timeout {}); lower the \
+                     trigger's timeout",
+                    humantime::format_duration(source.timeout),
+                    humantime::format_duration(self.config.max_query_timeout)
+                ),
+            ));
+        }
         self.policy.check(source, caller).inspect_err(|_| {
             self.metrics.policy_denial();
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use promscaler_proto::v1::QueryErrorKind;
+
+    use super::*;
+    use crate::source::{Auth, Caller, Source};
+    use crate::testing::serve;
+
+    const ONE: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"140"]}]}}"#;
+
+    fn fetcher(config: Config) -> Arc<Fetcher> {
+        Arc::new(Fetcher::new(
+            config,
+            Policy::default(),
+            Arc::new(CredentialStore::new(None, Metrics::default())),
+            Metrics::default(),
+        ))
+    }
+
+    fn query(addr: std::net::SocketAddr, q: &str, timeout: Duration) -> InstantQuery {
+        let (base, host) = Source::parse_base(&format!("http://{addr}")).unwrap();
+        InstantQuery {
+            source: Arc::new(Source {
+                base,
+                host,
+                custom_headers: vec![],
+                query_parameters: vec![],
+                namespace: None,
+                unsafe_ssl: false,
+                timeout,
+                auth: Auth::None,
+            }),
+            query: q.into(),
+            ignore_null_values: false,
+            time: None,
+            caller: Caller::default(),
+            max_age: Duration::ZERO,
+        }
+    }
+
+    #[tokio::test]
+    async fn timeouts_above_the_maximum_are_rejected_with_the_limit() {
+        let f = fetcher(Config::default());
+        let addr = "127.0.0.1:9".parse().unwrap();
+        let err = f
+            .query(&query(addr, "up", Duration::from_secs(3600)))
+            .await
+            .result
+            .unwrap_err();
+        assert_eq!(err.kind(), QueryErrorKind::InvalidArgument, "{err}");
+        assert!(err.to_string().contains("--max-query-timeout 30s"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_call_frees_its_per_server_slot() {
+        // "slow" is never answered; anything else is.
+        let (_hold, gate) = tokio::sync::watch::channel(());
+        let server = serve(move |req: http::Request<hyper::body::Incoming>| {
+            let mut gate = gate.clone();
+            async move {
+                if req.uri().query().unwrap_or_default().contains("slow") {
+                    let _ = gate.changed().await;
+                }
+                http::Response::new(Full::new(Bytes::from_static(ONE.as_bytes())))
+            }
+        })
+        .await;
+        let mut config = Config::default();
+        config.upstream.per_server_concurrency = 1;
+        let f = fetcher(config);
+        let slow = {
+            let (f, q) = (
+                f.clone(),
+                query(server.addr, "slow", Duration::from_secs(30)),
+            );
+            tokio::spawn(async move { f.query(&q).await })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while server.requests.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "no request arrived");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The gRPC call goes away (tonic drops the handler future).
+        slow.abort();
+        let _ = slow.await;
+        // With the one slot still held by the abandoned request, this would time out.
+        let fast = f
+            .query(&query(server.addr, "fast", Duration::from_secs(10)))
+            .await;
+        assert_eq!(fast.result.unwrap().value, 140.0);
     }
 }

@@ -205,6 +205,7 @@ impl TryFrom<pb::PrometheusSource> for Source {
                     format!("{k:?} is not a header name"),
                 )
             })?;
+            refuse_reserved_header("source.custom_headers", &name)?;
             let value = HeaderValue::from_str(v.trim()).map_err(|_| {
                 Error::invalid(
                     "source.custom_headers",
@@ -309,13 +310,19 @@ impl TryFrom<pb::AwsAuth> for AwsAuth {
                 ));
             }
         };
+        let region = Some(a.region).filter(|r| !r.is_empty());
+        if let Some(r) = &region {
+            crate::aws::validate_name("source.auth.aws.region", r)?;
+        }
+        let service = Some(a.service)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "aps".to_owned());
+        crate::aws::validate_name("source.auth.aws.service", &service)?;
         Ok(Self {
-            region: Some(a.region).filter(|r| !r.is_empty()),
+            region,
             role_arn: Some(a.role_arn).filter(|r| !r.is_empty()),
             static_keys,
-            service: Some(a.service)
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "aps".to_owned()),
+            service,
         })
     }
 }
@@ -332,10 +339,43 @@ fn bearer(b: pb::BearerAuth, field: &'static str) -> Result<HeaderAuth, Error> {
     }
     let name = HeaderName::from_bytes(b.header_name.trim().as_bytes())
         .map_err(|_| Error::invalid(field, format!("{:?} is not a header name", b.header_name)))?;
+    if name != http::header::AUTHORIZATION {
+        refuse_reserved_header(field, &name)?;
+    }
     Ok(HeaderAuth {
         name,
         value: Secret::new(b.token),
     })
+}
+
+/// Headers a caller may not set: `Host` (it would reach another virtual host than the one the
+/// allow-list checked), hop-by-hop headers (they change how the request is framed or proxied),
+/// `X-Amz-*` (the SigV4 signer owns them) and `Authorization` (set by `source.auth`).
+fn refuse_reserved_header(field: &'static str, name: &HeaderName) -> Result<(), Error> {
+    const HOP_BY_HOP: [&str; 6] = [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    let n = name.as_str(); // lower-case
+    let why = if n == "host" {
+        "the fetcher sets Host from serverAddress"
+    } else if HOP_BY_HOP.contains(&n) || n.starts_with("proxy-") {
+        "hop-by-hop and proxy headers are not forwarded"
+    } else if n.starts_with("x-amz-") {
+        "X-Amz-* headers belong to SigV4 signing"
+    } else if n == "authorization" {
+        "set credentials with the authentication settings (bearer, basic, aws)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(
+        field,
+        format!("header {name} may not be set: {why}; remove it"),
+    ))
 }
 
 fn caller(r: Option<pb::ScalerRef>) -> Caller {

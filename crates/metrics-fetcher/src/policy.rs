@@ -113,6 +113,8 @@ pub struct Policy {
     pub allowed_servers: Vec<HostPattern>,
     /// `None` = any namespace may use the fetcher's own identity.
     pub operator_identity_namespaces: Option<Vec<String>>,
+    /// Link-local and cloud metadata addresses may be queried (`--allow-link-local`).
+    pub allow_link_local: bool,
 }
 
 impl Policy {
@@ -132,6 +134,23 @@ impl Policy {
     }
 
     fn evaluate(&self, source: &Source, caller: &Caller) -> Result<(), Error> {
+        // IP literals: names are checked once resolved (`crate::auth::CheckedResolver`).
+        let literal = match source.base.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) | None => None,
+        };
+        if !self.allow_link_local
+            && let Some(ip) = literal
+            && crate::auth::is_link_local_or_metadata(ip)
+        {
+            return Err(Error::DeniedByPolicy {
+                reason: format!(
+                    "{ip} is a link-local or cloud metadata address; the fetcher refuses those \
+                     unless started with --allow-link-local"
+                ),
+            });
+        }
         if !self.allowed_servers.is_empty() {
             let host = source.host_name();
             let port = source.base.port_or_known_default();
@@ -174,7 +193,12 @@ impl Policy {
             None => "any namespace may use the fetcher's AWS identity".to_owned(),
             Some(ns) => format!("the fetcher's AWS identity is limited to {ns:?}"),
         };
-        format!("{servers}; {identity}")
+        let link_local = if self.allow_link_local {
+            "link-local and metadata addresses allowed"
+        } else {
+            "link-local and metadata addresses refused"
+        };
+        format!("{servers}; {identity}; {link_local}")
     }
 }
 
@@ -263,6 +287,7 @@ mod tests {
         let policy = Policy {
             allowed_servers: vec![pattern("*.amazonaws.com")],
             operator_identity_namespaces: None,
+            allow_link_local: false,
         };
         let ok = source(
             "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws",
@@ -278,10 +303,41 @@ mod tests {
     }
 
     #[test]
+    fn link_local_and_metadata_addresses_are_refused_by_default() {
+        let open = Policy::default();
+        for url in [
+            "http://169.254.169.254/latest/meta-data",
+            "http://169.254.170.2",
+            "http://[fd00:ec2::254]",
+            "http://[fe80::1]:9090",
+            "http://[::ffff:169.254.169.254]",
+        ] {
+            let err = open
+                .check(&source(url, Auth::None), &caller("a"))
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("--allow-link-local"),
+                "{url}: {err}"
+            );
+        }
+        assert!(
+            open.check(&source("http://10.0.0.1:9090", Auth::None), &caller("a"))
+                .is_ok()
+        );
+        let allowing = Policy {
+            allow_link_local: true,
+            ..Policy::default()
+        };
+        let metadata = source("http://169.254.169.254", Auth::None);
+        assert!(allowing.check(&metadata, &caller("a")).is_ok());
+    }
+
+    #[test]
     fn only_listed_namespaces_use_the_fetchers_identity() {
         let policy = Policy {
             allowed_servers: vec![],
             operator_identity_namespaces: Some(vec!["team-a".into()]),
+            allow_link_local: false,
         };
         let amp = source(
             "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws",

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::Error;
 use crate::auth::ClientCache;
 use crate::aws::CredentialStore;
-use crate::error::error_chain;
+use crate::error::{Redactor, error_chain, quote};
 use crate::metrics::Metrics;
 use crate::source::{Auth, Source};
 
@@ -35,6 +35,10 @@ pub struct UpstreamConfig {
     pub max_get_url_len: usize,
     /// Concurrent upstream requests per server host.
     pub per_server_concurrency: usize,
+    /// Connect to link-local and cloud metadata addresses (`--allow-link-local`).
+    pub allow_link_local: bool,
+    /// Longest `Retry-After` honoured; a server asking for more is asked again after this.
+    pub max_retry_after: Duration,
 }
 
 impl Default for UpstreamConfig {
@@ -44,6 +48,8 @@ impl Default for UpstreamConfig {
             // Conservative: proxies and load balancers commonly cap request lines at 4-8 KiB.
             max_get_url_len: 2048,
             per_server_concurrency: 16,
+            allow_link_local: false,
+            max_retry_after: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -66,15 +72,29 @@ pub struct Series {
     pub samples: Vec<RawSample>,
 }
 
+/// A label set quoted in an error or a Check report is cut to this many bytes.
+pub const MAX_LABEL_TEXT_BYTES: usize = 160;
+
 impl Series {
-    /// `{a="b",c="d"}`, as PromQL prints label sets.
+    /// `{a="b",c="d"}`, as PromQL prints label sets, cut to [`MAX_LABEL_TEXT_BYTES`] (label
+    /// values come from the upstream and are unbounded).
     pub fn label_text(&self) -> String {
-        let inner: Vec<String> = self
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect();
-        format!("{{{}}}", inner.join(","))
+        let mut out = String::from("{");
+        for (i, (k, v)) in self.labels.iter().enumerate() {
+            if out.len() > MAX_LABEL_TEXT_BYTES {
+                break;
+            }
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                "{}={:?}",
+                quote(k, 64),
+                quote(v, MAX_LABEL_TEXT_BYTES)
+            ));
+        }
+        out.push('}');
+        quote(&out, MAX_LABEL_TEXT_BYTES)
     }
 }
 
@@ -111,6 +131,86 @@ impl QueryData {
     }
 }
 
+/// At most this many series of an answer are kept (their number is counted whole): enough to
+/// name them in `MULTIPLE_SERIES` and `Check`, whatever the answer's size.
+pub const MAX_KEPT_SERIES: usize = 20;
+
+/// Labels kept per series in a [`Answer::summary`].
+const MAX_KEPT_LABELS: usize = 16;
+
+/// A parsed answer: at most [`MAX_KEPT_SERIES`] series and how many there were.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The result (vectors and matrices cut to [`MAX_KEPT_SERIES`] series).
+    pub data: QueryData,
+    /// How many series the server returned (a scalar or string counts as one).
+    pub series_count: usize,
+}
+
+impl From<QueryData> for Answer {
+    fn from(data: QueryData) -> Self {
+        Self {
+            series_count: data.series_count(),
+            data,
+        }
+    }
+}
+
+impl Answer {
+    /// What an instant query keeps for its callers (and the cache): each kept series with its
+    /// first sample only and at most 16 labels cut to [`MAX_LABEL_TEXT_BYTES`], sample texts
+    /// cut to 64 bytes. Every caller's reduction (`ignore_null_values` differs per caller) and
+    /// `Check` work on it alike; its size is bounded whatever the answer's.
+    pub fn summary(mut self) -> Self {
+        fn cut(sample: &mut RawSample) {
+            if sample.value.len() > 64 {
+                sample.value = quote(&sample.value, 64);
+            }
+        }
+        match &mut self.data {
+            QueryData::Vector(series) | QueryData::Matrix(series) => {
+                series.truncate(MAX_KEPT_SERIES);
+                for s in series.iter_mut() {
+                    s.samples.truncate(1);
+                    s.samples.iter_mut().for_each(cut);
+                    let labels = std::mem::take(&mut s.labels);
+                    s.labels = labels
+                        .into_iter()
+                        .take(MAX_KEPT_LABELS)
+                        .map(|(k, v)| (quote(&k, 64), quote(&v, MAX_LABEL_TEXT_BYTES)))
+                        .collect();
+                    s.samples.shrink_to_fit();
+                }
+                series.shrink_to_fit();
+            }
+            QueryData::Scalar(sample) | QueryData::String(sample) => cut(sample),
+        }
+        self
+    }
+
+    /// Approximately the heap and inline bytes this answer holds (for the cache's budget).
+    pub fn approx_bytes(&self) -> usize {
+        const STRING: usize = std::mem::size_of::<String>();
+        let sample = |s: &RawSample| std::mem::size_of::<RawSample>() + s.value.len();
+        let series_bytes = |s: &Series| {
+            std::mem::size_of::<Series>()
+                + s.labels
+                    .iter()
+                    // BTreeMap nodes: about the two Strings and a share of the node per entry.
+                    .map(|(k, v)| 2 * STRING + 16 + k.len() + v.len())
+                    .sum::<usize>()
+                + s.samples.iter().map(sample).sum::<usize>()
+        };
+        std::mem::size_of::<Self>()
+            + match &self.data {
+                QueryData::Vector(series) | QueryData::Matrix(series) => {
+                    series.iter().map(series_bytes).sum()
+                }
+                QueryData::Scalar(s) | QueryData::String(s) => s.value.len(),
+            }
+    }
+}
+
 /// A value reduced from a result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Value {
@@ -124,8 +224,8 @@ pub struct Value {
 /// vector or a scalar is the value; empty ⇒ [`Error::EmptyResult`] (0 with
 /// `ignore_null_values`); several series ⇒ [`Error::MultipleSeries`]; NaN/±Inf ⇒
 /// [`Error::NotFinite`] (0 with `ignore_null_values`).
-pub fn reduce_instant(data: &QueryData, ignore_null_values: bool) -> Result<Value, Error> {
-    let sample = match data {
+pub fn reduce_instant(answer: &Answer, ignore_null_values: bool) -> Result<Value, Error> {
+    let sample = match &answer.data {
         QueryData::Scalar(s) => s,
         QueryData::Vector(series) => match series.as_slice() {
             [] if ignore_null_values => {
@@ -154,7 +254,7 @@ pub fn reduce_instant(data: &QueryData, ignore_null_values: bool) -> Result<Valu
             },
             many => {
                 return Err(Error::MultipleSeries {
-                    count: many.len(),
+                    count: answer.series_count.max(many.len()),
                     series: many.iter().take(5).map(Series::label_text).collect(),
                 });
             }
@@ -182,13 +282,14 @@ pub fn reduce_instant(data: &QueryData, ignore_null_values: bool) -> Result<Valu
         Ok(Value { value: 0.0, at })
     } else {
         Err(Error::NotFinite {
-            value: sample.value.clone(),
+            value: quote(&sample.value, 64),
         })
     }
 }
 
 /// Reduces a range result to the samples of its single series.
-pub fn reduce_range(data: &QueryData) -> Result<Vec<Value>, Error> {
+pub fn reduce_range(answer: &Answer) -> Result<Vec<Value>, Error> {
+    let data = &answer.data;
     let series = match data {
         QueryData::Matrix(series) => series,
         QueryData::Vector(_) | QueryData::Scalar(_) | QueryData::String(_) => {
@@ -215,7 +316,7 @@ pub fn reduce_range(data: &QueryData) -> Result<Vec<Value>, Error> {
             })
             .collect(),
         many => Err(Error::MultipleSeries {
-            count: many.len(),
+            count: answer.series_count.max(many.len()),
             series: many.iter().take(5).map(Series::label_text).collect(),
         }),
     }
@@ -242,10 +343,10 @@ fn timestamp(secs: f64) -> Option<SystemTime> {
 // Response interpretation.
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     status: String,
-    #[serde(default)]
-    data: Option<Data>,
+    #[serde(default, borrow)]
+    data: Option<Data<'a>>,
     #[serde(rename = "errorType", default)]
     error_type: Option<String>,
     #[serde(default)]
@@ -253,10 +354,54 @@ struct Envelope {
 }
 
 #[derive(Deserialize)]
-struct Data {
+struct Data<'a> {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: serde_json::Value,
+    /// Left unparsed until the type is known, then parsed without building a tree of the
+    /// whole answer (a 7 MB answer of 90k series would otherwise take hundreds of MB).
+    #[serde(borrow)]
+    result: &'a serde_json::value::RawValue,
+}
+
+/// The first [`MAX_KEPT_SERIES`] series of a result and how many there are; the rest are only
+/// counted (skipped without being built).
+struct BoundedSeries {
+    kept: Vec<WireSeries>,
+    total: usize,
+}
+
+impl<'de> Deserialize<'de> for BoundedSeries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = BoundedSeries;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of series")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<BoundedSeries, A::Error> {
+                let mut kept = Vec::new();
+                let mut total = 0;
+                loop {
+                    let more = if kept.len() < MAX_KEPT_SERIES {
+                        seq.next_element::<WireSeries>()?.map(|s| kept.push(s))
+                    } else {
+                        seq.next_element::<serde::de::IgnoredAny>()?.map(|_| ())
+                    };
+                    if more.is_none() {
+                        break;
+                    }
+                    total += 1;
+                }
+                Ok(BoundedSeries { kept, total })
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
 }
 
 #[derive(Deserialize)]
@@ -275,10 +420,10 @@ pub fn interpret(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<QueryData, Error> {
-    let envelope: Option<Envelope> = serde_json::from_slice(body).ok();
+) -> Result<Answer, Error> {
+    let envelope: Option<Envelope<'_>> = serde_json::from_slice(body).ok();
     let code = status.as_u16();
-    let server_message = || server_message(envelope.as_ref(), body);
+    let server_message = || server_message(envelope.as_ref(), code, body);
     match code {
         200..=299 => {}
         401 => {
@@ -343,10 +488,7 @@ pub fn interpret(
         return Err(Error::Upstream {
             host: host.into(),
             status: code,
-            message: format!(
-                "the body is not a Prometheus API response: {:?}",
-                truncate(&String::from_utf8_lossy(body), 200)
-            ),
+            message: not_prometheus(code, body),
         });
     };
     if envelope.status != "success" {
@@ -368,10 +510,11 @@ pub fn interpret(
     let Some(data) = envelope.data else {
         return Err(malformed("no data"));
     };
-    let series = |v: serde_json::Value| -> Result<Vec<Series>, Error> {
-        let wire: Vec<WireSeries> =
-            serde_json::from_value(v).map_err(|e| malformed(&e.to_string()))?;
-        Ok(wire
+    let series = |raw: &serde_json::value::RawValue| -> Result<Answer, Error> {
+        let wire: BoundedSeries =
+            serde_json::from_str(raw.get()).map_err(|e| malformed(&e.to_string()))?;
+        let kept: Vec<Series> = wire
+            .kept
             .into_iter()
             .map(|w| Series {
                 labels: w.metric,
@@ -382,18 +525,28 @@ pub fn interpret(
                     .map(|(at, value)| RawSample { at, value })
                     .collect(),
             })
-            .collect())
+            .collect();
+        Ok(Answer {
+            data: QueryData::Vector(kept),
+            series_count: wire.total,
+        })
     };
-    let sample = |v: serde_json::Value| -> Result<RawSample, Error> {
+    let sample = |raw: &serde_json::value::RawValue| -> Result<RawSample, Error> {
         let (at, value): (f64, String) =
-            serde_json::from_value(v).map_err(|e| malformed(&e.to_string()))?;
+            serde_json::from_str(raw.get()).map_err(|e| malformed(&e.to_string()))?;
         Ok(RawSample { at, value })
     };
     match data.result_type.as_str() {
-        "vector" => Ok(QueryData::Vector(series(data.result)?)),
-        "matrix" => Ok(QueryData::Matrix(series(data.result)?)),
-        "scalar" => Ok(QueryData::Scalar(sample(data.result)?)),
-        "string" => Ok(QueryData::String(sample(data.result)?)),
+        "vector" => series(data.result),
+        "matrix" => series(data.result).map(|a| Answer {
+            data: match a.data {
+                QueryData::Vector(s) => QueryData::Matrix(s),
+                other => other,
+            },
+            series_count: a.series_count,
+        }),
+        "scalar" => Ok(QueryData::Scalar(sample(data.result)?).into()),
+        "string" => Ok(QueryData::String(sample(data.result)?).into()),
         other => Err(malformed(&format!(
             "unknown resultType {:?}",
             truncate(other, 32)
@@ -401,7 +554,7 @@ pub fn interpret(
     }
 }
 
-fn is_timeout(envelope: Option<&Envelope>) -> bool {
+fn is_timeout(envelope: Option<&Envelope<'_>>) -> bool {
     envelope.is_some_and(|e| {
         e.error_type.as_deref() == Some("timeout")
             || e.error.as_deref().is_some_and(|t| {
@@ -411,7 +564,7 @@ fn is_timeout(envelope: Option<&Envelope>) -> bool {
     })
 }
 
-fn bad_query(code: u16, e: &Envelope) -> Error {
+fn bad_query(code: u16, e: &Envelope<'_>) -> Error {
     Error::BadQuery {
         status: code,
         error_type: e.error_type.clone().unwrap_or_else(|| "unknown".into()),
@@ -419,19 +572,29 @@ fn bad_query(code: u16, e: &Envelope) -> Error {
     }
 }
 
-/// The server's own words: Prometheus `error`, AMP's `message`/`Message`, else the body's start.
-fn server_message(envelope: Option<&Envelope>, body: &[u8]) -> String {
+/// The server's own words: Prometheus `error`, AMP's `message`/`Message`; any other body is not
+/// quoted at all (only its size): the fetcher must not read arbitrary URLs back to whoever can
+/// write a PromScaler (SSRF). The caller bounds and scrubs the text ([`Error::redacted`]).
+fn server_message(envelope: Option<&Envelope<'_>>, status: u16, body: &[u8]) -> String {
     if let Some(text) = envelope.and_then(|e| e.error.clone()) {
         return text;
     }
-    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
-        for key in ["message", "Message", "error"] {
-            if let Some(serde_json::Value::String(s)) = map.get(key) {
-                return s.clone();
-            }
-        }
+    #[derive(Deserialize)]
+    struct AwsError {
+        #[serde(alias = "Message", alias = "error")]
+        message: String,
     }
-    truncate(String::from_utf8_lossy(body).trim(), 300).to_owned()
+    if let Ok(e) = serde_json::from_slice::<AwsError>(body) {
+        return e.message;
+    }
+    not_prometheus(status, body)
+}
+
+fn not_prometheus(status: u16, body: &[u8]) -> String {
+    format!(
+        "not a Prometheus answer (HTTP {status}, {} bytes)",
+        body.len()
+    )
 }
 
 /// `Retry-After` in delta-seconds (the form AMP and Prometheus proxies send; HTTP dates are
@@ -546,6 +709,70 @@ pub fn build_request(
     Ok(req)
 }
 
+/// The key of a source's throttling: everything that tells one tenant's requests from another's.
+fn throttle_key(source: &Source) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    source.fingerprint(&mut h);
+    h.finalize().into()
+}
+
+/// The resolver's refusal, when that is why the connection failed.
+fn refused_address<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a crate::auth::RefusedAddress> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(r) = e.downcast_ref::<crate::auth::RefusedAddress>() {
+            return Some(r);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// The secrets `source` sends: header values and the parts an upstream might echo alone (the
+/// token after `Bearer `, the base64 and the password of basic auth), AWS static keys.
+fn redactor_for(source: &Source) -> Redactor {
+    let mut r = Redactor::default();
+    let header = match &source.auth {
+        Auth::Header(a) => Some(a),
+        Auth::Tls(t) => {
+            if let Some(c) = &t.client_cert {
+                r.add(c.key_pem.expose());
+            }
+            t.header.as_ref()
+        }
+        Auth::Aws(aws) => {
+            if let Some(k) = &aws.static_keys {
+                r.add(k.secret_access_key.expose());
+                r.add(k.session_token.as_ref().map_or("", |t| t.expose()));
+            }
+            None
+        }
+        Auth::None => None,
+    };
+    if let Some(a) = header {
+        let value = a.value.expose();
+        r.add(value);
+        if let Some((scheme, rest)) = value.split_once(' ') {
+            r.add(rest);
+            if scheme.eq_ignore_ascii_case("basic") {
+                use base64::Engine as _;
+                if let Ok(plain) = base64::engine::general_purpose::STANDARD.decode(rest.trim())
+                    && let Ok(plain) = String::from_utf8(plain)
+                {
+                    r.add(&plain);
+                    if let Some((_, password)) = plain.split_once(':') {
+                        r.add(password);
+                    }
+                }
+            }
+        }
+    }
+    r
+}
+
 // ---------------------------------------------------------------------------------------------
 // The client.
 
@@ -556,8 +783,10 @@ pub struct Upstream {
     credentials: Arc<CredentialStore>,
     metrics: Metrics,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
-    /// Servers that asked us to wait (Retry-After), until when.
-    throttled: Mutex<HashMap<String, Instant>>,
+    /// Sources that were asked to wait (Retry-After), until when; keyed by a digest of the whole
+    /// source (URL with path, tenant headers, parameters, credentials identity — secrets only
+    /// hashed), so one tenant's 429 does not silence another on the same host.
+    throttled: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
 impl Upstream {
@@ -568,8 +797,8 @@ impl Upstream {
         metrics: Metrics,
     ) -> Self {
         Self {
+            clients: ClientCache::new(config.allow_link_local),
             config,
-            clients: ClientCache::default(),
             credentials,
             metrics,
             limits: Mutex::new(HashMap::new()),
@@ -583,7 +812,7 @@ impl Upstream {
         source: &Source,
         query: &str,
         time: Option<SystemTime>,
-    ) -> Result<QueryData, Error> {
+    ) -> Result<Answer, Error> {
         let mut params = vec![("query", query.to_owned())];
         if let Some(t) = time {
             params.push(("time", format_time(t)));
@@ -599,7 +828,7 @@ impl Upstream {
         start: SystemTime,
         end: SystemTime,
         step: Duration,
-    ) -> Result<QueryData, Error> {
+    ) -> Result<Answer, Error> {
         let params = [
             ("query", query.to_owned()),
             ("start", format_time(start)),
@@ -615,9 +844,13 @@ impl Upstream {
         source: &Source,
         path: &str,
         params: &[(&str, String)],
-    ) -> Result<QueryData, Error> {
+    ) -> Result<Answer, Error> {
         let started = Instant::now();
-        let result = self.execute_inner(source, path, params).await;
+        let mut redactor = redactor_for(source);
+        let result = self
+            .execute_inner(source, path, params, &mut redactor)
+            .await
+            .map_err(|e| e.redacted(&redactor));
         let host_label = self.metrics.host_label(&source.host);
         self.metrics
             .observe_upstream(&host_label, started.elapsed(), result.as_ref().err());
@@ -632,8 +865,10 @@ impl Upstream {
         source: &Source,
         path: &str,
         params: &[(&str, String)],
-    ) -> Result<QueryData, Error> {
-        if let Some(until) = self.throttled_until(&source.host) {
+        redactor: &mut Redactor,
+    ) -> Result<Answer, Error> {
+        let throttle_key = throttle_key(source);
+        if let Some(until) = self.throttled_until(&throttle_key) {
             return Err(Error::Throttled {
                 host: source.host.clone(),
                 status: 0,
@@ -647,15 +882,23 @@ impl Upstream {
             let region =
                 crate::aws::signing_region(aws, source.host_name(), self.credentials.env_region())?;
             let creds = self.credentials.credentials(aws, &region).await?;
+            redactor.add(creds.secret_access_key());
+            redactor.add(creds.session_token().unwrap_or_default());
             crate::sigv4::sign(&mut req, &creds, &region, &aws.service, SystemTime::now())
                 .map_err(|cause| Error::Signing {
                     host: source.host.clone(),
                     cause,
                 })?;
+            if let Some(auth) = req.headers().get(header::AUTHORIZATION)
+                && let Ok(text) = auth.to_str()
+                && let Some((_, signature)) = text.rsplit_once("Signature=")
+            {
+                redactor.add(signature);
+            }
         }
         let client = self.clients.client(&source.tls_settings())?;
         // The timeout covers waiting for a per-server slot, the exchange and the body.
-        let result = tokio::time::timeout(source.timeout, self.send(client, req, source))
+        let mut result = tokio::time::timeout(source.timeout, self.send(client, req, source))
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Timeout {
@@ -666,9 +909,10 @@ impl Upstream {
         if let Err(Error::Throttled {
             retry_after: Some(wait),
             ..
-        }) = &result
+        }) = &mut result
         {
-            self.throttle(&source.host, *wait);
+            *wait = (*wait).min(self.config.max_retry_after);
+            self.throttle(throttle_key, *wait);
         }
         result
     }
@@ -678,16 +922,24 @@ impl Upstream {
         client: crate::auth::HttpClient,
         req: Request<Full<Bytes>>,
         source: &Source,
-    ) -> Result<QueryData, Error> {
+    ) -> Result<Answer, Error> {
         let semaphore = self.semaphore(&source.host);
         let _permit = semaphore
             .acquire()
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let response = client.request(req).await.map_err(|e| Error::Unreachable {
-            host: source.host.clone(),
-            cause: error_chain(&e),
-            source: Some(Arc::new(e)),
+        let response = client.request(req).await.map_err(|e| {
+            if let Some(refused) = refused_address(&e) {
+                tracing::warn!(server = %source.host, error = %refused, "connection refused by policy");
+                return Error::DeniedByPolicy {
+                    reason: refused.to_string(),
+                };
+            }
+            Error::Unreachable {
+                host: source.host.clone(),
+                cause: error_chain(&e),
+                source: Some(Arc::new(e)),
+            }
         })?;
         let (parts, body) = response.into_parts();
         let max = self.config.max_body_bytes;
@@ -715,6 +967,36 @@ impl Upstream {
         interpret(&source.host, parts.status, &parts.headers, &body)
     }
 
+    /// Forgets what no request needs any more: per-host slots nobody holds or waits for,
+    /// expired throttling, and clients and credentials unused for `idle`. Called periodically
+    /// so maps keyed by caller-chosen hosts and identities do not grow without bound.
+    pub fn prune_idle(&self, idle: Duration) {
+        // A semaphore referenced only by the map has every permit free: recreating it later
+        // is the same.
+        self.limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, s| Arc::strong_count(s) > 1);
+        let now = Instant::now();
+        self.throttled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, until| *until > now);
+        self.clients.prune_idle(idle);
+        self.credentials.prune_idle(idle);
+    }
+
+    /// Entries of the per-host and throttling maps (tests).
+    pub fn map_sizes(&self) -> (usize, usize) {
+        (
+            self.limits.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            self.throttled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len(),
+        )
+    }
+
     fn semaphore(&self, host: &str) -> Arc<Semaphore> {
         let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
         limits
@@ -723,24 +1005,24 @@ impl Upstream {
             .clone()
     }
 
-    fn throttled_until(&self, host: &str) -> Option<Instant> {
+    fn throttled_until(&self, key: &[u8; 32]) -> Option<Instant> {
         let mut map = self.throttled.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(host) {
+        match map.get(key) {
             Some(until) if *until > Instant::now() => Some(*until),
             Some(_) => {
-                map.remove(host);
+                map.remove(key);
                 None
             }
             None => None,
         }
     }
 
-    fn throttle(&self, host: &str, wait: Duration) {
+    fn throttle(&self, key: [u8; 32], wait: Duration) {
         if wait.is_zero() {
             return;
         }
         let mut map = self.throttled.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(host.to_owned(), Instant::now() + wait);
+        map.insert(key, Instant::now() + wait);
     }
 }
 

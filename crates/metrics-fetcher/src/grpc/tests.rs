@@ -152,6 +152,7 @@ async fn policy_denials_are_in_band() {
     let mut c = client(Policy {
         allowed_servers: vec!["*.amazonaws.com".parse().unwrap()],
         operator_identity_namespaces: None,
+        allow_link_local: false,
     })
     .await;
     let r = c.query(request(&prom, "x")).await.unwrap().into_inner();
@@ -219,4 +220,41 @@ fn half_given_static_keys_are_invalid() {
     })
     .unwrap_err();
     assert_eq!(err.kind(), QueryErrorKind::InvalidArgument);
+}
+
+#[test]
+fn reserved_custom_headers_are_invalid_arguments() {
+    for name in [
+        "Host",
+        "connection",
+        "Keep-Alive",
+        "Proxy-Authorization",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "X-Amz-Date",
+        "x-amz-security-token",
+        "Authorization",
+    ] {
+        let src = pb::PrometheusSource {
+            server_address: "http://prom:9090".into(),
+            custom_headers: [(name.to_owned(), "v".to_owned())].into(),
+            ..Default::default()
+        };
+        let err = Source::try_from(src).unwrap_err();
+        assert_eq!(err.kind(), QueryErrorKind::InvalidArgument, "{name}");
+        assert!(err.to_string().contains("may not be set"), "{name}: {err}");
+    }
+    let tenant = pb::PrometheusSource {
+        server_address: "http://prom:9090".into(),
+        custom_headers: [("X-Scope-OrgID".to_owned(), "team-a".to_owned())].into(),
+        ..Default::default()
+    };
+    assert!(Source::try_from(tenant).is_ok());
+    let bearer_as_host = pb::upstream_auth::Method::Bearer(pb::BearerAuth {
+        token: "t".into(),
+        header_name: "Host".into(),
+    });
+    assert!(Auth::try_from(bearer_as_host).is_err());
 }

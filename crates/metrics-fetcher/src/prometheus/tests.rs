@@ -22,7 +22,7 @@ fn source(url: &str) -> Source {
     }
 }
 
-fn answer(status: u16, body: &str) -> Result<QueryData, Error> {
+fn answer(status: u16, body: &str) -> Result<Answer, Error> {
     interpret(
         "prom:9090",
         StatusCode::from_u16(status).unwrap(),
@@ -456,4 +456,210 @@ async fn aws_requests_are_signed_never_sent_unsigned() {
             && seen[0].contains("/eu-west-1/aps/aws4_request"),
         "{seen:?}"
     );
+}
+
+/// Answers 401 quoting the request's Authorization header in a 5 MB JSON message, as a
+/// misbehaving upstream might.
+async fn echoing_401() -> crate::testing::TestServer {
+    serve(|req: Request<Incoming>| async move {
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let message = format!("bad credentials {auth} {}", "x".repeat(5_000_000));
+        let body = serde_json::json!({ "message": message }).to_string();
+        let mut resp = ok_body(body);
+        *resp.status_mut() = StatusCode::UNAUTHORIZED;
+        resp
+    })
+    .await
+}
+
+#[tokio::test]
+async fn upstream_messages_are_bounded_and_never_quote_the_secrets_sent() {
+    let server = echoing_401().await;
+    let auths = [
+        Auth::Header(HeaderAuth {
+            name: header::AUTHORIZATION,
+            value: Secret::new("Bearer tok-3x4mpl3-s3cr3t"),
+        }),
+        Auth::Header(HeaderAuth {
+            name: header::AUTHORIZATION,
+            // user:hunter2-pw
+            value: Secret::new("Basic dXNlcjpodW50ZXIyLXB3"),
+        }),
+    ];
+    for auth in auths {
+        let mut s = source(&format!("http://{}", server.addr));
+        s.auth = auth;
+        let err = upstream().instant(&s, "up", None).await.unwrap_err();
+        assert_eq!(err.kind(), QueryErrorKind::Unauthenticated, "{err}");
+        let text = err.to_string();
+        assert!(text.len() < 1024, "{} bytes", text.len());
+        for secret in ["tok-3x4mpl3-s3cr3t", "dXNlcjpodW50ZXIyLXB3", "hunter2-pw"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("bad credentials"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn non_prometheus_bodies_are_not_quoted() {
+    let server = serve(|_req| async {
+        ok_body("ami-id\ninstance-id\niam/security-credentials/role".into())
+    })
+    .await;
+    let err = upstream()
+        .instant(&source(&format!("http://{}", server.addr)), "up", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), QueryErrorKind::Upstream);
+    let text = err.to_string();
+    assert!(!text.contains("instance-id"), "{text}");
+    assert!(
+        text.contains("not a Prometheus answer (HTTP 200, 48 bytes)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn aws_signature_and_session_token_are_never_quoted() {
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let server = serve(|req: Request<Incoming>| async move {
+        let echo: Vec<String> = ["authorization", "x-amz-security-token"]
+            .iter()
+            .filter_map(|h| req.headers().get(*h))
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        let body = serde_json::json!({ "message": format!("denied: {}", echo.join(" | ")) });
+        let mut resp = ok_body(body.to_string());
+        *resp.status_mut() = StatusCode::FORBIDDEN;
+        resp
+    })
+    .await;
+    let creds = aws_credential_types::Credentials::new(
+        "AKIDTEST",
+        "s3cr3t-k3y",
+        Some("s3ss10n-t0k3n".into()),
+        None,
+        "t",
+    );
+    let store = CredentialStore::with_own_provider(
+        Some("eu-west-1".into()),
+        Metrics::default(),
+        SharedCredentialsProvider::new(creds),
+    );
+    let up = Upstream::new(
+        UpstreamConfig::default(),
+        Arc::new(store),
+        Metrics::default(),
+    );
+    let mut s = source(&format!("http://{}/workspaces/ws-1", server.addr));
+    s.auth = Auth::Aws(crate::source::AwsAuth {
+        region: None,
+        role_arn: None,
+        static_keys: None,
+        service: "aps".into(),
+    });
+    let text = up.instant(&s, "up", None).await.unwrap_err().to_string();
+    assert!(text.contains("Credential=AKIDTEST/"), "{text}");
+    assert!(!text.contains("s3ss10n-t0k3n"), "{text}");
+    let signature = text.split("Signature=").nth(1).unwrap_or_default();
+    assert!(signature.starts_with("<redacted>"), "{text}");
+}
+
+#[tokio::test]
+async fn per_host_state_is_forgotten_when_unused() {
+    let server = serve(|_req| async {
+        let mut resp = Response::new(Full::new(Bytes::from_static(b"slow down")));
+        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, "1".parse().unwrap());
+        resp
+    })
+    .await;
+    let up = upstream();
+    up.instant(&source(&format!("http://{}", server.addr)), "up", None)
+        .await
+        .unwrap_err();
+    assert_eq!(up.map_sizes(), (1, 1));
+    up.prune_idle(Duration::from_secs(900));
+    assert_eq!(up.map_sizes().0, 0, "no request holds the host's slots");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.map_sizes().1 != 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        up.prune_idle(Duration::from_secs(900));
+    }
+    assert_eq!(up.map_sizes().1, 0, "expired throttling is forgotten");
+}
+
+#[tokio::test]
+async fn one_tenants_throttling_does_not_silence_another_and_is_capped() {
+    // Tenant "a" is throttled for an hour; tenant "b" on the same host is not.
+    let server = serve(|req: Request<Incoming>| async move {
+        let tenant = req.headers().get("x-scope-orgid").cloned();
+        if tenant.as_ref().is_some_and(|t| t == "a") {
+            let mut resp = Response::new(Full::new(Bytes::from_static(b"slow down")));
+            *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, "3600".parse().unwrap());
+            resp
+        } else {
+            ok_body(vector(&[("a", "1")]))
+        }
+    })
+    .await;
+    let up = upstream();
+    let tenant = |t: &'static str| {
+        let mut s = source(&format!("http://{}", server.addr));
+        s.custom_headers = vec![(
+            http::HeaderName::from_static("x-scope-orgid"),
+            http::HeaderValue::from_static(t),
+        )];
+        s
+    };
+    let err = up.instant(&tenant("a"), "up", None).await.unwrap_err();
+    match err {
+        Error::Throttled { retry_after, .. } => {
+            assert_eq!(
+                retry_after,
+                Some(Duration::from_secs(300)),
+                "capped at 5 min"
+            );
+        }
+        other => panic!("expected throttling, got {other}"),
+    }
+    let data = up.instant(&tenant("b"), "up", None).await.unwrap();
+    assert_eq!(reduce_instant(&data, false).unwrap().value, 1.0);
+    // "a" is still refused locally, without asking the server.
+    let before = server.requests.load(Ordering::SeqCst);
+    up.instant(&tenant("a"), "up", None).await.unwrap_err();
+    assert_eq!(server.requests.load(Ordering::SeqCst), before);
+}
+
+#[test]
+fn large_answers_keep_a_bounded_summary_and_their_count() {
+    let pods: Vec<(String, &str)> = (0..90_000).map(|i| (format!("pod-{i:06}"), "1")).collect();
+    let refs: Vec<(&str, &str)> = pods.iter().map(|(p, v)| (p.as_str(), *v)).collect();
+    let body = vector(&refs);
+    let parsed = answer(200, &body).unwrap();
+    assert_eq!(parsed.series_count, 90_000);
+    assert_eq!(parsed.data.series_count(), MAX_KEPT_SERIES);
+    let summary = parsed.summary();
+    assert!(
+        summary.approx_bytes() < 16 * 1024,
+        "{}",
+        summary.approx_bytes()
+    );
+    let err = reduce_instant(&summary, true).unwrap_err();
+    assert!(err.to_string().contains("90000 series"), "{err}");
+    assert!(err.to_string().contains(r#"{pod="pod-000000"}"#), "{err}");
+    // One huge label value is cut in the summary.
+    let huge = "v".repeat(1_000_000);
+    let one = answer(200, &vector(&[(huge.as_str(), "7")]))
+        .unwrap()
+        .summary();
+    assert!(one.approx_bytes() < 1024, "{}", one.approx_bytes());
+    assert_eq!(reduce_instant(&one, false).unwrap().value, 7.0);
 }
