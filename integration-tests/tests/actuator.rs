@@ -295,7 +295,32 @@ async fn failing_trigger_without_fallback_never_scales_down() -> Result<()> {
         .wait_condition(NS, SCALER, "Ready", "False", WAIT)
         .await
         .with_context(|| system.logs())?;
-    let health = scaler.status.unwrap_or_default().health;
+    let status = scaler.status.unwrap_or_default();
+    // KEDA's condition reason (what `kubectl get so` users' dashboards read) ...
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .context("Ready")?;
+    assert_eq!(ready.reason.as_deref(), Some("TriggerError"), "{ready:?}");
+    let message = ready.message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "Triggers defined in ScaledObject are not working correctly: connections: "
+        ),
+        "{message}"
+    );
+    // ... and KEDA's Event reason for it.
+    let events: Api<Event> = Api::namespaced(system.cluster.client(), NS);
+    poll_until("a KEDAScalerFailed event", WAIT, || async {
+        let list = events.list(&ListParams::default()).await?;
+        Ok(list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("KEDAScalerFailed") && e.type_.as_deref() == Some("Warning")
+        }))
+    })
+    .await
+    .with_context(|| system.logs())?;
+    let health = status.health;
     assert_eq!(
         health.get("connections").and_then(|h| h.status.as_deref()),
         Some("Failing")
