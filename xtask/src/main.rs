@@ -8,9 +8,13 @@
 //! - `cargo xtask bench`: the benchmarks recorded in docs/BENCHMARKS.md (criterion by default;
 //!   `bench decide-grpc`, `bench actuator-10k` and `bench scale-latency` run the release binaries
 //!   as processes).
+//! - `cargo xtask soak --minutes N`: the sandbox under load while a seeded random schedule
+//!   kills and restarts its parts and fails API requests, checking the invariants of
+//!   docs/operations.md ("The fault soak"); `cargo xtask test` ends with two minutes of it.
 
 mod bench;
 mod deps;
+mod soak;
 
 use std::{
     path::{Path, PathBuf},
@@ -57,6 +61,23 @@ enum Cmd {
         #[arg(long)]
         no_build: bool,
     },
+    /// Run the sandbox under load while a random (seeded) schedule kills and restarts the
+    /// fetcher, the decision service, Prometheus, STS and the leading actuator and fails API
+    /// requests, checking that no invariant breaks (docs/operations.md, "The fault soak").
+    Soak {
+        /// How long to run (minutes; fractions allowed).
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// The seed of the load curve and the fault schedule (default: random, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Query Prometheus directly, without the SigV4 gateway and STS (no STS kills).
+        #[arg(long)]
+        no_aws: bool,
+        /// Use the service binaries already built instead of running `cargo build` first.
+        #[arg(long)]
+        no_build: bool,
+    },
     /// Run the benchmarks whose results are recorded in docs/BENCHMARKS.md (without a
     /// subcommand: the criterion benches).
     Bench {
@@ -83,6 +104,17 @@ fn main() -> Result<()> {
             keep_running,
             no_build,
         } => sandbox(&root, scenario, speed, aws, keep_running, no_build),
+        Cmd::Soak {
+            minutes,
+            seed,
+            no_aws,
+            no_build,
+        } => {
+            if !no_build {
+                build_bins(&root)?;
+            }
+            soak(&root, minutes, seed, !no_aws)
+        }
         Cmd::Bench { quick, harness } => match harness {
             Some(harness) => bench::run(&root, harness),
             None => criterion(&root, quick),
@@ -178,6 +210,56 @@ fn test(root: &Path, deps_only: bool, nextest_args: &[String]) -> Result<()> {
             .current_dir(root)
             .args(["test", "--locked", "--workspace", "--doc"]))?;
     }
+    // Last, two minutes of the fault soak. A fixed seed, so every CI run injects the same
+    // schedule of faults and a failure replays with `cargo xtask soak --minutes 2 --seed 1`;
+    // `cargo xtask soak` alone draws a new seed and explores other schedules.
+    if nextest_args.is_empty() {
+        eprintln!("xtask: two minutes of the fault soak (cargo xtask soak --minutes 2 --seed 1)");
+        soak(root, 2.0, Some(1), true)?;
+    }
+    Ok(())
+}
+
+/// The soak with the venv's Python for `--aws` (it fails with the way to create it when
+/// missing).
+fn soak(root: &Path, minutes: f64, seed: Option<u64>, aws: bool) -> Result<()> {
+    let aws_python = if aws {
+        let python = std::env::var_os(promscaler_sandbox::process::TEST_PYTHON_ENV)
+            .filter(|p| !p.is_empty())
+            .map_or_else(
+                || target_dir(root).join("promscaler-venv/bin/python"),
+                PathBuf::from,
+            );
+        if !python.is_file() {
+            bail!(
+                "the soak's --aws mode needs the Python venv with moto[server] and botocore at {}:                  create it with `cargo xtask test --deps-only`, or pass --no-aws",
+                python.display()
+            );
+        }
+        Some(python)
+    } else {
+        None
+    };
+    let options = soak::SoakOptions {
+        root: root.to_path_buf(),
+        minutes,
+        seed,
+        aws_python,
+    };
+    tokio::runtime::Runtime::new()?.block_on(soak::run(options))
+}
+
+/// `cargo build --workspace --bins`: the same build as `cargo xtask test`, so after the tests
+/// it is a no-op and the binaries are shared.
+fn build_bins(root: &Path) -> Result<()> {
+    let status = cargo()
+        .current_dir(root)
+        .args(["build", "--workspace", "--bins"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building the service binaries failed");
+    }
     Ok(())
 }
 
@@ -201,16 +283,7 @@ fn sandbox(
     no_build: bool,
 ) -> Result<()> {
     if !no_build {
-        // The same build as `cargo xtask test` (every binary of the workspace, one feature
-        // resolution), so after the tests this is a no-op and the binaries are shared.
-        let status = cargo()
-            .current_dir(root)
-            .args(["build", "--workspace", "--bins"])
-            .status()
-            .context("running cargo build")?;
-        if !status.success() {
-            bail!("building the service binaries failed");
-        }
+        build_bins(root)?;
     }
     let options = promscaler_sandbox::demo::DemoOptions {
         root: root.to_path_buf(),

@@ -55,7 +55,13 @@ pub(crate) async fn admin(
         }
         ("GET", ["stats"]) => json_response(
             StatusCode::OK,
-            &json!({"resourceVersion": shared.store.current_rv().to_string(), "objects": shared.store.count()}),
+            &json!({
+                "resourceVersion": shared.store.current_rv().to_string(),
+                "objects": shared.store.count(),
+                "requests": shared.requests.snapshot().into_iter()
+                    .map(|(k, n)| json!({"verb": k.verb, "resource": k.resource, "count": n}))
+                    .collect::<Vec<_>>(),
+            }),
         ),
         _ => error_response(&ApiError::page_not_found()),
     }

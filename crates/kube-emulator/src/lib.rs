@@ -32,6 +32,7 @@ mod faults;
 mod jsonpath;
 mod patch;
 mod proto;
+mod requests;
 mod resources;
 mod schema;
 mod selectors;
@@ -43,6 +44,7 @@ mod time;
 mod tls;
 mod watches;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +58,7 @@ use tokio::task::JoinSet;
 
 pub use crate::error::Error;
 pub use crate::faults::{FailRule, Faults};
+pub use crate::requests::RequestKind;
 pub use crate::sim::SimConfig;
 
 use crate::store::Store;
@@ -180,9 +183,11 @@ impl EmulatorBuilder {
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let faults = Faults::new(store.clone());
+        let requests = requests::Requests::default();
         let shared = Arc::new(server::Shared {
             store: store.clone(),
             faults: faults.clone(),
+            requests: requests.clone(),
             bookmark_interval: self.bookmark_interval,
             shutdown: shutdown_rx.clone(),
         });
@@ -201,6 +206,7 @@ impl EmulatorBuilder {
             addr: local,
             ca_pem,
             faults,
+            requests,
             store,
             shutdown: shutdown_tx,
             tasks,
@@ -363,6 +369,7 @@ pub struct EmulatorHandle {
     addr: SocketAddr,
     ca_pem: Option<String>,
     faults: Faults,
+    requests: requests::Requests,
     store: Arc<Store>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -407,6 +414,12 @@ impl EmulatorHandle {
     /// The fault-injection controls.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// How many API requests were served so far, by verb and resource (faulted ones included;
+    /// discovery and `/_emulator` excluded).
+    pub fn requests(&self) -> BTreeMap<RequestKind, u64> {
+        self.requests.snapshot()
     }
 
     /// Creates or replaces every object of a multi-document YAML/JSON manifest (any served kind;

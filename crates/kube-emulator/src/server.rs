@@ -30,6 +30,7 @@ pub(crate) type Body = BoxBody<Bytes, Infallible>;
 pub(crate) struct Shared {
     pub(crate) store: Arc<Store>,
     pub(crate) faults: Faults,
+    pub(crate) requests: crate::requests::Requests,
     pub(crate) bookmark_interval: Duration,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -245,6 +246,15 @@ pub(crate) async fn handle(
         Some(Ok(t)) => verb_of(req.method(), t, &q),
         _ => "get",
     };
+    if let Some(Ok(t)) = &target {
+        let sub = t
+            .sub
+            .as_deref()
+            .map(|s| format!("/{s}"))
+            .unwrap_or_default();
+        let resource = format!("{}/{}{sub}", t.def.group, t.def.plural);
+        shared.requests.record(verb, resource);
+    }
     let (latency, fault) = shared.faults.check(verb, &path);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

@@ -726,6 +726,13 @@ async fn injected_faults_fail_requests_then_clear() {
         .await
         .unwrap();
     assert_eq!(emulator.faults().injected(), 2);
+    // Every request counts by verb and resource, the faulted ones too (kube retried the 503).
+    let scale_patches = promscaler_kube_emulator::RequestKind {
+        verb: "patch".into(),
+        resource: "apps/deployments/scale".into(),
+    };
+    assert_eq!(emulator.requests().get(&scale_patches), Some(&3));
+    assert!(scale_patches.is_write());
 
     // the same over the admin HTTP API
     let http = kube::Client::try_from(kube::Config::new(emulator.url().parse().unwrap())).unwrap();

@@ -62,6 +62,11 @@ pub struct SandboxConfig {
     /// With the Python of the test venv (moto, botocore): query through an AMP-like SigV4
     /// gateway with the fetcher's IRSA credentials from a local STS.
     pub aws_python: Option<PathBuf>,
+    /// The actuator replicas' `--identity`s, started in this order (so the first one takes the
+    /// Lease and leads; the others stand by).
+    pub actuators: Vec<String>,
+    /// Extra flags for every actuator (e.g. `--lease-duration=5s`).
+    pub actuator_args: Vec<String>,
 }
 
 impl SandboxConfig {
@@ -80,6 +85,8 @@ impl SandboxConfig {
             min_replicas: MIN_REPLICAS,
             fallback: None,
             aws_python: None,
+            actuators: vec!["sandbox-actuator".to_owned()],
+            actuator_args: Vec::new(),
         }
     }
 }
@@ -182,8 +189,10 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct Sandbox {
     // Field order is drop order: the services first, the emulator last.
-    /// The actuator.
+    /// The actuator (the first of [`SandboxConfig::actuators`], leading at start).
     pub actuator: ServiceProcess,
+    /// The other actuator replicas, in the order of [`SandboxConfig::actuators`].
+    pub standbys: Vec<ServiceProcess>,
     /// The decision service.
     pub decision: ServiceProcess,
     /// The metrics-fetcher.
@@ -194,6 +203,7 @@ pub struct Sandbox {
     pub app: EmulatedApp,
     aws: Option<(AmpGateway, Sts)>,
     emulator: EmulatorHandle,
+    actuator_ids: Vec<String>,
     query: String,
     kubeconfig: PathBuf,
     dir: tempfile::TempDir,
@@ -257,21 +267,37 @@ impl Sandbox {
         let fetcher =
             ServiceProcess::start("promscaler-metrics-fetcher", &[], &fetcher_env).await?;
         let decision = ServiceProcess::start("promscaler-decision", &[], &[]).await?;
-        let args: Vec<String> = [
-            "--fetcher-addr",
-            &fetcher.grpc_url(),
-            "--decision-addr",
-            &decision.grpc_url(),
-            "--lease-namespace",
-            NAMESPACE,
-            "--identity",
-            "sandbox-actuator",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let Some((first, others)) = config.actuators.split_first() else {
+            bail!("the sandbox needs at least one actuator");
+        };
+        let actuator_args = |identity: &str| -> Vec<String> {
+            let mut args: Vec<String> = [
+                "--fetcher-addr",
+                &fetcher.grpc_url(),
+                "--decision-addr",
+                &decision.grpc_url(),
+                "--lease-namespace",
+                NAMESPACE,
+                "--identity",
+                identity,
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            args.extend(config.actuator_args.iter().cloned());
+            args
+        };
         let env = [("KUBECONFIG".to_owned(), kubeconfig.display().to_string())];
-        let actuator = ServiceProcess::start("promscaler-actuator", &args, &env).await?;
+        let actuator =
+            ServiceProcess::start("promscaler-actuator", &actuator_args(first), &env).await?;
+        // One after the other, so the first one has taken the Lease when the others start.
+        let mut standbys = Vec::new();
+        for identity in others {
+            standbys.push(
+                ServiceProcess::start("promscaler-actuator", &actuator_args(identity), &env)
+                    .await?,
+            );
+        }
         // The scaler's first look must be at the initial load, not at pods not scraped yet.
         app.set_connections(config.initial_connections);
         let total = format!("sum({SAMPLE_METRIC}{{app_kubernetes_io_name=\"sample-app\"}})");
@@ -292,12 +318,14 @@ impl Sandbox {
         emulator.apply_yaml(&seed_promscaler(config, &server))?;
         Ok(Self {
             actuator,
+            standbys,
             decision,
             fetcher,
             prometheus,
             app,
             aws,
             emulator,
+            actuator_ids: config.actuators.clone(),
             query: config.query.clone(),
             kubeconfig,
             dir,
@@ -320,6 +348,30 @@ impl Sandbox {
     /// The emulator's address.
     pub fn api_addr(&self) -> SocketAddr {
         self.emulator.addr()
+    }
+
+    /// The in-process Kubernetes API emulator (fault injection, request counts, changes).
+    pub fn emulator(&self) -> &EmulatorHandle {
+        &self.emulator
+    }
+
+    /// The actuator replicas' identities, as in [`SandboxConfig::actuators`].
+    pub fn actuator_identities(&self) -> &[String] {
+        &self.actuator_ids
+    }
+
+    /// The actuator replica with `identity`.
+    pub fn actuator_mut(&mut self, identity: &str) -> Option<&mut ServiceProcess> {
+        let index = self.actuator_ids.iter().position(|id| id == identity)?;
+        match index {
+            0 => Some(&mut self.actuator),
+            i => self.standbys.get_mut(i - 1),
+        }
+    }
+
+    /// The local STS of the `--aws` mode.
+    pub fn sts_mut(&mut self) -> Option<&mut Sts> {
+        self.aws.as_mut().map(|(_, sts)| sts)
     }
 
     /// The sandbox's scratch directory (kubeconfig, file-SD file).

@@ -291,7 +291,8 @@ impl ServiceProcess {
         Ok(service)
     }
 
-    async fn wait_ready(&mut self) -> Result<()> {
+    /// Waits (30 s) until `/ready` answers 200; fails with the log when it does not.
+    pub async fn wait_ready(&mut self) -> Result<()> {
         let admin = self.admin;
         let ready = poll_until(
             &format!("{} /ready", self.binary),
@@ -319,6 +320,15 @@ impl ServiceProcess {
     ///
     /// [`kill`]: ServiceProcess::kill
     pub async fn restart(&mut self) -> Result<()> {
+        self.respawn()?;
+        self.wait_ready().await
+    }
+
+    /// Starts the process again like [`restart`] without waiting until it is ready (an
+    /// actuator restarted while a peer is down is not ready until the peer is back).
+    ///
+    /// [`restart`]: ServiceProcess::restart
+    pub fn respawn(&mut self) -> Result<()> {
         self.process.kill();
         let log = self.dir.path().join(format!("{}.log", self.binary));
         self.process = ChildProcess::spawn(
@@ -326,7 +336,15 @@ impl ServiceProcess {
             service_command(&self.path, self.grpc, self.admin, &self.args, &self.env),
             &log,
         )?;
-        self.wait_ready().await
+        Ok(())
+    }
+
+    /// Fails when the process has exited by itself (with its log's tail); a process stopped
+    /// by [`kill`] does not count.
+    ///
+    /// [`kill`]: ServiceProcess::kill
+    pub fn check_running(&mut self) -> Result<()> {
+        self.process.check_running()
     }
 
     /// `http://127.0.0.1:PORT` of the gRPC server.

@@ -4,7 +4,7 @@
 //! calls and how the AMP gateway learns the secret keys to verify signatures with.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -15,8 +15,9 @@ use crate::process::{ChildProcess, free_port, http, poll_until, venv_script};
 #[derive(Debug)]
 pub struct Sts {
     process: ChildProcess,
+    moto: PathBuf,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Sts {
@@ -28,9 +29,19 @@ impl Sts {
             .tempdir()?;
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let process = Self::spawn(&moto, addr, dir.path()).await?;
+        Ok(Self {
+            process,
+            moto,
+            addr,
+            dir,
+        })
+    }
+
+    async fn spawn(moto: &Path, addr: SocketAddr, dir: &Path) -> Result<ChildProcess> {
         let mut cmd = crate::process::command_without_aws_env(moto);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-        let mut process = ChildProcess::spawn("moto_server", cmd, &dir.path().join("moto.log"))?;
+        cmd.args(["-H", "127.0.0.1", "-p", &addr.port().to_string()]);
+        let mut process = ChildProcess::spawn("moto_server", cmd, &dir.join("moto.log"))?;
         let ready = poll_until("moto_server", Duration::from_secs(20), || async move {
             let (status, _) = http(addr, "GET", "/moto-api/data.json", "").await?;
             Ok((status == 200).then_some(()))
@@ -40,11 +51,18 @@ impl Sts {
             process.check_running()?;
             bail!("{e:#}\nmoto log:\n{}", process.log_tail());
         }
-        Ok(Self {
-            process,
-            addr,
-            _dir: dir,
-        })
+        Ok(process)
+    }
+
+    /// Starts the emulator again on the same port after [`stop`] (or a crash). Like a fresh
+    /// STS it remembers no credentials issued before; the AMP gateway keeps verifying the ones
+    /// it already learned, as AWS keeps honouring unexpired session credentials.
+    ///
+    /// [`stop`]: Sts::stop
+    pub async fn restart(&mut self) -> Result<()> {
+        self.process.kill();
+        self.process = Self::spawn(&self.moto, self.addr, self.dir.path()).await?;
+        Ok(())
     }
 
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL_STS`.
