@@ -11,8 +11,8 @@ use kube::{
 };
 use promscaler_api::PromScaler;
 use promscaler_proto::v1::{
-    Condition, DecisionEvent, ListScalersRequest, ListScalersResponse, ScaleTargetRef, ScalerRef,
-    ScalerStatus, WatchDecisionsRequest, actuator_service_server::ActuatorService,
+    Condition, DecisionEvent, ListScalersRequest, ListScalersResponse, ScalerRef, ScalerStatus,
+    WatchDecisionsRequest, actuator_service_server::ActuatorService,
 };
 use tokio::sync::{broadcast, watch};
 use tokio_stream::{StreamExt as _, wrappers::BroadcastStream};
@@ -20,7 +20,6 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     controller::{Handle, ScalerKey, Shard},
-    spec,
     views::Views,
 };
 
@@ -92,7 +91,6 @@ impl ActuatorGrpc {
 
     fn summary(&self, scaler: &PromScaler) -> ScalerStatus {
         let key = ScalerKey::of(scaler);
-        let target = spec::target_ref(scaler);
         let status = scaler.status.clone().unwrap_or_default();
         // A standby's last decisions (from before it lost the Lease, if ever) are stale.
         let standby_of = self.standby_of();
@@ -116,11 +114,7 @@ impl ActuatorGrpc {
                 namespace: key.namespace.to_string(),
                 name: key.name.to_string(),
             }),
-            target: Some(ScaleTargetRef {
-                api_version: target.api_version,
-                kind: target.kind,
-                name: target.name,
-            }),
+            target: Some(scaler.spec.scale_target_ref.with_defaults()),
             min_replicas: scaler.spec.min_replica_count.unwrap_or(0),
             max_replicas: scaler.spec.max_replica_count.unwrap_or(100),
             trigger_types: scaler
@@ -156,7 +150,8 @@ impl ActuatorGrpc {
                 .last_scale_time
                 .as_ref()
                 .map(crate::controller::status_time),
-            paused: spec::is_paused(scaler),
+            // The decision's own parser: `paused: "1"` is paused here as it is there.
+            paused: promscaler_api::is_paused(scaler.annotations()),
             last_decision,
         }
     }

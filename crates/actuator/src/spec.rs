@@ -44,35 +44,9 @@ pub struct Invalid {
     pub message: String,
 }
 
-/// The target with KEDA's defaults (`apps/v1`, `Deployment`).
+/// The target with KEDA's defaults (`promscaler_api`'s rule, shared with validation and the CLI).
 pub fn target_ref(scaler: &PromScaler) -> TargetRef {
-    let target = &scaler.spec.scale_target_ref;
-    TargetRef {
-        api_version: target
-            .api_version
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "apps/v1".to_owned()),
-        kind: target
-            .kind
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "Deployment".to_owned()),
-        name: target.name.clone(),
-    }
-}
-
-/// Whether a pause annotation stops scaling (for display; the decision applies the rules).
-pub fn is_paused(scaler: &PromScaler) -> bool {
-    let annotations = scaler.annotations();
-    ["autoscaling.keda.sh/", "promscaler.io/"]
-        .iter()
-        .any(|prefix| {
-            annotations
-                .get(&format!("{prefix}paused"))
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-                || annotations.contains_key(&format!("{prefix}paused-replicas"))
-        })
+    scaler.spec.scale_target_ref.with_defaults().into()
 }
 
 /// Validates `scaler` and resolves its authentication from the watch caches.
@@ -137,11 +111,7 @@ pub fn evaluate(
         })?;
         queries.push(validated.query_request(index, upstream));
     }
-    let target = TargetRef {
-        api_version: validated.target.api_version.clone(),
-        kind: validated.target.kind.clone(),
-        name: validated.target.name.clone(),
-    };
+    let target = TargetRef::from(validated.target.clone());
     Ok(Evaluated {
         trigger_names: validated.triggers.iter().map(|t| t.name.clone()).collect(),
         queries,

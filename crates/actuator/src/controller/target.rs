@@ -121,6 +121,16 @@ pub struct TargetRef {
     pub name: String,
 }
 
+impl From<promscaler_proto::v1::ScaleTargetRef> for TargetRef {
+    fn from(target: promscaler_proto::v1::ScaleTargetRef) -> Self {
+        Self {
+            api_version: target.api_version,
+            kind: target.kind,
+            name: target.name,
+        }
+    }
+}
+
 impl TargetRef {
     fn gvk(&self) -> GroupVersionKind {
         let (group, version) = match self.api_version.split_once('/') {
