@@ -12,7 +12,10 @@ use kube::{
 use promscaler_api::{PromScaler, PromScalerAuthentication, resolve_auth};
 use promscaler_proto::v1::{Pause, QueryRequest, ScalingPolicy};
 
-use crate::controller::{HELM_RELEASE_SECRET, TargetRef};
+use crate::{
+    reason,
+    types::{HELM_RELEASE_SECRET, TargetRef},
+};
 
 /// Everything a tick needs from a valid PromScaler.
 #[derive(Debug, Clone)]
@@ -29,6 +32,8 @@ pub struct Evaluated {
     pub polling_interval: Duration,
     /// The scale target.
     pub target: TargetRef,
+    /// For the SCALETARGETKIND column: `<apiVersion>.<kind>`.
+    pub scale_target_kind: String,
     /// For the TRIGGERS column.
     pub triggers_types: String,
     /// For the AUTHENTICATIONS column.
@@ -38,8 +43,8 @@ pub struct Evaluated {
 /// Why a PromScaler cannot be acted on.
 #[derive(Debug, Clone)]
 pub struct Invalid {
-    /// Condition reason.
-    pub reason: String,
+    /// Condition reason (one of [`crate::reason`]).
+    pub reason: &'static str,
     /// What to fix, naming the fields.
     pub message: String,
 }
@@ -56,7 +61,7 @@ pub fn evaluate(
     secrets: &Store<Secret>,
 ) -> Result<Evaluated, Invalid> {
     let validated = scaler.validate().map_err(|errors| Invalid {
-        reason: "ScaledObjectCheckFailed".to_owned(),
+        reason: reason::SCALED_OBJECT_CHECK_FAILED,
         message: join(&errors),
     })?;
     let namespace = validated.namespace.clone();
@@ -69,7 +74,7 @@ pub fn evaluate(
                 auths
                     .get(&ObjectRef::new(name).within(&namespace))
                     .ok_or_else(|| Invalid {
-                        reason: "PromScalerAuthenticationNotFound".to_owned(),
+                        reason: reason::AUTHENTICATION_NOT_FOUND,
                         message: format!(
                             "{path}.authenticationRef: PromScalerAuthentication {namespace}/{name} not found; create it or fix the name"
                         ),
@@ -84,7 +89,7 @@ pub fn evaluate(
                     .as_ref()
                     .and_then(|s| secret_value(s, key))
                     .ok_or_else(|| Invalid {
-                        reason: "SecretNotFound".to_owned(),
+                        reason: reason::SECRET_NOT_FOUND,
                         message: match found {
                             Some(_) => format!(
                                 "PromScalerAuthentication {}: Secret {namespace}/{secret} has no key {key:?} (parameter {parameter})",
@@ -106,7 +111,7 @@ pub fn evaluate(
             &params,
         )
         .map_err(|errors| Invalid {
-            reason: "ScaledObjectCheckFailed".to_owned(),
+            reason: reason::SCALED_OBJECT_CHECK_FAILED,
             message: join(&errors),
         })?;
         queries.push(validated.query_request(index, upstream));
@@ -119,6 +124,7 @@ pub fn evaluate(
         pause: validated.pause,
         polling_interval: validated.polling_interval,
         target,
+        scale_target_kind: validated.scale_target_kind(),
         triggers_types: scaler.spec.triggers_types(),
         authentications: scaler.spec.authentications_types(),
     })
