@@ -2,7 +2,7 @@
 //!
 //! Watches ([`watches`]) keep PromScalers, PromScalerAuthentications, Secrets, Deployments and
 //! StatefulSets in memory, so a tick reads everything it needs without a GET. One loop
-//! ([`run`]) owns the [`index::Index`] of every PromScaler's lifecycle: a PromScaler is due
+//! ([`run`]) owns the index (`index.rs`) of every PromScaler's lifecycle: a PromScaler is due
 //! every `pollingInterval`, at once when its spec changes, after a backoff when a tick failed.
 //! Due ticks ([`tick`]) run concurrently up to a limit, never two for the same PromScaler. Only
 //! the leader (or the leader of this shard) ticks; standbys keep their caches warm and take over
