@@ -842,6 +842,75 @@ async fn pause_and_resume_over_grpc_set_and_clear_the_annotation() -> Result<()>
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keda_paused_1_stops_scaling_and_get_scaler_reports_paused() -> Result<()> {
+    // Go's strconv.ParseBool reads "1" as true: the decision pauses, and ActuatorService must say
+    // so too (it once compared the annotation with "true" on its own).
+    let system = scaled_to_three(|yaml| yaml).await?;
+    let scalers: Api<PromScaler> = Api::namespaced(system.cluster.client(), NS);
+    let annotate = |value: serde_json::Value| {
+        let patch = serde_json::json!({ "metadata": { "annotations": { "autoscaling.keda.sh/paused": value } } });
+        let scalers = scalers.clone();
+        async move {
+            scalers
+                .patch(SCALER, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        }
+    };
+    let mut client = ActuatorServiceClient::new(system.actuators[0].channel()?);
+    let reference = ScalerRef {
+        namespace: NS.into(),
+        name: SCALER.into(),
+    };
+    assert!(
+        !client
+            .get_scaler(reference.clone())
+            .await?
+            .into_inner()
+            .paused
+    );
+
+    annotate(serde_json::json!("1")).await?;
+    system
+        .cluster
+        .wait_condition(NS, SCALER, "Paused", "True", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    // The decision paused on what the watch cache holds, and GetScaler reads the same cache.
+    let status = client.get_scaler(reference.clone()).await?.into_inner();
+    assert!(status.paused, "{status:?}");
+    let listed = client
+        .list_scalers(promscaler_proto::v1::ListScalersRequest {
+            namespace: NS.into(),
+        })
+        .await?
+        .into_inner();
+    assert!(
+        listed.scalers.iter().all(|s| s.paused),
+        "{:?}",
+        listed.scalers
+    );
+    // While paused, load changes do not move the replicas.
+    system.app.set(sample_app_metrics(&[150.0, 150.0]));
+    poll_until("the query to rise above 200", WAIT, || async {
+        let value = single_value(&system.prometheus.query(SEED_QUERY).await?);
+        Ok(value.filter(|v| *v > 200.0))
+    })
+    .await?;
+    let event = client.reconcile(reference.clone()).await?.into_inner();
+    let decision = event.decision.context("a decision")?;
+    assert_eq!(decision.desired_replicas, 3, "{:?}", decision.explanation);
+
+    annotate(serde_json::json!("0")).await?;
+    system
+        .cluster
+        .wait_condition(NS, SCALER, "Paused", "False", WAIT)
+        .await
+        .with_context(|| system.logs())?;
+    assert!(!client.get_scaler(reference).await?.into_inner().paused);
+    Ok(())
+}
+
 /// A bearer-token gate in front of the real Prometheus: the first request on each connection
 /// must carry `Authorization: Bearer <token>`, else 401 and the connection closes. Counts the
 /// connections let through.

@@ -11,16 +11,18 @@ use kube::{
 };
 use promscaler_api::PromScaler;
 use promscaler_proto::v1::{
-    Condition, DecisionEvent, ListScalersRequest, ListScalersResponse, ScaleTargetRef, ScalerRef,
-    ScalerStatus, WatchDecisionsRequest, actuator_service_server::ActuatorService,
+    Condition, DecisionEvent, ListScalersRequest, ListScalersResponse, ScalerRef, ScalerStatus,
+    WatchDecisionsRequest, actuator_service_server::ActuatorService,
 };
 use tokio::sync::{broadcast, watch};
 use tokio_stream::{StreamExt as _, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    controller::{Handle, ScalerKey, Shard},
-    spec,
+    controller::Handle,
+    error::Error,
+    status,
+    types::{ScalerKey, Shard},
     views::Views,
 };
 
@@ -78,21 +80,16 @@ impl ActuatorGrpc {
         (!self.handle.is_leader()).then(|| self.leader.borrow().clone())
     }
 
-    /// What a standby says instead of what only the leader has.
-    fn standby_error(&self, what: &str, leader: &str) -> Status {
-        let leader = if leader.is_empty() {
-            "the leader (none is known yet)".to_owned()
-        } else {
-            format!("the leader, pod {leader} (kubectl port-forward pod/{leader} to reach it)")
-        };
-        Status::failed_precondition(format!(
-            "this actuator replica is a standby: {what} only on {leader}"
-        ))
+    /// Fails with [`Error::Standby`] while this replica is a standby: `what` is the leader's.
+    fn require_leader(&self, what: &'static str) -> Result<(), Error> {
+        match self.standby_of() {
+            None => Ok(()),
+            Some(leader) => Err(Error::Standby { what, leader }),
+        }
     }
 
     fn summary(&self, scaler: &PromScaler) -> ScalerStatus {
         let key = ScalerKey::of(scaler);
-        let target = spec::target_ref(scaler);
         let status = scaler.status.clone().unwrap_or_default();
         // A standby's last decisions (from before it lost the Lease, if ever) are stale.
         let standby_of = self.standby_of();
@@ -116,11 +113,7 @@ impl ActuatorGrpc {
                 namespace: key.namespace.to_string(),
                 name: key.name.to_string(),
             }),
-            target: Some(ScaleTargetRef {
-                api_version: target.api_version,
-                kind: target.kind,
-                name: target.name,
-            }),
+            target: Some(scaler.spec.scale_target_ref.with_defaults()),
             min_replicas: scaler.spec.min_replica_count.unwrap_or(0),
             max_replicas: scaler.spec.max_replica_count.unwrap_or(100),
             trigger_types: scaler
@@ -152,36 +145,30 @@ impl ActuatorGrpc {
                 .and_then(|e| e.decision.as_ref())
                 .map_or(status.desired_replicas.unwrap_or(0), |d| d.desired_replicas),
             leader: standby_of.unwrap_or_default(),
-            last_scale_time: status
-                .last_scale_time
-                .as_ref()
-                .map(crate::controller::status_time),
-            paused: spec::is_paused(scaler),
+            last_scale_time: status.last_scale_time.as_ref().map(status::from_time),
+            // The decision's own parser: `paused: "1"` is paused here as it is there.
+            paused: promscaler_api::is_paused(scaler.annotations()),
             last_decision,
         }
     }
 
-    fn find(&self, reference: &ScalerRef) -> Result<Arc<PromScaler>, Status> {
+    fn find(&self, reference: &ScalerRef) -> Result<Arc<PromScaler>, Error> {
         if reference.namespace.is_empty() || reference.name.is_empty() {
-            return Err(Status::invalid_argument("namespace and name are required"));
+            return Err(Error::MissingRef);
         }
         self.scalers
             .get(&ObjectRef::new(&reference.name).within(&reference.namespace))
             .ok_or_else(|| {
-                Status::not_found(format!(
-                    "PromScaler {}/{} not found",
-                    reference.namespace, reference.name
-                ))
+                Error::NotFound(ScalerKey {
+                    namespace: reference.namespace.as_str().into(),
+                    name: reference.name.as_str().into(),
+                })
             })
     }
 
-    async fn set_paused(
-        &self,
-        reference: &ScalerRef,
-        paused: bool,
-    ) -> Result<ScalerStatus, Status> {
-        self.find(reference)?;
-        let api: Api<PromScaler> = Api::namespaced(self.client.clone(), &reference.namespace);
+    async fn set_paused(&self, reference: &ScalerRef, paused: bool) -> Result<ScalerStatus, Error> {
+        let key = ScalerKey::of(&*self.find(reference)?);
+        let api: Api<PromScaler> = Api::namespaced(self.client.clone(), &key.namespace);
         let value = if paused {
             serde_json::json!("true")
         } else {
@@ -190,14 +177,29 @@ impl ActuatorGrpc {
         let patch =
             serde_json::json!({ "metadata": { "annotations": { PAUSED_ANNOTATION: value } } });
         let updated = api
-            .patch(
-                &reference.name,
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+            .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| Status::unavailable(format!("cannot update the PromScaler: {e}")))?;
+            .map_err(|source| match source {
+                kube::Error::Api(status) if status.code == 404 => Error::NotFound(key.clone()),
+                source => Error::Kube {
+                    key: key.clone(),
+                    source,
+                },
+            })?;
         Ok(self.summary(&updated))
+    }
+}
+
+/// Client mistakes are the caller's to fix; a stopped loop or a failing API server is ours.
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::MissingRef => Status::invalid_argument(message),
+            Error::NotFound(_) => Status::not_found(message),
+            Error::OtherShard(_) | Error::Standby { .. } => Status::failed_precondition(message),
+            Error::LoopStopped | Error::Kube { .. } => Status::unavailable(message),
+        }
     }
 }
 
@@ -247,9 +249,7 @@ impl ActuatorService for ActuatorGrpc {
         &self,
         request: Request<WatchDecisionsRequest>,
     ) -> Result<Response<Self::WatchDecisionsStream>, Status> {
-        if let Some(leader) = self.standby_of() {
-            return Err(self.standby_error("decisions are made and streamed", &leader));
-        }
+        self.require_leader("decisions are made and streamed")?;
         let namespace = request.into_inner().namespace;
         let stream =
             BroadcastStream::new(self.decisions.subscribe()).filter_map(move |item| match item {
@@ -287,17 +287,66 @@ impl ActuatorService for ActuatorGrpc {
         let scaler = self.find(request.get_ref())?;
         let key = ScalerKey::of(&scaler);
         if !self.shard.owns(&key) {
-            return Err(Status::failed_precondition(format!(
-                "PromScaler {key} belongs to another shard; send Reconcile to that shard's leader"
-            )));
+            return Err(Error::OtherShard(key).into());
         }
-        if let Some(leader) = self.standby_of() {
-            return Err(self.standby_error("Reconcile is served", &leader));
-        }
+        self.require_leader("Reconcile is served")?;
         self.handle
             .reconcile(key)
             .await
             .map(Response::new)
-            .map_err(Status::unavailable)
+            .map_err(Status::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn client_mistakes_and_server_faults_get_their_own_codes() {
+        let key = || ScalerKey {
+            namespace: "ns".into(),
+            name: "s".into(),
+        };
+        let table = [
+            (Error::MissingRef, Code::InvalidArgument),
+            (Error::NotFound(key()), Code::NotFound),
+            (Error::OtherShard(key()), Code::FailedPrecondition),
+            (
+                Error::Standby {
+                    what: "Reconcile is served",
+                    leader: "actuator-0".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (Error::LoopStopped, Code::Unavailable),
+            (
+                Error::Kube {
+                    key: key(),
+                    source: kube::Error::Service("boom".into()),
+                },
+                Code::Unavailable,
+            ),
+        ];
+        for (error, code) in table {
+            let message = error.to_string();
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{message}");
+            assert_eq!(status.message(), message);
+        }
+        assert_eq!(
+            Status::from(Error::NotFound(key())).message(),
+            "PromScaler ns/s not found"
+        );
+        assert_eq!(
+            Status::from(Error::Standby {
+                what: "Reconcile is served",
+                leader: String::new(),
+            })
+            .message(),
+            "this actuator replica is a standby: Reconcile is served only on the leader (none is known yet)"
+        );
     }
 }

@@ -6,17 +6,27 @@
 //! user or a successor needs changed ([`controller`]). Leadership comes from a Lease
 //! ([`leader`]); ActuatorService serves what the controller knows ([`grpc`]).
 
-pub mod args;
-pub mod controller;
-pub mod grpc;
-pub mod leader;
+// Layers, each importing only from the ones above it (see `types` for the picture):
+// plain data first, then what is built from a PromScaler, then the loop, then the wiring.
+pub mod clock;
+pub mod error;
+pub mod reason;
+pub mod types;
+
 pub mod metrics;
-pub mod peers;
+pub mod spec;
+pub mod status;
+pub mod views;
+
+pub mod controller;
 pub mod ratelimit;
 pub mod readiness;
 pub mod scheduler;
-pub mod spec;
-pub mod views;
+
+pub mod args;
+pub mod grpc;
+pub mod leader;
+pub mod peers;
 
 /// Identity and default ports of this service.
 pub const SERVICE: promscaler_runtime::ServiceInfo = promscaler_runtime::ServiceInfo {

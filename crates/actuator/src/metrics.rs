@@ -19,7 +19,7 @@ use prometheus_client::{
 };
 use tokio::sync::watch;
 
-use crate::{controller::ScalerKey, views::Views};
+use crate::{types::ScalerKey, views::Views};
 
 promscaler_runtime::label_enum! {
     /// What a tick concluded.

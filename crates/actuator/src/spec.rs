@@ -12,7 +12,10 @@ use kube::{
 use promscaler_api::{PromScaler, PromScalerAuthentication, resolve_auth};
 use promscaler_proto::v1::{Pause, QueryRequest, ScalingPolicy};
 
-use crate::controller::{HELM_RELEASE_SECRET, TargetRef};
+use crate::{
+    reason,
+    types::{HELM_RELEASE_SECRET, TargetRef},
+};
 
 /// Everything a tick needs from a valid PromScaler.
 #[derive(Debug, Clone)]
@@ -29,6 +32,8 @@ pub struct Evaluated {
     pub polling_interval: Duration,
     /// The scale target.
     pub target: TargetRef,
+    /// For the SCALETARGETKIND column: `<apiVersion>.<kind>`.
+    pub scale_target_kind: String,
     /// For the TRIGGERS column.
     pub triggers_types: String,
     /// For the AUTHENTICATIONS column.
@@ -38,41 +43,15 @@ pub struct Evaluated {
 /// Why a PromScaler cannot be acted on.
 #[derive(Debug, Clone)]
 pub struct Invalid {
-    /// Condition reason.
-    pub reason: String,
+    /// Condition reason (one of [`crate::reason`]).
+    pub reason: &'static str,
     /// What to fix, naming the fields.
     pub message: String,
 }
 
-/// The target with KEDA's defaults (`apps/v1`, `Deployment`).
+/// The target with KEDA's defaults (`promscaler_api`'s rule, shared with validation and the CLI).
 pub fn target_ref(scaler: &PromScaler) -> TargetRef {
-    let target = &scaler.spec.scale_target_ref;
-    TargetRef {
-        api_version: target
-            .api_version
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "apps/v1".to_owned()),
-        kind: target
-            .kind
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "Deployment".to_owned()),
-        name: target.name.clone(),
-    }
-}
-
-/// Whether a pause annotation stops scaling (for display; the decision applies the rules).
-pub fn is_paused(scaler: &PromScaler) -> bool {
-    let annotations = scaler.annotations();
-    ["autoscaling.keda.sh/", "promscaler.io/"]
-        .iter()
-        .any(|prefix| {
-            annotations
-                .get(&format!("{prefix}paused"))
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-                || annotations.contains_key(&format!("{prefix}paused-replicas"))
-        })
+    scaler.spec.scale_target_ref.with_defaults().into()
 }
 
 /// Validates `scaler` and resolves its authentication from the watch caches.
@@ -82,7 +61,7 @@ pub fn evaluate(
     secrets: &Store<Secret>,
 ) -> Result<Evaluated, Invalid> {
     let validated = scaler.validate().map_err(|errors| Invalid {
-        reason: "ScaledObjectCheckFailed".to_owned(),
+        reason: reason::SCALED_OBJECT_CHECK_FAILED,
         message: join(&errors),
     })?;
     let namespace = validated.namespace.clone();
@@ -95,7 +74,7 @@ pub fn evaluate(
                 auths
                     .get(&ObjectRef::new(name).within(&namespace))
                     .ok_or_else(|| Invalid {
-                        reason: "PromScalerAuthenticationNotFound".to_owned(),
+                        reason: reason::AUTHENTICATION_NOT_FOUND,
                         message: format!(
                             "{path}.authenticationRef: PromScalerAuthentication {namespace}/{name} not found; create it or fix the name"
                         ),
@@ -110,7 +89,7 @@ pub fn evaluate(
                     .as_ref()
                     .and_then(|s| secret_value(s, key))
                     .ok_or_else(|| Invalid {
-                        reason: "SecretNotFound".to_owned(),
+                        reason: reason::SECRET_NOT_FOUND,
                         message: match found {
                             Some(_) => format!(
                                 "PromScalerAuthentication {}: Secret {namespace}/{secret} has no key {key:?} (parameter {parameter})",
@@ -132,16 +111,12 @@ pub fn evaluate(
             &params,
         )
         .map_err(|errors| Invalid {
-            reason: "ScaledObjectCheckFailed".to_owned(),
+            reason: reason::SCALED_OBJECT_CHECK_FAILED,
             message: join(&errors),
         })?;
         queries.push(validated.query_request(index, upstream));
     }
-    let target = TargetRef {
-        api_version: validated.target.api_version.clone(),
-        kind: validated.target.kind.clone(),
-        name: validated.target.name.clone(),
-    };
+    let target = TargetRef::from(validated.target.clone());
     Ok(Evaluated {
         trigger_names: validated.triggers.iter().map(|t| t.name.clone()).collect(),
         queries,
@@ -149,6 +124,7 @@ pub fn evaluate(
         pause: validated.pause,
         polling_interval: validated.polling_interval,
         target,
+        scale_target_kind: validated.scale_target_kind(),
         triggers_types: scaler.spec.triggers_types(),
         authentications: scaler.spec.authentications_types(),
     })

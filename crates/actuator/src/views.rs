@@ -16,7 +16,7 @@ use promscaler_api::{PromScaler, PromScalerStatus};
 use promscaler_proto::v1::{DecisionEvent, DecisionState};
 use prost::Message;
 
-use crate::controller::{ScalerKey, status::same_significant};
+use crate::{status::same_significant, types::ScalerKey};
 
 /// A status this replica wrote, with the resourceVersion the write produced.
 #[derive(Debug, Clone)]

@@ -58,6 +58,7 @@ mod prometheus;
 mod resolve;
 mod schema;
 pub mod state;
+mod target;
 mod types;
 mod validate;
 
@@ -66,9 +67,12 @@ pub use auth::{
     SecretTargetRef,
 };
 pub use error::{Error, FieldError};
-pub use pause::parse_pause;
+pub use pause::{is_paused, parse_pause, stops_scaling};
 pub use prometheus::{AuthMode, IdentityOwner, PrometheusTrigger};
 pub use resolve::resolve_auth;
+pub use target::{
+    DEFAULT_TARGET_API_VERSION, DEFAULT_TARGET_KIND, scale_target_kind, with_target_defaults,
+};
 pub use types::{
     API_VERSION, AdvancedConfig, AuthenticationRef, Condition, DecisionStateStatus, Fallback,
     GROUP, HealthStatus, HorizontalPodAutoscalerConfig, HpaBehavior, HpaScalingPolicy,

@@ -100,6 +100,21 @@ pub fn parse_pause(annotations: &BTreeMap<String, String>) -> Result<Pause, Vec<
     }
 }
 
+/// Whether `pause` stops scaling: `paused` (the replicas are held) or `paused-replicas` (they
+/// are set and held). `paused-scale-in`/`-out` only hold one direction and do not count. The
+/// decision service applies the same rule to the `Pause` it receives.
+pub fn stops_scaling(pause: &Pause) -> bool {
+    pause.paused || pause.paused_replicas.is_some()
+}
+
+/// Whether the annotations stop scaling, read with the parser the decision's input is built
+/// with ([`parse_pause`], Go `strconv.ParseBool`: `"1"`, `"t"`, `"TRUE"` pause too). Annotations
+/// that do not parse pause nothing: such a PromScaler is invalid, is never acted on, and its
+/// `Ready=False` condition names the annotation.
+pub fn is_paused(annotations: &BTreeMap<String, String>) -> bool {
+    parse_pause(annotations).is_ok_and(|pause| stops_scaling(&pause))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +209,24 @@ mod tests {
                 "metadata.annotations[promscaler.io/paused-replicas]",
             ]
         );
+    }
+
+    #[test]
+    fn paused_means_what_the_decision_parses() {
+        let table: &[(&[(&str, &str)], bool)] = &[
+            (&[], false),
+            (&[("autoscaling.keda.sh/paused", "1")], true),
+            (&[("autoscaling.keda.sh/paused", "true")], true),
+            (&[("promscaler.io/paused", "T")], true),
+            (&[("autoscaling.keda.sh/paused", "0")], false),
+            (&[("autoscaling.keda.sh/paused", "false")], false),
+            (&[("autoscaling.keda.sh/paused-replicas", "0")], true),
+            (&[("autoscaling.keda.sh/paused-scale-in", "true")], false),
+            // Not a boolean: the PromScaler is invalid (Ready=False), not paused.
+            (&[("autoscaling.keda.sh/paused", "yes")], false),
+        ];
+        for (input, want) in table {
+            assert_eq!(is_paused(&annotations(input)), *want, "{input:?}");
+        }
     }
 }

@@ -73,7 +73,7 @@ impl ValidatedScaler {
     /// KEDA's `status.scaleTargetKind` (the SCALETARGETKIND column): `<apiVersion>.<kind>`,
     /// e.g. `apps/v1.Deployment`.
     pub fn scale_target_kind(&self) -> String {
-        format!("{}.{}", self.target.api_version, self.target.kind)
+        crate::scale_target_kind(&self.target)
     }
 
     /// The `QueryRequest` for trigger `index`, with `auth` resolved by the caller (see
@@ -196,15 +196,7 @@ pub fn validate_spec(
             "is required: the name of the Deployment, StatefulSet or other workload to scale",
         ));
     }
-    let target = v1::ScaleTargetRef {
-        api_version: non_empty(target_ref.api_version.as_deref())
-            .unwrap_or("apps/v1")
-            .to_owned(),
-        kind: non_empty(target_ref.kind.as_deref())
-            .unwrap_or("Deployment")
-            .to_owned(),
-        name: target_ref.name.clone(),
-    };
+    let target = target_ref.with_defaults();
 
     // periods
     let polling = spec

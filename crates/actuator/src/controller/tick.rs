@@ -1,8 +1,11 @@
 //! One evaluation of one PromScaler: read the target's replicas, query, decide, scale, record,
 //! write status when needed, publish. A failure of anything the tick depends on keeps the current
 //! replicas: the actuator never scales down because a peer or the API failed.
+//!
+//! [`tick`] is a pipeline of steps joined by `?`; each step fails with a [`TickError`], which
+//! knows the `Ready` condition it yields (if any) and how the tick is counted.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
@@ -12,19 +15,18 @@ use kube::{
 };
 use promscaler_api::{PromScaler, PromScalerStatus};
 use promscaler_proto::v1::{
-    self as pb, DecideRequest, DecisionEvent, Observation, QueryBatchRequest, ScalerRef,
-    observation, query_response,
+    self as pb, DecideRequest, DecideResponse, DecisionEvent, Observation, QueryBatchRequest,
+    ScalerRef, observation, query_response,
 };
 use tracing::Instrument as _;
 
-use super::{
-    Context, ScalerKey,
-    status::{self, needs_write},
-    target::TargetError,
-};
+use super::{Context, target::TargetError};
 use crate::{
     metrics::{Outcome, Peer, WriteKind, WriteResult},
-    spec,
+    reason,
+    spec::{self, Evaluated},
+    status::{self, Decided, Failure, needs_write},
+    types::ScalerKey,
     views::WrittenStatus,
 };
 
@@ -50,8 +52,88 @@ pub enum TickOutcome {
     Gone,
 }
 
-fn now() -> prost_types::Timestamp {
-    prost_types::Timestamp::from(SystemTime::now())
+/// Why a tick could not decide (or act on its decision). Replicas are held in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    /// Deleting: restoring the original replicas or removing the finalizer failed.
+    #[error("{0}")]
+    Finalize(String),
+    /// Adding the finalizer failed (a concurrent change is a 409, retried next tick).
+    #[error("cannot add the finalizer: {0}")]
+    AddFinalizer(#[source] kube::Error),
+    /// The spec is invalid, or names an authentication or Secret that does not exist.
+    #[error("{}", .0.message)]
+    Invalid(spec::Invalid),
+    /// The target's replicas could not be read.
+    #[error("{0}")]
+    Target(#[source] TargetError),
+    /// The metrics-fetcher or the decision service failed or timed out.
+    #[error("{message}")]
+    Peer {
+        /// Which one.
+        peer: Peer,
+        /// What it said, and the replicas held.
+        message: String,
+    },
+    /// The decision could not be applied to `/scale` (it is re-read and re-decided next time).
+    #[error("cannot scale {target} from {from} to {to}: {source}")]
+    Scale {
+        /// The target's name.
+        target: String,
+        /// Replicas before.
+        from: i32,
+        /// Replicas decided.
+        to: i32,
+        /// Why the write failed.
+        #[source]
+        source: TargetError,
+        /// The decision, still served by ActuatorService.
+        decision: Box<DecideResponse>,
+    },
+}
+
+impl TickError {
+    /// The reason of the `Ready=False` condition this failure is written as; `None` = no status
+    /// write (a deletion in progress, a finalizer or `/scale` write retried next tick).
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Finalize(_) | Self::AddFinalizer(_) | Self::Scale { .. } => None,
+            Self::Invalid(invalid) => Some(invalid.reason),
+            Self::Target(TargetError::NotFound { .. }) => Some(reason::SCALE_TARGET_NOT_FOUND),
+            Self::Target(TargetError::NotScalable { .. }) => {
+                Some(reason::SCALE_TARGET_NOT_SCALABLE)
+            }
+            Self::Target(TargetError::Api(_)) => Some(reason::KUBERNETES_API_ERROR),
+            Self::Peer {
+                peer: Peer::Fetcher,
+                ..
+            } => Some(reason::METRICS_FETCHER_UNAVAILABLE),
+            Self::Peer {
+                peer: Peer::Decision,
+                ..
+            } => Some(reason::DECISION_SERVICE_UNAVAILABLE),
+        }
+    }
+
+    /// Whether the spec had been validated when this happened.
+    fn spec_valid(&self) -> bool {
+        match self {
+            Self::Finalize(_) | Self::AddFinalizer(_) | Self::Invalid(_) => false,
+            Self::Target(_) | Self::Peer { .. } | Self::Scale { .. } => true,
+        }
+    }
+
+    /// How the tick is counted in `promscaler_actuator_decisions`.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::Invalid(_) => Outcome::Invalid,
+            Self::Finalize(_)
+            | Self::AddFinalizer(_)
+            | Self::Target(_)
+            | Self::Peer { .. }
+            | Self::Scale { .. } => Outcome::Error,
+        }
+    }
 }
 
 /// Evaluates the PromScaler `key` once.
@@ -60,7 +142,7 @@ pub async fn tick(ctx: &Context, key: &ScalerKey) -> TickOutcome {
         return TickOutcome::Gone;
     };
     let span = tracing::info_span!("tick", namespace = %key.namespace, name = %key.name);
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let (mut outcome, metric) = evaluate(ctx, key, &scaler).instrument(span).await;
     ctx.metrics.tick(metric, started.elapsed().as_secs_f64());
     if let TickOutcome::Done { event, .. } | TickOutcome::Failed { event } = &mut outcome {
@@ -84,37 +166,56 @@ fn event_for(key: &ScalerKey, at: prost_types::Timestamp) -> DecisionEvent {
     }
 }
 
+/// The tick's outcome and how it is counted.
 async fn evaluate(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> (TickOutcome, Outcome) {
-    let at = now();
+    let at = ctx.clock.timestamp();
     let mut event = event_for(key, at);
-
-    if scaler.meta().deletion_timestamp.is_some() {
-        return match finalize(ctx, key, scaler).await {
-            Ok(()) => (TickOutcome::Gone, Outcome::Hold),
-            Err(message) => {
-                event.error = message;
-                (TickOutcome::Failed { event }, Outcome::Error)
-            }
-        };
-    }
-    if !scaler.finalizers().iter().any(|f| f == FINALIZER)
-        && let Err(error) = add_finalizer(ctx, key, scaler).await
-    {
-        event.error = format!("cannot add the finalizer: {error}");
-        tracing::warn!(%error, "cannot add the finalizer; retrying");
-        return (TickOutcome::Failed { event }, Outcome::Error);
-    }
-
-    let evaluated = match spec::evaluate(scaler, &ctx.auths, &ctx.secrets) {
-        Ok(evaluated) => evaluated,
-        Err(invalid) => {
-            event.error = invalid.message.clone();
-            write_failure(ctx, key, scaler, &invalid.reason, &invalid.message, None).await;
-            return (TickOutcome::Failed { event }, Outcome::Invalid);
+    let result = if scaler.meta().deletion_timestamp.is_some() {
+        match finalize(ctx, key, scaler).await {
+            Ok(()) => return (TickOutcome::Gone, Outcome::Hold),
+            Err(error) => Err(error),
         }
+    } else {
+        decide_and_act(ctx, key, scaler, at, &mut event).await
     };
+    match result {
+        Ok((next, metric)) => (TickOutcome::Done { next, event }, metric),
+        Err(error) => {
+            let metric = error.outcome();
+            event.error = error.to_string();
+            if let Some(reason) = error.reason() {
+                let failure = Failure {
+                    reason,
+                    message: &event.error,
+                    spec_valid: error.spec_valid(),
+                };
+                write_failure(ctx, key, scaler, &failure).await;
+            }
+            if let TickError::Scale { decision, .. } = error {
+                event.decision = Some(*decision);
+            }
+            (TickOutcome::Failed { event }, metric)
+        }
+    }
+}
 
-    let replicas = match ctx
+/// The pipeline: finalizer, spec, replicas, query, decide, scale, status. Returns the polling
+/// interval and how the tick is counted.
+async fn decide_and_act(
+    ctx: &Context,
+    key: &ScalerKey,
+    scaler: &PromScaler,
+    at: prost_types::Timestamp,
+    event: &mut DecisionEvent,
+) -> Result<(Duration, Outcome), TickError> {
+    if !scaler.finalizers().iter().any(|f| f == FINALIZER) {
+        add_finalizer(ctx, key, scaler).await.map_err(|error| {
+            tracing::warn!(%error, "cannot add the finalizer; retrying");
+            TickError::AddFinalizer(error)
+        })?;
+    }
+    let evaluated = spec::evaluate(scaler, &ctx.auths, &ctx.secrets).map_err(TickError::Invalid)?;
+    let replicas = ctx
         .targets
         .replicas(
             &key.namespace,
@@ -123,27 +224,7 @@ async fn evaluate(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> (TickO
             &ctx.statefulsets,
         )
         .await
-    {
-        Ok(replicas) => replicas,
-        Err(error) => {
-            let reason = match error {
-                TargetError::NotFound { .. } => "ScaleTargetNotFound",
-                TargetError::NotScalable { .. } => "ScaleTargetNotScalable",
-                TargetError::Api(_) => "KubernetesApiError",
-            };
-            event.error = error.to_string();
-            write_failure(
-                ctx,
-                key,
-                scaler,
-                reason,
-                &error.to_string(),
-                Some(&evaluated),
-            )
-            .await;
-            return (TickOutcome::Failed { event }, Outcome::Error);
-        }
-    };
+        .map_err(TickError::Target)?;
     event.replicas = Some(replicas);
 
     // The decision state: carried in memory, or rebuilt from status after a restart/failover.
@@ -155,36 +236,52 @@ async fn evaluate(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> (TickO
             &at,
         )
     });
+    let observations = query(ctx, &evaluated, replicas.spec).await?;
+    let request = DecideRequest {
+        policy: Some(evaluated.policy.clone()),
+        replicas: Some(replicas),
+        observations,
+        state: Some(state),
+        now: Some(at),
+        pause: Some(evaluated.pause),
+    };
+    let mut client = ctx.decision.clone();
+    let decision = call_peer(ctx, Peer::Decision, client.decide(request), replicas.spec).await?;
+    for line in &decision.explanation {
+        tracing::debug!(explanation = %line);
+    }
 
-    // Query every trigger in one batch.
+    let metric = scale(ctx, key, scaler, &evaluated, replicas.spec, &decision).await?;
+    let scaled_at = (metric != Outcome::Hold).then_some(at);
+    ctx.views
+        .update(key, |view| view.set_state(decision.state.as_ref()));
+    let decided = Decided {
+        decision: &decision,
+        replicas,
+        scaled_at: scaled_at.as_ref(),
+        evaluated: &evaluated,
+        generation: scaler.meta().generation,
+    };
+    write_status(ctx, key, scaler, &decided, &at).await;
+    event.scaled = scaled_at.is_some();
+    event.decision = Some(decision);
+    Ok((evaluated.polling_interval, metric))
+}
+
+/// Queries every trigger in one batch; a missing result is an in-band error of its trigger.
+async fn query(
+    ctx: &Context,
+    evaluated: &Evaluated,
+    current: i32,
+) -> Result<Vec<Observation>, TickError> {
     let batch = QueryBatchRequest {
         queries: evaluated.queries.clone(),
     };
-    let mut fetcher = ctx.fetcher.clone();
-    let results = match call_peer(
-        ctx,
-        Peer::Fetcher,
-        fetcher.query_batch(batch),
-        replicas.spec,
-    )
-    .await
-    {
-        Ok(response) => response.results,
-        Err(message) => {
-            event.error = message.clone();
-            write_failure(
-                ctx,
-                key,
-                scaler,
-                "MetricsFetcherUnavailable",
-                &message,
-                Some(&evaluated),
-            )
-            .await;
-            return (TickOutcome::Failed { event }, Outcome::Error);
-        }
-    };
-    let observations: Vec<Observation> = evaluated
+    let mut client = ctx.fetcher.clone();
+    let results = call_peer(ctx, Peer::Fetcher, client.query_batch(batch), current)
+        .await?
+        .results;
+    Ok(evaluated
         .trigger_names
         .iter()
         .zip(results.into_iter().map(Some).chain(std::iter::repeat(None)))
@@ -202,116 +299,71 @@ async fn evaluate(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> (TickO
                 }),
             }),
         })
-        .collect();
+        .collect())
+}
 
-    let request = DecideRequest {
-        policy: Some(evaluated.policy.clone()),
-        replicas: Some(replicas),
-        observations,
-        state: Some(state),
-        now: Some(at),
-        pause: Some(evaluated.pause),
-    };
-    let mut decision_client = ctx.decision.clone();
-    let decision = match call_peer(
-        ctx,
-        Peer::Decision,
-        decision_client.decide(request),
-        replicas.spec,
+/// Applies the decision to `/scale` when it differs from `current`, with an Event; returns
+/// whether it scaled up, down, or held.
+async fn scale(
+    ctx: &Context,
+    key: &ScalerKey,
+    scaler: &PromScaler,
+    evaluated: &Evaluated,
+    current: i32,
+    decision: &DecideResponse,
+) -> Result<Outcome, TickError> {
+    let desired = decision.desired_replicas;
+    if desired == current {
+        return Ok(Outcome::Hold);
+    }
+    let write = tokio::time::timeout(
+        ctx.settings.kube_timeout,
+        ctx.targets
+            .scale(&key.namespace, &evaluated.target, desired),
     )
     .await
-    {
-        Ok(decision) => decision,
-        Err(message) => {
-            event.error = message.clone();
-            write_failure(
-                ctx,
-                key,
-                scaler,
-                "DecisionServiceUnavailable",
-                &message,
-                Some(&evaluated),
+    .unwrap_or_else(|_| {
+        Err(TargetError::Api(kube::Error::Service(
+            format!(
+                "PATCH /scale did not finish within {:?}",
+                ctx.settings.kube_timeout
             )
-            .await;
-            return (TickOutcome::Failed { event }, Outcome::Error);
-        }
-    };
-    for line in &decision.explanation {
-        tracing::debug!(explanation = %line);
-    }
-
-    let desired = decision.desired_replicas;
-    let mut metric = Outcome::Hold;
-    let mut scaled_at = None;
-    if desired != replicas.spec {
-        let write = tokio::time::timeout(
-            ctx.settings.kube_timeout,
-            ctx.targets
-                .scale(&key.namespace, &evaluated.target, desired),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(TargetError::Api(kube::Error::Service(
-                format!(
-                    "PATCH /scale did not finish within {:?}",
-                    ctx.settings.kube_timeout
-                )
-                .into(),
-            )))
-        });
-        if let Err(error) = write {
-            // The decision's state assumed the scale happened: drop it, re-read, re-decide.
-            let result = if error.is_conflict() {
-                WriteResult::Conflict
-            } else {
-                WriteResult::Error
-            };
-            ctx.metrics.write(WriteKind::Scale, result);
-            tracing::warn!(%error, from = replicas.spec, to = desired, "cannot scale; will re-read and re-decide");
-            event.decision = Some(decision);
-            event.error = format!(
-                "cannot scale {} from {} to {desired}: {error}",
-                evaluated.target.name, replicas.spec
-            );
-            return (TickOutcome::Failed { event }, Outcome::Error);
-        }
-        ctx.metrics.write(WriteKind::Scale, WriteResult::Ok);
-        metric = if desired > replicas.spec {
-            Outcome::ScaleUp
+            .into(),
+        )))
+    });
+    if let Err(error) = write {
+        // The decision's state assumed the scale happened: drop it, re-read, re-decide.
+        let result = if error.is_conflict() {
+            WriteResult::Conflict
         } else {
-            Outcome::ScaleDown
+            WriteResult::Error
         };
-        scaled_at = Some(at);
-        let reason = decision.explanation.last().cloned().unwrap_or_default();
-        tracing::info!(from = replicas.spec, to = desired, %reason, "scaled");
-        record(
-            ctx,
-            scaler,
-            EventType::Normal,
-            "SuccessfulRescale",
-            &format!(
-                "New size: {desired} (was {}); reason: {reason}",
-                replicas.spec
-            ),
-        )
-        .await;
-        event.scaled = true;
+        ctx.metrics.write(WriteKind::Scale, result);
+        tracing::warn!(%error, from = current, to = desired, "cannot scale; will re-read and re-decide");
+        return Err(TickError::Scale {
+            target: evaluated.target.name.clone(),
+            from: current,
+            to: desired,
+            source: error,
+            decision: Box::new(decision.clone()),
+        });
     }
-
-    ctx.views
-        .update(key, |view| view.set_state(decision.state.as_ref()));
-    write_status(
-        ctx, key, scaler, &evaluated, replicas, &decision, scaled_at, &at,
+    ctx.metrics.write(WriteKind::Scale, WriteResult::Ok);
+    let reason = decision.explanation.last().cloned().unwrap_or_default();
+    tracing::info!(from = current, to = desired, %reason, "scaled");
+    record(
+        ctx,
+        scaler,
+        EventType::Normal,
+        reason::SUCCESSFUL_RESCALE,
+        &format!("New size: {desired} (was {current}); reason: {reason}"),
     )
     .await;
-    event.decision = Some(decision);
-    (
-        TickOutcome::Done {
-            next: evaluated.polling_interval,
-            event,
-        },
-        metric,
-    )
+    Ok(if desired > current {
+        Outcome::ScaleUp
+    } else {
+        Outcome::ScaleDown
+    })
 }
 
 /// Calls a peer with the RPC deadline; a failure or timeout is counted and described (the tick
@@ -321,7 +373,7 @@ async fn call_peer<T>(
     peer: Peer,
     call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     current: i32,
-) -> Result<T, String> {
+) -> Result<T, TickError> {
     let name = match peer {
         Peer::Fetcher => "metrics-fetcher",
         Peer::Decision => "decision service",
@@ -335,62 +387,26 @@ async fn call_peer<T>(
         ),
     };
     ctx.metrics.peer_error(peer);
-    Err(format!("{failure}; holding {current} replicas"))
+    Err(TickError::Peer {
+        peer,
+        message: format!("{failure}; holding {current} replicas"),
+    })
 }
 
-/// The status the decision implies, built on the previous one.
-#[allow(clippy::too_many_arguments)]
+/// Writes the status the decision yields when something significant changed, and records a
+/// `KEDAScalerFailed` Event when a trigger started failing.
 async fn write_status(
     ctx: &Context,
     key: &ScalerKey,
     scaler: &PromScaler,
-    evaluated: &spec::Evaluated,
-    replicas: pb::Replicas,
-    decision: &pb::DecideResponse,
-    scaled_at: Option<prost_types::Timestamp>,
+    decided: &Decided<'_>,
     at: &prost_types::Timestamp,
 ) {
-    let now_time = status::to_time(at).unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+    let now = status::to_time(at).unwrap_or_else(|| Time(ctx.clock.jiff()));
     let mut failure_event = None;
     let new = with_known_status(ctx, key, scaler, |previous| {
-        let mut new = previous.cloned().unwrap_or_default();
-        failure_event = status::trigger_failure_event(decision, previous);
-        new.conditions = status::decision_conditions(
-            decision,
-            previous.map_or(&[], |p| p.conditions.as_slice()),
-            &now_time,
-        );
-        if new.original_replica_count.is_none() {
-            new.original_replica_count = Some(replicas.spec);
-        }
-        new.health = status::health(decision);
-        new.last_metric_values = decision
-            .triggers
-            .iter()
-            .filter_map(|t| Some((t.name.clone(), t.value?)))
-            .collect();
-        new.desired_replicas = Some(decision.desired_replicas);
-        new.current_replicas = Some(if scaled_at.is_some() {
-            decision.desired_replicas
-        } else {
-            replicas.spec
-        });
-        if let Some(at) = scaled_at.as_ref().and_then(status::to_time) {
-            new.last_scale_time = Some(at);
-        }
-        new.paused_replica_count = evaluated.pause.paused_replicas;
-        new.observed_generation = scaler.meta().generation;
-        new.scale_target_kind = Some(format!(
-            "{}.{}",
-            evaluated.target.api_version, evaluated.target.kind
-        ));
-        new.triggers_types = Some(evaluated.triggers_types.clone());
-        new.authentications_types =
-            (!evaluated.authentications.is_empty()).then(|| evaluated.authentications.clone());
-        if let Some(state) = &decision.state {
-            new.last_active_time = state.last_active_time.as_ref().and_then(status::to_time);
-            new.decision_state = Some(status::state_to_status(state));
-        }
+        failure_event = status::trigger_failure_event(decided.decision, previous);
+        let new = status::decided(previous, decided, &now);
         needs_write(previous, &new).then_some(new)
     });
     if let Some(message) = failure_event {
@@ -400,12 +416,34 @@ async fn write_status(
             ctx,
             scaler,
             EventType::Warning,
-            "KEDAScalerFailed",
+            reason::KEDA_SCALER_FAILED,
             &message,
         )
         .await;
     }
     if let Some(new) = new {
+        patch_status(ctx, key, &new).await;
+    }
+}
+
+/// Writes the status a failure yields ([`status::failed`]) when it changed, with a Warning
+/// Event of the same reason.
+async fn write_failure(ctx: &Context, key: &ScalerKey, scaler: &PromScaler, failure: &Failure<'_>) {
+    tracing::warn!(reason = %failure.reason, message = %failure.message, "not ready");
+    let now = Time(ctx.clock.jiff());
+    let new = with_known_status(ctx, key, scaler, |previous| {
+        let new = status::failed(previous, scaler, failure, &now);
+        needs_write(previous, &new).then_some(new)
+    });
+    if let Some(new) = new {
+        record(
+            ctx,
+            scaler,
+            EventType::Warning,
+            failure.reason,
+            failure.message,
+        )
+        .await;
         patch_status(ctx, key, &new).await;
     }
 }
@@ -429,58 +467,6 @@ fn with_known_status<R>(
         })
     } else {
         build(scaler.status.as_ref())
-    }
-}
-
-/// Ready=False with `reason`; everything else as it was (replicas are held).
-async fn write_failure(
-    ctx: &Context,
-    key: &ScalerKey,
-    scaler: &PromScaler,
-    reason: &str,
-    message: &str,
-    evaluated: Option<&spec::Evaluated>,
-) {
-    tracing::warn!(%reason, %message, "not ready");
-    let now_time = Time(k8s_openapi::jiff::Timestamp::now());
-    let new = with_known_status(ctx, key, scaler, |previous| {
-        let mut new = previous.cloned().unwrap_or_default();
-        let old_conditions = previous.map_or(&[][..], |p| p.conditions.as_slice());
-        status::set_condition(
-            &mut new.conditions,
-            old_conditions,
-            "Ready",
-            "False",
-            reason,
-            message,
-            &now_time,
-        );
-        for type_ in ["Active", "Fallback", "Paused"] {
-            if !new.conditions.iter().any(|c| c.type_ == type_) {
-                status::set_condition(
-                    &mut new.conditions,
-                    old_conditions,
-                    type_,
-                    "Unknown",
-                    "",
-                    "",
-                    &now_time,
-                );
-            }
-        }
-        new.observed_generation = scaler.meta().generation;
-        if let Some(evaluated) = evaluated {
-            new.triggers_types = Some(evaluated.triggers_types.clone());
-            new.scale_target_kind = Some(format!(
-                "{}.{}",
-                evaluated.target.api_version, evaluated.target.kind
-            ));
-        }
-        needs_write(previous, &new).then_some(new)
-    });
-    if let Some(new) = new {
-        record(ctx, scaler, EventType::Warning, reason, message).await;
-        patch_status(ctx, key, &new).await;
     }
 }
 
@@ -559,7 +545,7 @@ async fn add_finalizer(
 }
 
 /// On delete: restore the original replicas when asked, then remove the finalizer.
-async fn finalize(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> Result<(), String> {
+async fn finalize(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> Result<(), TickError> {
     if !scaler.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
@@ -581,7 +567,9 @@ async fn finalize(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> Result
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot restore the original replica count; retrying");
-                return Err(format!("cannot restore {original} replicas: {error}"));
+                return Err(TickError::Finalize(format!(
+                    "cannot restore {original} replicas: {error}"
+                )));
             }
         }
     }
@@ -607,7 +595,12 @@ async fn finalize(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> Result
         Err(error) => {
             ctx.metrics.write(WriteKind::Metadata, WriteResult::Error);
             tracing::warn!(%error, "cannot remove the finalizer; retrying");
-            Err(format!("cannot remove the finalizer: {error}"))
+            Err(TickError::Finalize(format!(
+                "cannot remove the finalizer: {error}"
+            )))
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

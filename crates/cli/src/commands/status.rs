@@ -61,19 +61,7 @@ impl From<&ScalerStatus> for ScalerView {
         Self {
             namespace: r.namespace,
             name: r.name,
-            scale_target_kind: format!(
-                "{}.{}",
-                if t.api_version.is_empty() {
-                    "apps/v1"
-                } else {
-                    &t.api_version
-                },
-                if t.kind.is_empty() {
-                    "Deployment"
-                } else {
-                    &t.kind
-                }
-            ),
+            scale_target_kind: promscaler_api::scale_target_kind(&t),
             scale_target_name: t.name,
             min_replicas: s.min_replicas,
             max_replicas: s.max_replicas,

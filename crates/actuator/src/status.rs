@@ -5,9 +5,127 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 #[cfg(test)]
 use k8s_openapi::jiff;
 use promscaler_api::{
-    Condition, DecisionStateStatus, HealthStatus, NameMap, PromScalerStatus, TimestampedReplicas,
+    Condition, DecisionStateStatus, HealthStatus, NameMap, PromScaler, PromScalerStatus,
+    TimestampedReplicas,
 };
 use promscaler_proto::v1 as pb;
+
+use crate::{reason, spec::Evaluated};
+
+/// A decision and what the tick knew and did around it: everything the status it yields is
+/// built from.
+#[derive(Debug, Clone, Copy)]
+pub struct Decided<'a> {
+    /// The decision service's answer.
+    pub decision: &'a pb::DecideResponse,
+    /// The target's replicas as read before deciding.
+    pub replicas: pb::Replicas,
+    /// When the target was scaled to `decision.desired_replicas`; `None` = not scaled.
+    pub scaled_at: Option<&'a prost_types::Timestamp>,
+    /// The spec the decision was made for.
+    pub evaluated: &'a Evaluated,
+    /// The PromScaler's `metadata.generation`.
+    pub generation: Option<i64>,
+}
+
+/// The status a decision yields, built on `previous` (conditions keep their transition times).
+pub fn decided(
+    previous: Option<&PromScalerStatus>,
+    d: &Decided<'_>,
+    now: &Time,
+) -> PromScalerStatus {
+    let decision = d.decision;
+    let mut new = previous.cloned().unwrap_or_default();
+    new.conditions = decision_conditions(
+        decision,
+        previous.map_or(&[], |p| p.conditions.as_slice()),
+        now,
+    );
+    if new.original_replica_count.is_none() {
+        new.original_replica_count = Some(d.replicas.spec);
+    }
+    new.health = health(decision);
+    new.last_metric_values = decision
+        .triggers
+        .iter()
+        .filter_map(|t| Some((t.name.clone(), t.value?)))
+        .collect();
+    new.desired_replicas = Some(decision.desired_replicas);
+    new.current_replicas = Some(if d.scaled_at.is_some() {
+        decision.desired_replicas
+    } else {
+        d.replicas.spec
+    });
+    if let Some(at) = d.scaled_at.and_then(to_time) {
+        new.last_scale_time = Some(at);
+    }
+    new.paused_replica_count = d.evaluated.pause.paused_replicas;
+    new.observed_generation = d.generation;
+    new.scale_target_kind = Some(d.evaluated.scale_target_kind.clone());
+    new.triggers_types = Some(d.evaluated.triggers_types.clone());
+    new.authentications_types =
+        (!d.evaluated.authentications.is_empty()).then(|| d.evaluated.authentications.clone());
+    if let Some(state) = &decision.state {
+        new.last_active_time = state.last_active_time.as_ref().and_then(to_time);
+        new.decision_state = Some(state_to_status(state));
+    }
+    new
+}
+
+/// Why a tick could not decide, as its `Ready=False` condition says it.
+#[derive(Debug, Clone, Copy)]
+pub struct Failure<'a> {
+    /// The condition's reason (one of [`crate::reason`]).
+    pub reason: &'static str,
+    /// What went wrong and what to do.
+    pub message: &'a str,
+    /// Whether the spec was valid (the failure came later): the SCALETARGETKIND and TRIGGERS
+    /// columns are then filled from it.
+    pub spec_valid: bool,
+}
+
+/// The status a failed tick yields, built on `previous`: `Ready=False` with the failure's
+/// reason, `Active`, `Fallback` and `Paused` `Unknown` where they were absent, everything else
+/// as it was (the replicas are held).
+pub fn failed(
+    previous: Option<&PromScalerStatus>,
+    scaler: &PromScaler,
+    failure: &Failure<'_>,
+    now: &Time,
+) -> PromScalerStatus {
+    let mut new = previous.cloned().unwrap_or_default();
+    let old_conditions = previous.map_or(&[][..], |p| p.conditions.as_slice());
+    set_condition(
+        &mut new.conditions,
+        old_conditions,
+        "Ready",
+        "False",
+        failure.reason,
+        failure.message,
+        now,
+    );
+    for type_ in ["Active", "Fallback", "Paused"] {
+        if !new.conditions.iter().any(|c| c.type_ == type_) {
+            set_condition(
+                &mut new.conditions,
+                old_conditions,
+                type_,
+                "Unknown",
+                "",
+                "",
+                now,
+            );
+        }
+    }
+    new.observed_generation = scaler.metadata.generation;
+    if failure.spec_valid {
+        new.triggers_types = Some(scaler.spec.triggers_types());
+        new.scale_target_kind = Some(promscaler_api::scale_target_kind(
+            &scaler.spec.scale_target_ref.with_defaults(),
+        ));
+    }
+    new
+}
 
 /// Converts a protobuf timestamp to a Kubernetes time (None when out of range).
 pub fn to_time(ts: &prost_types::Timestamp) -> Option<Time> {
@@ -126,10 +244,7 @@ pub fn trigger_failure_event(
     previous: Option<&PromScalerStatus>,
 ) -> Option<String> {
     let ready = decision.conditions.iter().find(|c| c.r#type == "Ready")?;
-    if !matches!(
-        ready.reason.as_str(),
-        "TriggerError" | "PartialTriggerError"
-    ) {
+    if ![reason::TRIGGER_ERROR, reason::PARTIAL_TRIGGER_ERROR].contains(&ready.reason.as_str()) {
         return None;
     }
     let unchanged = previous.is_some_and(|p| {
@@ -402,6 +517,162 @@ mod tests {
                 time: at(1_002_000),
             });
         assert!(needs_write(Some(&old), &another_event));
+    }
+
+    fn evaluated() -> Evaluated {
+        Evaluated {
+            policy: pb::ScalingPolicy::default(),
+            queries: Vec::new(),
+            trigger_names: vec!["rps".into()],
+            pause: pb::Pause {
+                paused_replicas: Some(4),
+                ..pb::Pause::default()
+            },
+            polling_interval: std::time::Duration::from_secs(30),
+            target: crate::types::TargetRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: "app".into(),
+            },
+            scale_target_kind: "apps/v1.Deployment".into(),
+            triggers_types: "prometheus".into(),
+            authentications: String::new(),
+        }
+    }
+
+    fn scaler() -> PromScaler {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "promscaler.io/v1alpha1",
+            "kind": "PromScaler",
+            "metadata": { "name": "s", "namespace": "ns", "generation": 7 },
+            "spec": {
+                "scaleTargetRef": { "name": "app", "kind": "StatefulSet" },
+                "triggers": [{ "type": "prometheus", "metadata": {} }]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_scaling_decision_yields_its_replicas_values_health_and_state() {
+        let now = Time(jiff::Timestamp::from_second(1000).unwrap());
+        let decision = pb::DecideResponse {
+            desired_replicas: 3,
+            conditions: vec![pb::Condition {
+                r#type: "Ready".into(),
+                status: "True".into(),
+                reason: "ScaledObjectReady".into(),
+                message: String::new(),
+            }],
+            triggers: vec![pb::TriggerOutcome {
+                name: "rps".into(),
+                value: Some(140.0),
+                consecutive_failures: 0,
+                ..Default::default()
+            }],
+            state: Some(pb::DecisionState {
+                last_active_time: Some(ts(990)),
+                ..pb::DecisionState::default()
+            }),
+            ..pb::DecideResponse::default()
+        };
+        let evaluated = evaluated();
+        let decided_at = ts(1000);
+        let d = Decided {
+            decision: &decision,
+            replicas: pb::Replicas {
+                spec: 2,
+                status: 2,
+                ready: 2,
+            },
+            scaled_at: Some(&decided_at),
+            evaluated: &evaluated,
+            generation: Some(7),
+        };
+        let new = decided(None, &d, &now);
+        assert_eq!(new.desired_replicas, Some(3));
+        assert_eq!(new.current_replicas, Some(3), "scaled: the new count");
+        assert_eq!(new.original_replica_count, Some(2));
+        assert_eq!(new.last_scale_time, Some(now.clone()));
+        assert_eq!(new.last_metric_values.get("rps"), Some(&140.0));
+        assert_eq!(
+            new.health.get("rps").and_then(|h| h.status.as_deref()),
+            Some("Happy")
+        );
+        assert_eq!(new.paused_replica_count, Some(4));
+        assert_eq!(new.observed_generation, Some(7));
+        assert_eq!(new.scale_target_kind.as_deref(), Some("apps/v1.Deployment"));
+        assert_eq!(new.authentications_types, None);
+        assert_eq!(
+            new.last_active_time,
+            Some(Time(jiff::Timestamp::from_second(990).unwrap()))
+        );
+        assert_eq!(new.conditions.len(), 1);
+
+        // Held: current stays what was read; the original count and last scale time are kept.
+        let held = Decided {
+            scaled_at: None,
+            replicas: pb::Replicas {
+                spec: 3,
+                status: 3,
+                ready: 3,
+            },
+            ..d
+        };
+        let later = Time(jiff::Timestamp::from_second(1030).unwrap());
+        let next = decided(Some(&new), &held, &later);
+        assert_eq!(next.current_replicas, Some(3));
+        assert_eq!(next.original_replica_count, Some(2));
+        assert_eq!(next.last_scale_time, Some(now));
+        assert!(!needs_write(Some(&new), &next), "nothing significant moved");
+    }
+
+    #[test]
+    fn a_failure_sets_ready_false_and_unknowns_and_keeps_the_rest() {
+        let now = Time(jiff::Timestamp::from_second(1000).unwrap());
+        let previous = PromScalerStatus {
+            desired_replicas: Some(3),
+            conditions: vec![Condition {
+                type_: "Active".into(),
+                status: "True".into(),
+                ..Condition::default()
+            }],
+            ..PromScalerStatus::default()
+        };
+        let failure = Failure {
+            reason: reason::DECISION_SERVICE_UNAVAILABLE,
+            message: "decision service did not answer within 10s; holding 3 replicas",
+            spec_valid: true,
+        };
+        let new = failed(Some(&previous), &scaler(), &failure, &now);
+        let condition = |t: &str| new.conditions.iter().find(|c| c.type_ == t).unwrap();
+        assert_eq!(condition("Ready").status, "False");
+        assert_eq!(
+            condition("Ready").reason.as_deref(),
+            Some(reason::DECISION_SERVICE_UNAVAILABLE)
+        );
+        assert_eq!(condition("Active").status, "True", "kept");
+        assert_eq!(condition("Fallback").status, "Unknown");
+        assert_eq!(condition("Paused").status, "Unknown");
+        assert_eq!(new.desired_replicas, Some(3));
+        assert_eq!(new.observed_generation, Some(7));
+        assert_eq!(
+            new.scale_target_kind.as_deref(),
+            Some("apps/v1.StatefulSet")
+        );
+        assert_eq!(new.triggers_types.as_deref(), Some("prometheus"));
+
+        let invalid = Failure {
+            reason: reason::SCALED_OBJECT_CHECK_FAILED,
+            spec_valid: false,
+            ..failure
+        };
+        let new = failed(None, &scaler(), &invalid, &now);
+        assert_eq!(
+            new.scale_target_kind, None,
+            "an invalid spec fills no columns"
+        );
+        assert_eq!(new.triggers_types, None);
     }
 
     #[test]
