@@ -141,7 +141,7 @@ where
 }
 
 impl Watches {
-    /// Starts watching (lazily: the streams run once [`run`] polls them).
+    /// Starts watching (lazily: the streams run once the controller loop (`run`) polls them).
     pub fn new(client: &Client, namespace: Option<&str>) -> Self {
         let all = watcher::Config::default;
         let (changes, auth_changes) = mpsc::unbounded_channel();
