@@ -1,8 +1,10 @@
 //! `cargo xtask`: the project's commands that are more than one cargo call.
 //!
 //! - `cargo xtask test`: installs what the tests need when it is missing (Debian's
-//!   `prometheus` package, a Python virtualenv with the rig's PyPI packages), then runs
-//!   `cargo fmt --check`, `cargo clippy -D warnings` and every test with cargo-nextest.
+//!   `prometheus` package, a Python virtualenv with the rig's PyPI packages, cargo-fuzz), then
+//!   runs `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc`, every test with
+//!   cargo-nextest, two minutes of the fault soak, and the quick fuzz target for 30 s
+//!   (`--fuzz-seconds`; `cargo xtask fuzz` runs every target).
 //! - `cargo xtask sandbox`: the whole system on one machine and a load curve (see
 //!   `promscaler_sandbox::demo`).
 //! - `cargo xtask bench`: the benchmarks recorded in docs/BENCHMARKS.md (criterion by default;
@@ -14,6 +16,7 @@
 
 mod bench;
 mod deps;
+mod fuzz;
 mod soak;
 
 use std::{
@@ -38,9 +41,18 @@ enum Cmd {
         /// Only install the test dependencies; run nothing.
         #[arg(long)]
         deps_only: bool,
+        /// Seconds to run each fuzz target (libFuzzer, after the tests); 0 skips fuzzing.
+        #[arg(long, env = "PROMSCALER_FUZZ_SECONDS", default_value_t = 30)]
+        fuzz_seconds: u32,
         /// Extra arguments for `cargo nextest run` (e.g. a test filter).
         #[arg(last = true)]
         nextest_args: Vec<String>,
+    },
+    /// Only the bounded fuzz run of `test`: each target under `fuzz/` for a few seconds.
+    Fuzz {
+        /// Seconds to run each fuzz target.
+        #[arg(long, env = "PROMSCALER_FUZZ_SECONDS", default_value_t = 30)]
+        seconds: u32,
     },
     /// Run promscaler locally: emulator, Prometheus, the three services and a load curve.
     Sandbox {
@@ -95,8 +107,10 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Test {
             deps_only,
+            fuzz_seconds,
             nextest_args,
-        } => test(&root, deps_only, &nextest_args),
+        } => test(&root, deps_only, fuzz_seconds, &nextest_args),
+        Cmd::Fuzz { seconds } => fuzz::run_all(&root, &target_dir(&root), seconds),
         Cmd::Sandbox {
             scenario,
             speed,
@@ -152,7 +166,7 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn test(root: &Path, deps_only: bool, nextest_args: &[String]) -> Result<()> {
+fn test(root: &Path, deps_only: bool, fuzz_seconds: u32, nextest_args: &[String]) -> Result<()> {
     let env = deps::ensure(root, &target_dir(root))?;
     if deps_only {
         return Ok(());
@@ -216,6 +230,8 @@ fn test(root: &Path, deps_only: bool, nextest_args: &[String]) -> Result<()> {
     if nextest_args.is_empty() {
         eprintln!("xtask: two minutes of the fault soak (cargo xtask soak --minutes 2 --seed 1)");
         soak(root, 2.0, Some(1), true)?;
+        // The quick fuzz targets (`cargo xtask fuzz` runs all of them).
+        fuzz::run_targets(root, &target_dir(root), fuzz_seconds, fuzz::QUICK_TARGETS)?;
     }
     Ok(())
 }

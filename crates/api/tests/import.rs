@@ -280,3 +280,17 @@ spec:
         problems[0].contains("spec.secretTargetRef[1].parameter: awsExternalId is not supported")
     );
 }
+
+/// Found by the keda_import fuzz target: serde_yaml reads a mapping key with a bare `!` tag but
+/// cannot write it back, and `Imported::to_yaml` panicked on it. Now the import refuses it,
+/// naming the document.
+#[test]
+fn a_document_that_cannot_be_written_back_is_refused_not_a_panic() {
+    let input = "! t ignores (with a note)ScapiVershon: ke# A Clu)sterTriggrtAheuenticationd ha";
+    let problems = problems_of(input);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("document 1: cannot be written back as YAML"),
+        "{problems:#?}"
+    );
+}

@@ -278,6 +278,21 @@ impl Formula {
         Ok(formula)
     }
 
+    /// The most evaluation steps one [`Formula::eval`] may take, known without evaluating: a
+    /// formula without ranges and predicates (`map`, `filter`, `sum(arr, ...)`, ...) visits each
+    /// node at most once; with them, only [`MAX_STEPS`] bounds it.
+    pub fn max_eval_steps(&self) -> u32 {
+        let loops = self
+            .nodes
+            .iter()
+            .any(|n| matches!(n, Node::Pred { .. } | Node::Binary(Bin::Range, ..)));
+        if loops {
+            MAX_STEPS
+        } else {
+            u32::try_from(self.nodes.len()).unwrap_or(MAX_STEPS)
+        }
+    }
+
     /// Indices of the triggers the formula refers to.
     pub fn referenced_triggers(&self) -> &[usize] {
         &self.referenced

@@ -41,6 +41,9 @@ pub use policy::{
     MAX_TRIGGERS, MetricType, PolicyType, ResolvedRules, ScalingModifiers, ScalingPolicy,
     ScalingPolicyRule, ScalingRules, SelectPolicy, Tolerances, TriggerPolicy,
 };
-pub use simulate::{MAX_SIMULATION_STEPS, SimulatedStep, Simulation, SimulationStep, simulate};
+pub use simulate::{
+    MAX_SIMULATION_STEPS, MAX_SIMULATION_WORK, SimulatedStep, Simulation, SimulationStep, simulate,
+    simulation_work,
+};
 pub use state::{DecisionState, MAX_HISTORY, TimestampedReplicas, TimestampedValue};
 pub use time::Timestamp;

@@ -903,7 +903,7 @@ fn simulate_replays_through_the_same_path_as_decide() {
                 .desired_replicas
         })
         .collect();
-    let simulated: Vec<i32> = out.iter().map(|s| s.decision.desired_replicas).collect();
+    let simulated: Vec<i32> = out.iter().map(|s| s.desired_replicas).collect();
     assert_eq!(simulated, by_hand);
     // Last active at 120 s; scale-in once the 60 s cooldown has strictly passed (210 s).
     assert_eq!(simulated, [0, 1, 3, 5, 5, 5, 5, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -1381,4 +1381,79 @@ fn idle_zero_with_min_zero_is_accepted_as_keda_does() {
         err.to_string().contains("max(min_replicas, 1) = 1"),
         "{err}"
     );
+}
+
+/// `n` steps of one `connections` observation, `spacing_ms` apart.
+fn simulation(n: usize, spacing_ms: i64) -> Simulation {
+    Simulation {
+        initial: Replicas::settled(1),
+        steps: (0..n)
+            .map(|i| SimulationStep {
+                at: crate::Timestamp::from_millis(1_795_910_400_000 + i as i64 * spacing_ms),
+                observations: vec![Observation::value("connections", 100.0)],
+            })
+            .collect(),
+        pause: Pause::default(),
+        ready_delay_seconds: 0,
+    }
+}
+
+#[test]
+fn simulation_work_counts_triggers_and_the_history_within_the_longest_window() {
+    // No behavior: 300 s window, so at 30 s spacing a step sees itself and the 10 before it.
+    let sim = simulation(20, 30_000);
+    let expected: u64 = (0..20u64).map(|i| 1 + (i + 1).min(11)).sum();
+    assert_eq!(
+        crate::simulation_work(&seed_policy(), None, &sim.steps),
+        expected
+    );
+    // A loop-free formula adds its nodes; one with a range or predicate adds MAX_STEPS.
+    let names = ["connections"];
+    let plain = crate::Formula::parse("connections + 1", &names).unwrap();
+    let looping = crate::Formula::parse("sum(1..3)", &names).unwrap();
+    assert_eq!(plain.max_eval_steps(), 3);
+    assert_eq!(looping.max_eval_steps(), crate::formula::MAX_STEPS);
+    assert_eq!(
+        crate::simulation_work(&seed_policy(), Some(&plain), &sim.steps),
+        expected + 20 * 3
+    );
+}
+
+#[test]
+fn simulate_accepts_a_week_of_30s_steps_with_a_one_hour_window() {
+    let p = seed_policy().scale_down(rules(Some(3600), &[]));
+    let sim = simulation(7 * 24 * 120, 30_000);
+    assert!(crate::simulation_work(&p, None, &sim.steps) <= crate::MAX_SIMULATION_WORK);
+}
+
+/// Issue #17: a 0.31 MB request of 10 000 steps (one observation each, 1 s apart, a 1 h
+/// window) kept every step's whole decision and its history: 555 MB. Now it is refused before
+/// any step runs; so is the 3 MB one (100 000 steps) that took 6.5 GB.
+#[test]
+fn simulate_rejects_more_work_than_the_limit_before_running_a_step() {
+    let p = seed_policy().scale_down(rules(Some(3600), &[]));
+    for (n, spacing_ms) in [(10_000, 1_000), (100_000, 1_000), (100_000, 0)] {
+        let sim = simulation(n, spacing_ms);
+        assert!(crate::simulation_work(&p, None, &sim.steps) > crate::MAX_SIMULATION_WORK);
+        let err = simulate(&p, &sim).unwrap_err();
+        assert_eq!(err.field(), "steps", "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("units of work") && message.contains("use fewer steps"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn simulated_steps_keep_only_what_the_response_carries() {
+    // The trajectory is a few dozen bytes a step, whatever the history: the state (here up to
+    // 3601 recommendations) is not kept per step.
+    let p = seed_policy().scale_down(rules(Some(3600), &[]));
+    let sim = simulation(4000, 1_000);
+    let out = simulate(&p, &sim).unwrap();
+    assert_eq!(out.len(), 4000);
+    assert!(std::mem::size_of::<crate::SimulatedStep>() <= 64);
+    let heap: usize = out.iter().map(|s| s.reason.capacity()).sum();
+    assert!(heap <= 4000 * 200, "{heap} bytes of reasons");
 }

@@ -95,7 +95,7 @@ pub fn simulate(req: &SimulateRequest) -> Result<SimulateResponse, Error> {
     let policy = convert::policy_from_wire(policy)?;
     let sim = convert::simulation_from_wire(req)?;
     let steps = core::simulate(&policy, &sim)?;
-    Ok(convert::simulated_to_wire(&steps))
+    Ok(convert::simulated_to_wire(steps))
 }
 
 /// The DecisionService handlers.

@@ -6,8 +6,8 @@ mod common;
 use common::{LIMIT, at, decide, serve};
 
 use promscaler_proto::v1::{
-    DecideRequest, DecisionState, MetricType, Observation, Replicas, ScalingModifiers,
-    ScalingPolicy, SimulateRequest, SimulationStep, TriggerPolicy, observation,
+    Behavior, DecideRequest, DecisionState, MetricType, Observation, Replicas, ScalingModifiers,
+    ScalingPolicy, ScalingRules, SimulateRequest, SimulationStep, TriggerPolicy, observation,
 };
 use tokio::time::timeout;
 
@@ -213,4 +213,46 @@ async fn simulate_returns_the_replica_trajectory() {
     let trajectory: Vec<i32> = resp.steps.iter().map(|s| s.desired_replicas).collect();
     assert_eq!(trajectory, [0, 1, 3, 3]);
     assert_eq!(resp.steps[1].reason, "active: scale from zero/idle to 1");
+}
+
+/// Issue #17: 10 000 steps 1 s apart under a 1 h scale-down window (a 0.31 MB request) left the
+/// service at 555 MB. Over the wire it is now refused up front with InvalidArgument on `steps`.
+#[tokio::test]
+async fn simulate_refuses_more_work_than_the_limit() {
+    let mut client = serve().await;
+    let policy = ScalingPolicy {
+        behavior: Some(Behavior {
+            scale_up: None,
+            scale_down: Some(ScalingRules {
+                stabilization_window_seconds: Some(3600),
+                ..ScalingRules::default()
+            }),
+        }),
+        ..seed_policy()
+    };
+    let req = SimulateRequest {
+        policy: Some(policy),
+        initial: Some(Replicas::default()),
+        steps: (0..10_000)
+            .map(|i| SimulationStep {
+                at: at(i),
+                observations: vec![value("connections", 100.0)],
+            })
+            .collect(),
+        pause: None,
+        ready_delay_seconds: 0,
+    };
+    let status = timeout(LIMIT, client.simulate(req))
+        .await
+        .expect("in time")
+        .expect_err("over the work limit");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("invalid steps: this simulation needs ")
+            && status.message().contains("use fewer steps"),
+        "{}",
+        status.message()
+    );
 }

@@ -237,9 +237,10 @@ fn fallback_proposal(policy: &ScalingPolicy, current: i32) -> (FallbackBehavior,
     (fb.0, p)
 }
 
-/// Keeps the state bounded: histories to the longest window/period that can read them,
-/// per-trigger maps to the policy's triggers, last good values to their TTL.
-fn prune_state(policy: &ScalingPolicy, state: &mut DecisionState, now: Timestamp) {
+/// How far back (seconds) the histories reach: recommendations to the longest stabilization
+/// window (300 s without behavior), scale events to the longest policy period, at least 15 s
+/// (events only matter to rate policies, and pause annotations may add default ones: 15 s).
+pub(crate) fn history_horizons(policy: &ScalingPolicy) -> (i32, i32) {
     let (window, period) = match &policy.behavior {
         None => (DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS, 0),
         Some(b) => {
@@ -252,14 +253,19 @@ fn prune_state(policy: &ScalingPolicy, state: &mut DecisionState, now: Timestamp
             )
         }
     };
+    (window, period.max(15))
+}
+
+/// Keeps the state bounded: histories to the longest window/period that can read them,
+/// per-trigger maps to the policy's triggers, last good values to their TTL.
+fn prune_state(policy: &ScalingPolicy, state: &mut DecisionState, now: Timestamp) {
+    let (window, period) = history_horizons(policy);
     // Entries exactly at the no-behavior cutoff still count (HPA keeps them), hence the -1 ms.
     prune(
         &mut state.recommendations,
         now.add_secs(-i64::from(window))
             .minus(std::time::Duration::from_millis(1)),
     );
-    // Events only matter to rate policies (pause annotations may add default ones: 15 s).
-    let period = period.max(15);
     prune(&mut state.scale_up_events, now.add_secs(-i64::from(period)));
     prune(
         &mut state.scale_down_events,

@@ -493,17 +493,17 @@ pub(crate) fn simulation_from_wire(r: &v1::SimulateRequest) -> Result<core::Simu
     })
 }
 
-/// Domain trajectory → wire response.
-pub(crate) fn simulated_to_wire(steps: &[core::SimulatedStep]) -> v1::SimulateResponse {
+/// Domain trajectory → wire response (consumed: the reasons move, not copied).
+pub(crate) fn simulated_to_wire(steps: Vec<core::SimulatedStep>) -> v1::SimulateResponse {
     v1::SimulateResponse {
         steps: steps
-            .iter()
+            .into_iter()
             .map(|s| v1::SimulatedStep {
                 at: Some(timestamp_to_wire(s.at)),
-                desired_replicas: s.decision.desired_replicas,
-                active: s.decision.active,
-                fallback_active: s.decision.fallback_active,
-                reason: s.decision.reason(),
+                desired_replicas: s.desired_replicas,
+                active: s.active,
+                fallback_active: s.fallback_active,
+                reason: s.reason,
             })
             .collect(),
     }
