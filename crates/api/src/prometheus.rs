@@ -154,13 +154,17 @@ impl PrometheusTrigger {
             get(metadata, "activationThreshold"),
             0.0,
         );
+        // KEDA hands the threshold to the HPA as a `%.3f` quantity, so below 0.0005 it is a
+        // target of 0, which the HPA refuses (docs/semantics.md §1).
         if threshold_raw.is_some()
-            && threshold <= 0.0
+            && (threshold * 1000.0).round() < 1.0
             && errors.iter().all(|e| e.field != field("threshold"))
         {
             errors.push(FieldError::new(
                 field("threshold"),
-                format!("must be > 0, got {threshold}: the HPA divides by it"),
+                format!(
+                    "must be at least 0.001, got {threshold}: the HPA divides by it, in thousandths"
+                ),
             ));
         }
 
@@ -538,11 +542,14 @@ mod tests {
     }
 
     #[test]
-    fn threshold_must_be_positive() {
-        let errors = parse(&valid_with(&[("threshold", "0")])).unwrap_err();
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].field, "metadata.threshold");
-        assert!(errors[0].message.contains("must be > 0"));
+    fn threshold_must_be_at_least_a_thousandth() {
+        for raw in ["0", "-5", "0.0004"] {
+            let errors = parse(&valid_with(&[("threshold", raw)])).unwrap_err();
+            assert_eq!(errors.len(), 1, "{raw}");
+            assert_eq!(errors[0].field, "metadata.threshold");
+            assert!(errors[0].message.contains("at least 0.001"), "{raw}");
+        }
+        assert!(parse(&valid_with(&[("threshold", "0.001")])).is_ok());
     }
 
     #[test]

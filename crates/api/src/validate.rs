@@ -7,7 +7,10 @@ use std::time::Duration;
 use promscaler_proto::v1;
 
 use crate::prometheus::PrometheusTrigger;
-use crate::{FieldError, HpaBehavior, HpaScalingRules, PromScaler, PromScalerSpec, go, pause};
+use crate::{
+    AdvancedConfig, AuthenticationRef, FieldError, HpaBehavior, HpaScalingRules, PromScaler,
+    PromScalerSpec, ScaleTrigger, go, pause,
+};
 
 /// KEDA's default `pollingInterval`, seconds.
 pub const DEFAULT_POLLING_INTERVAL_SECONDS: i32 = 30;
@@ -187,8 +190,61 @@ pub fn validate_spec(
 ) -> Result<ValidatedScaler, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    let target = scale_target(spec, &mut errors);
+    let periods = periods(spec, &mut errors);
+    let bounds = replica_bounds(spec, &mut errors, &mut warnings);
+    let triggers = triggers(spec, &mut errors, &mut warnings);
+    let advanced = spec.advanced.as_deref().cloned().unwrap_or_default();
+    let (behavior, modifiers) = advanced_config(spec, &advanced, &mut errors, &mut warnings);
+    let fallback = fallback(spec, modifiers.is_some(), &mut errors);
+    let pause = match pause::parse_pause(annotations) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.extend(e);
+            v1::Pause::default()
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let policy = v1::ScalingPolicy {
+        min_replicas: bounds.min,
+        max_replicas: bounds.max,
+        idle_replicas: bounds.idle,
+        cooldown_period: Some(proto_duration(periods.cooldown)),
+        initial_cooldown_period: Some(proto_duration(periods.initial_cooldown)),
+        fallback,
+        behavior,
+        triggers: triggers
+            .iter()
+            .map(|t| v1::TriggerPolicy {
+                name: t.name.clone(),
+                metric_type: t.metric_type as i32,
+                target: t.prometheus.threshold,
+                activation_target: t.prometheus.activation_threshold,
+            })
+            .collect(),
+        scaling_modifiers: modifiers,
+        tolerance: None,
+        last_known_good_ttl: None,
+    };
+    Ok(ValidatedScaler {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        target,
+        polling_interval: periods.polling,
+        policy,
+        triggers,
+        pause,
+        restore_to_original_replica_count: advanced
+            .restore_to_original_replica_count
+            .unwrap_or(false),
+        warnings,
+    })
+}
 
-    // scaleTargetRef
+/// `scaleTargetRef`: a name is required; apiVersion and kind default as KEDA's do.
+fn scale_target(spec: &PromScalerSpec, errors: &mut Vec<FieldError>) -> v1::ScaleTargetRef {
     let target_ref = &spec.scale_target_ref;
     if target_ref.name.trim().is_empty() {
         errors.push(FieldError::new(
@@ -196,9 +252,18 @@ pub fn validate_spec(
             "is required: the name of the Deployment, StatefulSet or other workload to scale",
         ));
     }
-    let target = target_ref.with_defaults();
+    target_ref.with_defaults()
+}
 
-    // periods
+/// The loop's periods, with KEDA's defaults.
+struct Periods {
+    polling: Duration,
+    cooldown: Duration,
+    initial_cooldown: Duration,
+}
+
+/// `pollingInterval` (> 0), `cooldownPeriod` and `initialCooldownPeriod` (>= 0).
+fn periods(spec: &PromScalerSpec, errors: &mut Vec<FieldError>) -> Periods {
     let polling = spec
         .polling_interval
         .unwrap_or(DEFAULT_POLLING_INTERVAL_SECONDS);
@@ -208,7 +273,7 @@ pub fn validate_spec(
             format!("must be > 0 seconds, got {polling}; remove it for the default 30"),
         ));
     }
-    let mut seconds = |field: &str, v: Option<i32>, default: i32| -> i32 {
+    let mut seconds = |field: &str, v: Option<i32>, default: i32| -> Duration {
         let v = v.unwrap_or(default);
         if v < 0 {
             errors.push(FieldError::new(
@@ -216,20 +281,37 @@ pub fn validate_spec(
                 format!("must be >= 0 seconds, got {v}"),
             ));
         }
-        v.max(0)
+        Duration::from_secs(v.max(0).unsigned_abs().into())
     };
-    let cooldown = seconds(
-        "spec.cooldownPeriod",
-        spec.cooldown_period,
-        DEFAULT_COOLDOWN_PERIOD_SECONDS,
-    );
-    let initial_cooldown = seconds(
-        "spec.initialCooldownPeriod",
-        spec.initial_cooldown_period,
-        0,
-    );
+    Periods {
+        polling: Duration::from_secs(polling.max(0).unsigned_abs().into()),
+        cooldown: seconds(
+            "spec.cooldownPeriod",
+            spec.cooldown_period,
+            DEFAULT_COOLDOWN_PERIOD_SECONDS,
+        ),
+        initial_cooldown: seconds(
+            "spec.initialCooldownPeriod",
+            spec.initial_cooldown_period,
+            0,
+        ),
+    }
+}
 
-    // replica bounds (KEDA CheckReplicaCountBoundsAreValid, and the HPA's max >= 1)
+/// Replica bounds after validation.
+struct ReplicaBounds {
+    min: i32,
+    max: i32,
+    idle: Option<i32>,
+}
+
+/// `minReplicaCount`, `maxReplicaCount`, `idleReplicaCount` (KEDA CheckReplicaCountBoundsAreValid,
+/// and the HPA's max >= 1).
+fn replica_bounds(
+    spec: &PromScalerSpec,
+    errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<FieldError>,
+) -> ReplicaBounds {
     let min = spec.min_replica_count.unwrap_or(0);
     let max = spec.max_replica_count.unwrap_or(DEFAULT_MAX_REPLICA_COUNT);
     if min < 0 {
@@ -253,15 +335,15 @@ pub fn validate_spec(
     }
     // KEDA compares idle with the HPA's minimum, which is 1 when minReplicaCount is 0, so it
     // accepts idle 0 with min 0; that combination means nothing beyond min 0, so it is dropped.
-    let mut idle_replicas = spec.idle_replica_count;
-    if idle_replicas == Some(0) && min == 0 && spec.min_replica_count.is_some() {
+    let mut idle = spec.idle_replica_count;
+    if idle == Some(0) && min == 0 && spec.min_replica_count.is_some() {
         warnings.push(FieldError::new(
             "spec.idleReplicaCount",
             "0 has no effect with minReplicaCount 0 (it already scales to zero); remove it",
         ));
-        idle_replicas = None;
+        idle = None;
     }
-    if let Some(idle) = idle_replicas {
+    if let Some(idle) = idle {
         if idle < 0 {
             errors.push(FieldError::new(
                 "spec.idleReplicaCount",
@@ -276,8 +358,16 @@ pub fn validate_spec(
             ));
         }
     }
+    ReplicaBounds { min, max, idle }
+}
 
-    // triggers
+/// `triggers`: at least one, at most [`MAX_TRIGGERS`], unique names, each a valid prometheus
+/// trigger.
+fn triggers(
+    spec: &PromScalerSpec,
+    errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<FieldError>,
+) -> Vec<ValidatedTrigger> {
     if spec.triggers.is_empty() {
         errors.push(FieldError::new(
             "spec.triggers",
@@ -310,62 +400,90 @@ pub fn validate_spec(
             ));
         }
         names.push(name.clone());
-        if t.type_ != PROMETHEUS_TRIGGER_TYPE {
-            errors.push(FieldError::new(
-                format!("{path}.type"),
-                format!("{:?} triggers are not supported: promscaler handles only type prometheus; keep this workload on KEDA, or express the metric as a Prometheus query", t.type_),
-            ));
-            continue;
-        }
-        let mt = metric_type(
-            t.metric_type.as_deref(),
-            &format!("{path}.metricType"),
-            &mut errors,
-        );
-        let mut authentication_ref = None;
-        if let Some(a) = &t.authentication_ref {
-            if a.name.trim().is_empty() {
-                errors.push(FieldError::new(
-                    format!("{path}.authenticationRef.name"),
-                    "is required: the name of a PromScalerAuthentication in this namespace",
-                ));
-            }
-            match non_empty(a.kind.as_deref()) {
-                None | Some(AUTHENTICATION_KIND) => {}
-                Some(kind @ ("TriggerAuthentication" | "ClusterTriggerAuthentication")) => {
-                    errors.push(FieldError::new(
-                        format!("{path}.authenticationRef.kind"),
-                        format!("{kind} is KEDA's; change it to {AUTHENTICATION_KIND} and import the {kind} with promscalerctl import-keda"),
-                    ));
-                }
-                Some(other) => errors.push(FieldError::new(
-                    format!("{path}.authenticationRef.kind"),
-                    format!("{other:?} is not supported; use {AUTHENTICATION_KIND} (or omit kind)"),
-                )),
-            }
-            authentication_ref = Some(a.name.clone());
-        }
-        let mpath = format!("{path}.metadata");
-        warnings.extend(PrometheusTrigger::warnings(&t.metadata, &mpath));
-        match PrometheusTrigger::parse(&t.metadata, &mpath) {
-            Ok(prometheus) => triggers.push(ValidatedTrigger {
-                name,
-                metric_type: mt,
-                use_cached_metrics: t.use_cached_metrics.unwrap_or(false),
-                authentication_ref,
-                prometheus,
-            }),
-            Err(e) => errors.extend(e),
+        if let Some(t) = trigger(&path, name, t, errors, warnings) {
+            triggers.push(t);
         }
     }
+    triggers
+}
 
-    // advanced
-    let advanced = spec.advanced.as_deref().cloned().unwrap_or_default();
+/// One trigger: type prometheus, its metricType, authenticationRef and metadata.
+fn trigger(
+    path: &str,
+    name: String,
+    t: &ScaleTrigger,
+    errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<FieldError>,
+) -> Option<ValidatedTrigger> {
+    if t.type_ != PROMETHEUS_TRIGGER_TYPE {
+        errors.push(FieldError::new(
+            format!("{path}.type"),
+            format!("{:?} triggers are not supported: promscaler handles only type prometheus; keep this workload on KEDA, or express the metric as a Prometheus query", t.type_),
+        ));
+        return None;
+    }
+    let metric_type = metric_type(
+        t.metric_type.as_deref(),
+        &format!("{path}.metricType"),
+        errors,
+    );
+    let authentication_ref = t
+        .authentication_ref
+        .as_ref()
+        .map(|a| authentication_ref(path, a, errors));
+    let mpath = format!("{path}.metadata");
+    warnings.extend(PrometheusTrigger::warnings(&t.metadata, &mpath));
+    match PrometheusTrigger::parse(&t.metadata, &mpath) {
+        Ok(prometheus) => Some(ValidatedTrigger {
+            name,
+            metric_type,
+            use_cached_metrics: t.use_cached_metrics.unwrap_or(false),
+            authentication_ref,
+            prometheus,
+        }),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    }
+}
+
+/// A trigger's `authenticationRef`: a name, and our kind (KEDA's kinds get an import hint).
+fn authentication_ref(path: &str, a: &AuthenticationRef, errors: &mut Vec<FieldError>) -> String {
+    if a.name.trim().is_empty() {
+        errors.push(FieldError::new(
+            format!("{path}.authenticationRef.name"),
+            "is required: the name of a PromScalerAuthentication in this namespace",
+        ));
+    }
+    match non_empty(a.kind.as_deref()) {
+        None | Some(AUTHENTICATION_KIND) => {}
+        Some(kind @ ("TriggerAuthentication" | "ClusterTriggerAuthentication")) => {
+            errors.push(FieldError::new(
+                format!("{path}.authenticationRef.kind"),
+                format!("{kind} is KEDA's; change it to {AUTHENTICATION_KIND} and import the {kind} with promscalerctl import-keda"),
+            ));
+        }
+        Some(other) => errors.push(FieldError::new(
+            format!("{path}.authenticationRef.kind"),
+            format!("{other:?} is not supported; use {AUTHENTICATION_KIND} (or omit kind)"),
+        )),
+    }
+    a.name.clone()
+}
+
+/// `advanced`: the HPA behavior (its HPA name is ignored, with a warning) and scalingModifiers.
+fn advanced_config(
+    spec: &PromScalerSpec,
+    advanced: &AdvancedConfig,
+    errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<FieldError>,
+) -> (Option<v1::Behavior>, Option<v1::ScalingModifiers>) {
     let behavior = advanced
         .horizontal_pod_autoscaler_config
         .as_ref()
         .and_then(|h| h.behavior.as_ref())
-        .map(|b| convert_behavior(b, &mut errors));
+        .map(|b| convert_behavior(b, errors));
     if let Some(hpa_name) = advanced
         .horizontal_pod_autoscaler_config
         .as_ref()
@@ -382,98 +500,54 @@ pub fn validate_spec(
         .scaling_modifiers
         .as_ref()
         .filter(|m| !m.is_empty())
-        .map(|m| convert_modifiers(m, spec, &mut errors));
+        .map(|m| convert_modifiers(m, spec, errors));
+    (behavior, modifiers)
+}
 
-    // fallback (KEDA CheckFallbackValid)
-    let fallback = spec.fallback.as_ref().map(|f| {
-        if f.failure_threshold < 0 || f.replicas < 0 {
-            errors.push(FieldError::new(
-                "spec.fallback",
-                format!(
-                    "failureThreshold ({}) and replicas ({}) must both be >= 0",
-                    f.failure_threshold, f.replicas
-                ),
-            ));
-        }
-        let behavior = match non_empty(f.behavior.as_deref()).unwrap_or("static") {
-            "static" => v1::FallbackBehavior::Static,
-            "currentReplicas" => v1::FallbackBehavior::CurrentReplicas,
-            "currentReplicasIfHigher" => v1::FallbackBehavior::CurrentReplicasIfHigher,
-            "currentReplicasIfLower" => v1::FallbackBehavior::CurrentReplicasIfLower,
-            "scalingModifiers" => {
-                if modifiers.is_none() {
-                    errors.push(FieldError::new(
-                        "spec.fallback.behavior",
-                        "scalingModifiers needs spec.advanced.scalingModifiers with a formula (KEDA rule); add one or use another behavior",
-                    ));
-                }
-                v1::FallbackBehavior::ScalingModifiers
-            }
-            other => {
+/// `fallback` (KEDA CheckFallbackValid). KEDA ≥ 2.18 supports fallback for Value and
+/// AverageValue triggers alike (and with scalingModifiers of either metricType); we propose
+/// replicas directly in every case.
+fn fallback(
+    spec: &PromScalerSpec,
+    has_modifiers: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<v1::Fallback> {
+    let f = spec.fallback.as_ref()?;
+    if f.failure_threshold < 0 || f.replicas < 0 {
+        errors.push(FieldError::new(
+            "spec.fallback",
+            format!(
+                "failureThreshold ({}) and replicas ({}) must both be >= 0",
+                f.failure_threshold, f.replicas
+            ),
+        ));
+    }
+    let behavior = match non_empty(f.behavior.as_deref()).unwrap_or("static") {
+        "static" => v1::FallbackBehavior::Static,
+        "currentReplicas" => v1::FallbackBehavior::CurrentReplicas,
+        "currentReplicasIfHigher" => v1::FallbackBehavior::CurrentReplicasIfHigher,
+        "currentReplicasIfLower" => v1::FallbackBehavior::CurrentReplicasIfLower,
+        "scalingModifiers" => {
+            if !has_modifiers {
                 errors.push(FieldError::new(
                     "spec.fallback.behavior",
-                    format!("{other:?} is not a fallback behavior; use static, currentReplicas, currentReplicasIfHigher, currentReplicasIfLower or scalingModifiers"),
+                    "scalingModifiers needs spec.advanced.scalingModifiers with a formula (KEDA rule); add one or use another behavior",
                 ));
-                v1::FallbackBehavior::Static
             }
-        };
-        // KEDA ≥ 2.18 supports fallback for Value and AverageValue triggers alike (and with
-        // scalingModifiers of either metricType); we propose replicas directly in every case.
-        v1::Fallback {
-            failure_threshold: f.failure_threshold,
-            replicas: f.replicas,
-            behavior: behavior as i32,
+            v1::FallbackBehavior::ScalingModifiers
         }
-    });
-
-    let pause = match pause::parse_pause(annotations) {
-        Ok(p) => p,
-        Err(e) => {
-            errors.extend(e);
-            v1::Pause::default()
+        other => {
+            errors.push(FieldError::new(
+                "spec.fallback.behavior",
+                format!("{other:?} is not a fallback behavior; use static, currentReplicas, currentReplicasIfHigher, currentReplicasIfLower or scalingModifiers"),
+            ));
+            v1::FallbackBehavior::Static
         }
     };
-
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let policy = v1::ScalingPolicy {
-        min_replicas: min,
-        max_replicas: max,
-        idle_replicas,
-        cooldown_period: Some(proto_duration(Duration::from_secs(
-            cooldown.unsigned_abs().into(),
-        ))),
-        initial_cooldown_period: Some(proto_duration(Duration::from_secs(
-            initial_cooldown.unsigned_abs().into(),
-        ))),
-        fallback,
-        behavior,
-        triggers: triggers
-            .iter()
-            .map(|t| v1::TriggerPolicy {
-                name: t.name.clone(),
-                metric_type: t.metric_type as i32,
-                target: t.prometheus.threshold,
-                activation_target: t.prometheus.activation_threshold,
-            })
-            .collect(),
-        scaling_modifiers: modifiers,
-        tolerance: None,
-        last_known_good_ttl: None,
-    };
-    Ok(ValidatedScaler {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        target,
-        polling_interval: Duration::from_secs(polling.unsigned_abs().into()),
-        policy,
-        triggers,
-        pause,
-        restore_to_original_replica_count: advanced
-            .restore_to_original_replica_count
-            .unwrap_or(false),
-        warnings,
+    Some(v1::Fallback {
+        failure_threshold: f.failure_threshold,
+        replicas: f.replicas,
+        behavior: behavior as i32,
     })
 }
 
@@ -517,12 +591,13 @@ fn convert_modifiers(
             }
             0.0
         }
+        // KEDA sets the composite target with `SetMilli(int64(v × 1000))`: below 0.001 it is 0.
         Some(raw) => match go::parse_float(raw) {
-            Ok(v) if v > 0.0 => v,
+            Ok(v) if (v * 1000.0).trunc() >= 1.0 => v,
             Ok(v) => {
                 errors.push(FieldError::new(
                     format!("{P}.target"),
-                    format!("must be > 0, got {v}"),
+                    format!("must be at least 0.001, got {v}"),
                 ));
                 0.0
             }

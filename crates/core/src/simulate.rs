@@ -65,7 +65,7 @@ pub struct SimulatedStep {
 /// steps of the policy's trigger count, the longest history the step may scan, and
 /// [`Formula::max_eval_steps`]. Each step adds at most one entry to each history (recommendations, scale-up
 /// and scale-down events), and the engine prunes them to the longest stabilization window or
-/// policy period ([`history_horizons`]) and to [`MAX_HISTORY`], so a step's history is bounded
+/// policy period (the horizons `prune_state` keeps) and to [`MAX_HISTORY`], so a step's history is bounded
 /// by the number of steps within that horizon before it. Steps must be in time order.
 pub fn simulation_work(
     policy: &ScalingPolicy,
