@@ -23,22 +23,31 @@ pub(crate) const TARGETS: [&str; 4] = [
     "keda_import",
 ];
 
-/// The targets `cargo xtask test` runs: those that build from `promscaler-core` alone.
+/// The targets `cargo xtask test` runs: those that build from `promscaler-core` alone, from
+/// their own cargo-fuzz package ([`QUICK_FUZZ_DIR`]), since cargo builds every dependency of a
+/// package even for one of its targets.
 pub(crate) const QUICK_TARGETS: &[&str] = &["formula"];
+
+/// The cargo-fuzz package of [`QUICK_TARGETS`], relative to the repository root.
+pub(crate) const QUICK_FUZZ_DIR: &str = "fuzz/core";
+
+/// The cargo-fuzz package of every target.
+const FUZZ_DIR: &str = "fuzz";
 
 /// libFuzzer's limit for one input, seconds: slower counts as a hang (a failure).
 const INPUT_TIMEOUT_SECONDS: u32 = 10;
 
 /// Runs every target for `seconds` (0: none).
 pub(crate) fn run_all(root: &Path, target: &Path, seconds: u32) -> Result<()> {
-    run_targets(root, target, seconds, &TARGETS)
+    run_targets(root, target, seconds, FUZZ_DIR, &TARGETS)
 }
 
-/// Runs `targets` for `seconds` each (0: none).
+/// Runs `targets` of the cargo-fuzz package in `fuzz_dir` for `seconds` each (0: none).
 pub(crate) fn run_targets(
     root: &Path,
     target: &Path,
     seconds: u32,
+    fuzz_dir: &str,
     targets: &[&str],
 ) -> Result<()> {
     if seconds == 0 {
@@ -63,6 +72,8 @@ pub(crate) fn run_targets(
                 "none",
                 "--codegen-units",
                 "16",
+                "--fuzz-dir",
+                fuzz_dir,
                 "--target-dir",
             ])
             .arg(&fuzz_target_dir)
@@ -79,7 +90,7 @@ pub(crate) fn run_targets(
                 "fuzz target {name} failed: {error:#}\n{}",
                 match found {
                     Some(input) => format!(
-                        "the failing input is {}; reproduce from the repository root with `RUSTC_BOOTSTRAP=1 cargo fuzz run -s none {name} {}` \
+                        "the failing input is {}; reproduce from the repository root with `RUSTC_BOOTSTRAP=1 cargo fuzz run -s none --fuzz-dir {fuzz_dir} {name} {}` \
                          (docs/BUILDING.md, Fuzzing), then add it as a regression test",
                         input.display(),
                         input.display()

@@ -231,7 +231,13 @@ fn test(root: &Path, deps_only: bool, fuzz_seconds: u32, nextest_args: &[String]
         eprintln!("xtask: two minutes of the fault soak (cargo xtask soak --minutes 2 --seed 1)");
         soak(root, 2.0, Some(1), true)?;
         // The quick fuzz targets (`cargo xtask fuzz` runs all of them).
-        fuzz::run_targets(root, &target_dir(root), fuzz_seconds, fuzz::QUICK_TARGETS)?;
+        fuzz::run_targets(
+            root,
+            &target_dir(root),
+            fuzz_seconds,
+            fuzz::QUICK_FUZZ_DIR,
+            fuzz::QUICK_TARGETS,
+        )?;
     }
     Ok(())
 }
