@@ -8,7 +8,7 @@ use promscaler_runtime::{ServerArgs, Service};
 
 use crate::aws::{CredentialStore, env_region};
 use crate::metrics::Metrics;
-use crate::policy::{HostPattern, Policy};
+use crate::policy::{HostPattern, NamespacePolicy, Policy};
 use crate::prometheus::UpstreamConfig;
 use crate::{Config, Fetcher, FetcherService, SERVICE};
 
@@ -41,6 +41,13 @@ pub struct FetcherArgs {
         value_delimiter = ','
     )]
     pub operator_identity_namespaces: Option<Vec<String>>,
+
+    /// YAML (or JSON) file of what each namespace may do with the fetcher's own AWS identity:
+    /// `namespaces: {<ns>: {roleArns: [...], workspaces: [...]}}` — the role ARNs it may assume
+    /// with it and the AMP workspace IDs (ws-...) it may query with it; "*" = any. A namespace
+    /// without an entry may do neither. Unset = no per-namespace limits.
+    #[arg(long, env = "PROMSCALER_NAMESPACE_POLICY_FILE")]
+    pub namespace_policy_file: Option<std::path::PathBuf>,
 
     /// Allow queries to link-local (169.254.0.0/16, fe80::/10) and cloud metadata addresses
     /// (169.254.169.254, fd00:ec2::254), as IP literals or resolved from a name. Off by
@@ -82,9 +89,16 @@ pub struct FetcherArgs {
 }
 
 impl FetcherArgs {
-    /// The policy these flags describe.
-    pub fn policy(&self) -> Policy {
-        Policy {
+    /// The policy these flags describe; fails when the namespace policy file is unusable.
+    pub fn policy(&self) -> anyhow::Result<Policy> {
+        let namespaces = match &self.namespace_policy_file {
+            None => None,
+            Some(path) => Some(
+                NamespacePolicy::load(path)
+                    .map_err(|e| anyhow::anyhow!("--namespace-policy-file {e}"))?,
+            ),
+        };
+        Ok(Policy {
             allowed_servers: self.allowed_servers.clone(),
             operator_identity_namespaces: self.operator_identity_namespaces.clone().map(|ns| {
                 ns.into_iter()
@@ -93,7 +107,8 @@ impl FetcherArgs {
                     .collect()
             }),
             allow_link_local: self.allow_link_local,
-        }
+            namespaces,
+        })
     }
 
     /// The fetcher settings these flags describe.
@@ -121,7 +136,7 @@ impl Args {
         let mut service = Service::init(SERVICE, self.server)?;
         let metrics = Metrics::default();
         metrics.register(service.registry());
-        let policy = self.fetcher.policy();
+        let policy = self.fetcher.policy()?;
         tracing::info!(policy = %policy.describe(), "fetcher policy");
         let credentials = Arc::new(CredentialStore::new(env_region(), metrics.clone()));
         let fetcher = Arc::new(Fetcher::new(
@@ -159,7 +174,7 @@ mod tests {
             "--operator-identity-namespaces=team-a, team-b",
         ])
         .unwrap();
-        let policy = args.fetcher.policy();
+        let policy = args.fetcher.policy().unwrap();
         assert_eq!(policy.allowed_servers.len(), 2);
         assert!(policy.allowed_servers[1].matches("prometheus.monitoring.svc", Some(9090)));
         assert_eq!(
@@ -171,10 +186,37 @@ mod tests {
     #[test]
     fn no_policy_flags_mean_an_open_policy() {
         let args = Args::try_parse_from(["promscaler-metrics-fetcher"]).unwrap();
-        let policy = args.fetcher.policy();
+        let policy = args.fetcher.policy().unwrap();
         assert!(policy.allowed_servers.is_empty());
         assert_eq!(policy.operator_identity_namespaces, None);
         assert_eq!(args.fetcher.config().max_batch, 1000);
+    }
+
+    #[test]
+    fn the_namespace_policy_file_is_read_at_start_and_a_bad_one_names_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.yaml");
+        std::fs::write(&good, "namespaces:\n  team-a:\n    workspaces: [ws-1]\n").unwrap();
+        let args = Args::try_parse_from([
+            "promscaler-metrics-fetcher".to_owned(),
+            format!("--namespace-policy-file={}", good.display()),
+        ])
+        .unwrap();
+        let policy = args.fetcher.policy().unwrap();
+        assert_eq!(policy.namespaces.unwrap().namespaces.len(), 1);
+        let args = Args::try_parse_from([
+            "promscaler-metrics-fetcher".to_owned(),
+            format!(
+                "--namespace-policy-file={}",
+                dir.path().join("absent").display()
+            ),
+        ])
+        .unwrap();
+        let err = args.fetcher.policy().unwrap_err().to_string();
+        assert!(
+            err.contains("--namespace-policy-file") && err.contains("absent"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod client_identity;
 pub mod grpc_client;
 pub mod labels;
 pub mod propagation;

@@ -16,6 +16,7 @@ use tonic_health::ServingStatus;
 
 use crate::{
     Error, Readiness, Result, ServerArgs, Shutdown, admin,
+    client_identity::ClientIdentityLayer,
     propagation::GrpcTraceLayer,
     telemetry::{self, Telemetry},
 };
@@ -112,6 +113,7 @@ impl Service {
     pub async fn bind(self) -> Result<BoundService> {
         // TLS files are checked before anything listens.
         let tls = self.args.grpc_tls.server_config()?;
+        let allowed_clients = self.args.grpc_tls.allowed_clients();
         let grpc_addr = self.args.grpc_addr_or(self.info.grpc_port);
         let admin_addr = self.args.admin_addr_or(self.info.admin_port);
         let grpc = TcpListener::bind(grpc_addr)
@@ -133,6 +135,7 @@ impl Service {
             grpc,
             admin,
             tls,
+            allowed_clients,
         };
         if let Some(path) = &bound.service.args.addr_file {
             write_addr_file(path, bound.grpc_addr(), bound.admin_addr()).map_err(|source| {
@@ -166,6 +169,7 @@ pub struct BoundService {
     grpc: TcpListener,
     admin: TcpListener,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    allowed_clients: crate::client_identity::AllowedClients,
 }
 
 impl BoundService {
@@ -197,6 +201,7 @@ impl BoundService {
             grpc,
             admin,
             tls,
+            allowed_clients,
         } = self;
         let Service {
             info,
@@ -231,6 +236,7 @@ impl BoundService {
             .add_service(reflection_v1alpha);
 
         let grpc_tls = tls.is_some();
+        let pinned_clients = !allowed_clients.is_empty();
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls).map_err(Error::Grpc)?;
@@ -239,6 +245,7 @@ impl BoundService {
         let mut grpc_server = Box::pin(
             builder
                 .layer(GrpcTraceLayer)
+                .layer(ClientIdentityLayer::new(allowed_clients))
                 .add_routes(routes)
                 // TCP_NODELAY on accepted sockets: with Nagle on, a small response waits for the
                 // client's delayed ACK (~40 ms on Linux) on every call.
@@ -261,7 +268,7 @@ impl BoundService {
         );
         let mut tasks = Box::pin(run_tasks(tasks));
 
-        tracing::info!(service = info.name, %grpc_addr, grpc_tls, %admin_addr, "serving");
+        tracing::info!(service = info.name, %grpc_addr, grpc_tls, pinned_clients, %admin_addr, "serving");
         if info.ready_on_start {
             readiness.set_ready(true);
         }

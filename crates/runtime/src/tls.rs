@@ -39,6 +39,19 @@ pub struct GrpcTlsArgs {
         requires = "grpc_tls_cert"
     )]
     pub grpc_tls_client_ca: Option<PathBuf>,
+
+    /// With --grpc-tls-client-ca: only clients whose certificate names one of these identities
+    /// in its subject alternative names may call (comma-separated DNS names, compared
+    /// case-insensitively, or URIs such as spiffe://..., compared exactly); any other client
+    /// gets PERMISSION_DENIED. gRPC health checks stay open. Empty = any client the CA signed.
+    #[arg(
+        long,
+        env = "PROMSCALER_ALLOWED_CLIENT_IDENTITIES",
+        value_delimiter = ',',
+        requires = "grpc_tls_client_ca",
+        value_parser = crate::client_identity::parse_identity
+    )]
+    pub allowed_client_identities: Vec<String>,
 }
 
 impl GrpcTlsArgs {
@@ -62,6 +75,11 @@ impl GrpcTlsArgs {
             )?));
         }
         Ok(Some(config))
+    }
+
+    /// The identities pinned by --allowed-client-identities (empty = none pinned).
+    pub fn allowed_clients(&self) -> crate::client_identity::AllowedClients {
+        crate::client_identity::AllowedClients::from_parsed(&self.allowed_client_identities)
     }
 }
 
@@ -269,6 +287,7 @@ mod tests {
             grpc_tls_cert: Some(key.clone()),
             grpc_tls_key: Some(cert.clone()),
             grpc_tls_client_ca: None,
+            allowed_client_identities: vec![],
         };
         let err = swapped.server_config().unwrap_err().to_string();
         assert!(err.contains("--grpc-tls-cert"), "{err}");

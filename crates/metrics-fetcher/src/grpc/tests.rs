@@ -153,6 +153,7 @@ async fn policy_denials_are_in_band() {
         allowed_servers: vec!["*.amazonaws.com".parse().unwrap()],
         operator_identity_namespaces: None,
         allow_link_local: false,
+        namespaces: None,
     })
     .await;
     let r = c.query(request(&prom, "x")).await.unwrap().into_inner();
