@@ -1,6 +1,7 @@
 //! A throwaway PKI for gRPC TLS tests: a CA, a server certificate for `localhost` and
-//! `127.0.0.1` (what the services listen on in tests) and a client certificate, all signed by the
-//! CA and written as PEM files the way cert-manager writes a `kubernetes.io/tls` Secret.
+//! `127.0.0.1` (what the services listen on in tests), the actuator's client certificate (SAN
+//! [`ACTUATOR_IDENTITY`]) and an intruder's (same CA, SAN [`INTRUDER_IDENTITY`]), all signed by
+//! the CA and written as PEM files the way cert-manager writes a `kubernetes.io/tls` Secret.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,12 @@ use anyhow::Result;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
+
+/// The SAN of the actuator's client certificate (`client.crt`), what the services pin with
+/// `--allowed-client-identities`.
+pub const ACTUATOR_IDENTITY: &str = "promscaler-actuator";
+/// The SAN of `intruder.crt`: signed by the same CA, but not the actuator.
+pub const INTRUDER_IDENTITY: &str = "promscaler-intruder";
 
 /// The files, deleted on drop.
 #[derive(Debug)]
@@ -49,7 +56,12 @@ impl Pki {
         )?;
         leaf(
             "client",
-            &["promscaler-actuator"],
+            &[ACTUATOR_IDENTITY],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        leaf(
+            "intruder",
+            &[INTRUDER_IDENTITY],
             ExtendedKeyUsagePurpose::ClientAuth,
         )?;
         Ok(Self { dir })
@@ -97,15 +109,21 @@ impl Pki {
     /// Client TLS settings for a test's own connections; `with_identity` = present the client
     /// certificate.
     pub fn client_tls(&self, with_identity: bool) -> Result<tonic::transport::ClientTlsConfig> {
+        self.client_tls_as(with_identity.then_some("client"))
+    }
+
+    /// Client TLS settings presenting the certificate `name` (`client` = the actuator's,
+    /// `intruder`), or none.
+    pub fn client_tls_as(&self, name: Option<&str>) -> Result<tonic::transport::ClientTlsConfig> {
         let mut config = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(
                 self.ca(),
             )?))
             .domain_name("localhost");
-        if with_identity {
+        if let Some(name) = name {
             config = config.identity(tonic::transport::Identity::from_pem(
-                std::fs::read(self.path("client.crt"))?,
-                std::fs::read(self.path("client.key"))?,
+                std::fs::read(self.path(&format!("{name}.crt")))?,
+                std::fs::read(self.path(&format!("{name}.key")))?,
             ));
         }
         Ok(config)

@@ -53,7 +53,8 @@ impl System {
 
     /// Like [`System::start`], with mutual TLS on every gRPC connection: each service serves
     /// with `pki`'s server certificate and requires a client certificate; actuators connect with
-    /// `pki`'s client certificate.
+    /// `pki`'s client certificate, the only identity the fetcher and decision service admit
+    /// (`--allowed-client-identities`).
     pub async fn start_with_tls(connections_per_pod: &[f64], pki: Pki) -> Result<Self> {
         Self::start_with(connections_per_pod, Vec::new(), Some(pki)).await
     }
@@ -94,6 +95,13 @@ impl System {
         };
         let mut args = args.to_vec();
         args.extend(pki.server_args());
+        // As the chart does: the fetcher and the decision service answer the actuator only.
+        if matches!(kind, Kind::Fetcher | Kind::Decision) {
+            args.push(format!(
+                "--allowed-client-identities={}",
+                crate::pki::ACTUATOR_IDENTITY
+            ));
+        }
         Ok(ServiceProcess::start(kind, &args, env)?.with_client_tls(pki.client_tls(true)?))
     }
 

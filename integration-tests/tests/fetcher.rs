@@ -42,6 +42,8 @@ struct Rig {
     _target: ScrapeTarget,
     prometheus: Prometheus,
     sts: Option<Sts>,
+    /// What the fetcher sent to STS, byte for byte (see [`StsRecorder`]).
+    sts_wire: StsRecorder,
     gateway: AmpGateway,
     fetcher: ServiceProcess,
     client: MetricsFetcherServiceClient<Channel>,
@@ -52,6 +54,11 @@ struct Rig {
 impl Rig {
     /// The whole rig; `sts_up = false` points the fetcher at an STS endpoint nobody listens on.
     async fn start(sts_up: bool) -> Result<Self> {
+        Self::start_with(sts_up, &[]).await
+    }
+
+    /// [`Rig::start`] with extra fetcher flags.
+    async fn start_with(sts_up: bool, extra_args: &[String]) -> Result<Self> {
         let permit = bounded("a rig slot", Duration::from_secs(300), RIGS.acquire()).await??;
         let python = test_python()?;
         let target = ScrapeTarget::sample_app(&PODS).await?;
@@ -64,6 +71,8 @@ impl Rig {
             (None, format!("http://127.0.0.1:{}", free_port()?))
         };
         let gateway = AmpGateway::start(&python, &prometheus.url(), &sts_endpoint, REGION).await?;
+        // The fetcher reaches STS through a recorder (moto ignores session tags).
+        let sts_wire = StsRecorder::start(&sts_endpoint).await?;
 
         let token_dir = tempfile::tempdir()?;
         let token_file = token_dir.path().join("token");
@@ -79,7 +88,14 @@ impl Rig {
                 token_file.display().to_string(),
             ),
             ("AWS_REGION", REGION.to_owned()),
-            ("AWS_ENDPOINT_URL_STS", sts_endpoint),
+            (
+                "AWS_ENDPOINT_URL_STS",
+                if sts_up {
+                    sts_wire.endpoint()
+                } else {
+                    sts_endpoint
+                },
+            ),
             // Never reach for instance metadata or the machine's AWS files.
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
             ("AWS_CONFIG_FILE", no_file.display().to_string()),
@@ -88,12 +104,9 @@ impl Rig {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let fetcher = ServiceProcess::start(
-            "promscaler-metrics-fetcher",
-            &["--log-level=info,promscaler_metrics_fetcher=debug".to_owned()],
-            &env,
-        )
-        .await?;
+        let mut args = vec!["--log-level=info,promscaler_metrics_fetcher=debug".to_owned()];
+        args.extend_from_slice(extra_args);
+        let fetcher = ServiceProcess::start("promscaler-metrics-fetcher", &args, &env).await?;
         let channel = bounded(
             "gRPC connect",
             Duration::from_secs(10),
@@ -108,6 +121,7 @@ impl Rig {
             _target: target,
             prometheus,
             sts,
+            sts_wire,
             gateway,
             fetcher,
             client: MetricsFetcherServiceClient::new(channel),
@@ -149,6 +163,74 @@ impl Rig {
             self.fetcher.log_tail(),
             self.gateway.log_tail()
         )
+    }
+}
+
+/// A TCP relay in front of STS that keeps every byte the fetcher sends: the AssumeRole form
+/// bodies, with their session tags, as they were on the wire.
+struct StsRecorder {
+    addr: std::net::SocketAddr,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StsRecorder {
+    async fn start(upstream: &str) -> Result<Self> {
+        let upstream: std::net::SocketAddr = upstream
+            .trim_start_matches("http://")
+            .parse()
+            .context("STS endpoint")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = sent.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let record = record.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let upload = async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n) = client_read.read(&mut buf).await {
+                            if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                            record
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .extend_from_slice(&buf[..n]);
+                        }
+                        let _ = server_write.shutdown().await;
+                    };
+                    let download = async move {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                        let _ = client_write.shutdown().await;
+                    };
+                    tokio::join!(upload, download);
+                });
+            }
+        });
+        Ok(Self { addr, sent, task })
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything sent so far, as text.
+    fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+impl Drop for StsRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -234,6 +316,89 @@ async fn role_arn_is_assumed_with_the_irsa_identity_and_signs_the_query() -> Res
     value(&rig.query(rig.amp_query(SEED_QUERY)).await?).with_context(|| rig.logs())?;
     let stats = rig.gateway.stats().await?;
     assert_eq!(stats.signed_by.get(ROLE_ARN), Some(&1), "{stats:?}");
+    Ok(())
+}
+
+/// Issue 17 item 6: a direct call claiming namespace team-a with team-b's role ARN (or team-b's
+/// workspace) is refused by the namespace policy before any STS or upstream request; team-a's
+/// own role is assumed in a session tagged with its namespace, as the bytes sent to STS show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_cannot_borrow_another_namespaces_role_and_sessions_carry_its_tag() -> Result<()>
+{
+    const ROLE_A: &str = "arn:aws:iam::123456789012:role/team-a-amp";
+    const ROLE_B: &str = "arn:aws:iam::123456789012:role/team-b-amp";
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("namespaces.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "namespaces:\n  team-a:\n    roleArns: [\"{ROLE_A}\"]\n    workspaces: [{ws}]\n  \
+             team-b:\n    roleArns: [\"{ROLE_B}\"]\n    workspaces: [{ws}]\n",
+            ws = promscaler_sandbox::gateway::WORKSPACE_ID
+        ),
+    )?;
+    let rig = Rig::start_with(
+        true,
+        &[format!("--namespace-policy-file={}", policy.display())],
+    )
+    .await?;
+    let claim = |namespace: &str, role: &str, query: &str| {
+        let mut req = rig.amp_query(query);
+        req.caller = Some(pb::ScalerRef {
+            namespace: namespace.into(),
+            name: "s".into(),
+        });
+        if let Some(pb::upstream_auth::Method::Aws(aws)) = req
+            .source
+            .as_mut()
+            .and_then(|s| s.auth.as_mut())
+            .and_then(|a| a.method.as_mut())
+        {
+            aws.role_arn = role.into();
+        }
+        req
+    };
+
+    // team-a claiming team-b's role; a namespace without an entry using the fetcher's identity.
+    let (kind, message) = error(&rig.query(claim("team-a", ROLE_B, SEED_QUERY)).await?)?;
+    assert_eq!(kind, QueryErrorKind::DeniedByPolicy, "{message}");
+    assert!(message.contains(ROLE_B), "{message}");
+    assert!(
+        message.contains("roleArns of namespace team-a"),
+        "{message}"
+    );
+    let (kind, message) = error(&rig.query(claim("team-c", "", SEED_QUERY)).await?)?;
+    assert_eq!(kind, QueryErrorKind::DeniedByPolicy, "{message}");
+    // Refused before STS and before the gateway.
+    assert_eq!(rig.sts.as_ref().unwrap().issued_credentials().await?, 0);
+    assert!(rig.sts_wire.sent().is_empty(), "{}", rig.sts_wire.sent());
+    let stats = rig.gateway.stats().await?;
+    assert_eq!((stats.forwarded, stats.rejected), (0, 0), "{stats:?}");
+
+    // team-a with its own role: assumed, tagged, signed.
+    let got = value(&rig.query(claim("team-a", ROLE_A, SEED_QUERY)).await?)
+        .with_context(|| rig.logs())?;
+    assert_eq!(got, EXPECTED);
+    let stats = rig.gateway.stats().await?;
+    assert_eq!(
+        stats.signed_by,
+        [(ROLE_A.to_owned(), 1)].into(),
+        "{stats:?}"
+    );
+    // moto records no session tags: check the AssumeRole request as it was sent.
+    let wire = rig.sts_wire.sent();
+    let assume_role = wire
+        .split("Action=")
+        .find(|call| call.starts_with("AssumeRole&"))
+        .with_context(|| format!("no AssumeRole call in {wire}"))?;
+    for field in [
+        "Tags.member.1.Key=promscaler-namespace",
+        "Tags.member.1.Value=team-a",
+        "TransitiveTagKeys.member.1=promscaler-namespace",
+        "RoleSessionName=promscaler-team-a",
+    ] {
+        assert!(assume_role.contains(field), "{field} not in {assume_role}");
+    }
     Ok(())
 }
 

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use promscaler_integration_tests::{
-    pki::Pki,
+    pki::{ACTUATOR_IDENTITY, INTRUDER_IDENTITY, Pki},
     services::{Kind, ServiceProcess},
     system::{STARTUP, System},
 };
+use promscaler_proto::v1 as pb;
+use promscaler_proto::v1::metrics_fetcher_service_client::MetricsFetcherServiceClient;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -122,5 +124,71 @@ async fn a_swapped_certificate_and_key_stop_the_service_at_start() -> Result<()>
     assert!(log.contains("--grpc-tls-cert"), "{log}");
     assert!(log.contains("server.key"), "{log}");
     assert!(log.contains("no PEM certificate"), "{log}");
+    Ok(())
+}
+
+/// A request to the fetcher that names the caller `namespace`, for a server nothing listens on:
+/// any answer in-band proves the call got through.
+fn claimed_query(namespace: &str) -> pb::QueryRequest {
+    pb::QueryRequest {
+        source: Some(pb::PrometheusSource {
+            server_address: "http://127.0.0.1:9".into(),
+            ..Default::default()
+        }),
+        query: "up".into(),
+        caller: Some(pb::ScalerRef {
+            namespace: namespace.into(),
+            name: "borrowed".into(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Issue 17 item 6: with `--allowed-client-identities`, a client whose certificate the CA signed
+/// but whose SAN is not the actuator's cannot call the fetcher (so it cannot claim another
+/// namespace), while the actuator's certificate is answered; health checks stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fetcher_answers_only_the_pinned_actuator_identity() -> Result<()> {
+    let pki = Pki::new()?;
+    let mut args = pki.server_args();
+    args.push(format!("--allowed-client-identities={ACTUATOR_IDENTITY}"));
+    let mut fetcher =
+        ServiceProcess::start(Kind::Fetcher, &args, &[])?.with_client_tls(pki.client_tls(true)?);
+    fetcher.wait_serving(STARTUP).await?;
+    let https = fetcher.grpc_url();
+
+    let mut actuator = MetricsFetcherServiceClient::new(fetcher.channel()?);
+    let answered = tokio::time::timeout(
+        Duration::from_secs(30),
+        actuator.query(claimed_query("team-a")),
+    )
+    .await
+    .context("the actuator's query")?
+    .map_err(|s| anyhow::anyhow!("the actuator's certificate was refused: {s}"))?;
+    assert!(answered.into_inner().result.is_some());
+
+    let intruder = endpoint(&https, Some(pki.client_tls_as(Some("intruder"))?))?;
+    let status = tokio::time::timeout(
+        Duration::from_secs(30),
+        MetricsFetcherServiceClient::new(intruder.clone()).query(claimed_query("team-b")),
+    )
+    .await
+    .context("the intruder's query")?
+    .expect_err("a certificate with another SAN was answered");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains(&format!("DNS:{INTRUDER_IDENTITY}")),
+        "{status:?}"
+    );
+    assert!(
+        status.message().contains("--allowed-client-identities"),
+        "{status:?}"
+    );
+    // Health reveals nothing and stays open to every client the CA admits.
+    health(intruder).await.map_err(anyhow::Error::msg)?;
+    let log = fetcher.log();
+    assert!(log.contains("client identity not allowed"), "{log}");
     Ok(())
 }

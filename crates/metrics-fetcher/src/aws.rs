@@ -126,6 +126,8 @@ enum IdentityKey {
     AssumeRole {
         base: Box<IdentityKey>,
         role_arn: String,
+        /// The session tag: one session per namespace, never shared.
+        session_namespace: Option<String>,
         region: String,
     },
 }
@@ -195,6 +197,7 @@ impl CredentialStore {
             Some(role) => IdentityKey::AssumeRole {
                 base: Box::new(base),
                 role_arn: role.to_owned(),
+                session_namespace: aws.session_namespace.clone(),
                 region: region.to_owned(),
             },
         };
@@ -214,7 +217,12 @@ impl CredentialStore {
         let made = match key {
             IdentityKey::Own => self.own_provider().await?,
             IdentityKey::Static(_) => self.static_provider(aws),
-            IdentityKey::AssumeRole { base, role_arn, .. } => {
+            IdentityKey::AssumeRole {
+                base,
+                role_arn,
+                session_namespace,
+                ..
+            } => {
                 let base = match **base {
                     IdentityKey::Own => {
                         self.lookup_or_insert(&IdentityKey::Own, self.own_provider().await?)
@@ -226,7 +234,8 @@ impl CredentialStore {
                         return Err(Error::Internal("nested role chains are not built".into()));
                     }
                 };
-                self.assume_role_provider(base, role_arn, region).await
+                self.assume_role_provider(base, role_arn, session_namespace.as_deref(), region)
+                    .await
             }
         };
         Ok(self.lookup_or_insert(key, made))
@@ -343,22 +352,104 @@ impl CredentialStore {
         &self,
         base: Arc<CachedCredentials>,
         role_arn: &str,
+        session_namespace: Option<&str>,
         region: &str,
     ) -> Arc<CachedCredentials> {
         let sdk = self.sdk_config().await;
-        let mut builder = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-            .session_name(SESSION_NAME)
-            .configure(sdk);
+        // The base credentials come from our cache: the STS client must not keep its own.
+        let mut conf = sdk
+            .clone()
+            .into_builder()
+            .identity_cache(aws_config::identity::IdentityCache::no_cache())
+            .credentials_provider(SharedCredentialsProvider::new(SharedBase(base)));
         if sdk.region().is_none() {
-            builder = builder.region(aws_config::Region::new(region.to_owned()));
+            conf = conf.region(aws_config::Region::new(region.to_owned()));
         }
-        let provider = builder.build_from_provider(SharedBase(base)).await;
+        let provider = TaggedAssumeRole {
+            client: aws_sdk_sts::Client::new(&conf.build()),
+            role_arn: role_arn.to_owned(),
+            session_namespace: session_namespace.map(str::to_owned),
+        };
+        let identity = match session_namespace {
+            Some(ns) => format!("role {role_arn} (session tagged {NAMESPACE_TAG}={ns})"),
+            None => format!("role {role_arn}"),
+        };
         Arc::new(CachedCredentials::new(
             SharedCredentialsProvider::new(provider),
-            format!("role {role_arn}"),
+            identity,
             "assume_role",
             self.metrics.clone(),
         ))
+    }
+}
+
+/// The STS session tag carrying the PromScaler's namespace when the fetcher assumes a role ARN:
+/// IAM policies can require it (`aws:PrincipalTag/promscaler-namespace` in the role's
+/// permissions, `aws:RequestTag/promscaler-namespace` in its trust policy, which must also allow
+/// `sts:TagSession`). It is transitive, so roles chained from the session keep it.
+pub const NAMESPACE_TAG: &str = "promscaler-namespace";
+
+/// STS AssumeRole with the namespace session tag (aws-config's AssumeRoleProvider cannot set
+/// TransitiveTagKeys).
+#[derive(Debug)]
+struct TaggedAssumeRole {
+    client: aws_sdk_sts::Client,
+    role_arn: String,
+    session_namespace: Option<String>,
+}
+
+impl TaggedAssumeRole {
+    async fn assume(
+        &self,
+    ) -> Result<Credentials, aws_credential_types::provider::error::CredentialsError> {
+        use aws_credential_types::provider::error::CredentialsError;
+        let mut request = self
+            .client
+            .assume_role()
+            .role_arn(&self.role_arn)
+            .role_session_name(session_name(self.session_namespace.as_deref()));
+        if let Some(ns) = &self.session_namespace {
+            let tag = aws_sdk_sts::types::Tag::builder()
+                .key(NAMESPACE_TAG)
+                .value(ns)
+                .build()
+                .map_err(CredentialsError::invalid_configuration)?;
+            request = request.tags(tag).transitive_tag_keys(NAMESPACE_TAG);
+        }
+        let output = request.send().await.map_err(|e| {
+            CredentialsError::provider_error(aws_sdk_sts::error::DisplayErrorContext(e).to_string())
+        })?;
+        let creds = output.credentials.ok_or_else(|| {
+            CredentialsError::unhandled("STS AssumeRole answered without credentials")
+        })?;
+        Ok(Credentials::new(
+            creds.access_key_id,
+            creds.secret_access_key,
+            Some(creds.session_token),
+            SystemTime::try_from(creds.expiration).ok(),
+            "promscaler-assume-role",
+        ))
+    }
+}
+
+impl ProvideCredentials for TaggedAssumeRole {
+    fn provide_credentials<'a>(&'a self) -> provider_future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider_future::ProvideCredentials::new(self.assume())
+    }
+}
+
+/// `promscaler-<namespace>` (CloudTrail shows it), within STS's 64 characters.
+fn session_name(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => {
+            let mut name = format!("promscaler-{ns}");
+            name.truncate(64);
+            name
+        }
+        None => SESSION_NAME.to_owned(),
     }
 }
 
@@ -509,6 +600,7 @@ mod tests {
         AwsAuth {
             region: region.map(str::to_owned),
             role_arn: None,
+            session_namespace: None,
             static_keys: None,
             service: "aps".into(),
         }

@@ -138,12 +138,15 @@ impl TryFrom<pb::QueryRequest> for InstantQuery {
         let source = req
             .source
             .ok_or_else(|| Error::invalid("source", "missing; give the server and its auth"))?;
+        let caller = caller(req.caller);
+        let mut source = Source::try_from(source)?;
+        source.tag_session(&caller.namespace)?;
         Ok(Self {
-            source: Arc::new(Source::try_from(source)?),
+            source: Arc::new(source),
             query: req.query,
             ignore_null_values: req.ignore_null_values,
             time: req.time.map(|t| timestamp(&t, "time")).transpose()?,
-            caller: caller(req.caller),
+            caller,
             max_age: req
                 .max_age
                 .map(|d| duration(&d, "max_age"))
@@ -181,13 +184,16 @@ impl TryFrom<pb::QueryRangeRequest> for RangeQuery {
         if req.query.trim().is_empty() {
             return Err(Error::invalid("query", "empty; give a PromQL expression"));
         }
+        let caller = caller(req.caller);
+        let mut source = Source::try_from(source)?;
+        source.tag_session(&caller.namespace)?;
         Ok(Self {
-            source: Arc::new(Source::try_from(source)?),
+            source: Arc::new(source),
             query: req.query,
             start,
             end,
             step,
-            caller: caller(req.caller),
+            caller,
         })
     }
 }
@@ -321,6 +327,7 @@ impl TryFrom<pb::AwsAuth> for AwsAuth {
         Ok(Self {
             region,
             role_arn: Some(a.role_arn).filter(|r| !r.is_empty()),
+            session_namespace: None,
             static_keys,
             service,
         })

@@ -477,6 +477,7 @@ mod tests {
         Auth::Aws(AwsAuth {
             region: None,
             role_arn: None,
+            session_namespace: None,
             static_keys: None,
             service: "aps".into(),
         })
@@ -565,6 +566,7 @@ mod tests {
             Auth::Aws(AwsAuth {
                 region: None,
                 role_arn: role.map(str::to_owned),
+                session_namespace: None,
                 static_keys: keys.then(|| crate::source::StaticKeys {
                     access_key_id: "AKIDEXAMPLE".into(),
                     secret_access_key: Secret::new("s"),

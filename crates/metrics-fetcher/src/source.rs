@@ -83,6 +83,10 @@ pub struct AwsAuth {
     pub region: Option<String>,
     /// Role to assume on top of the base identity.
     pub role_arn: Option<String>,
+    /// With `role_arn`: the PromScaler's namespace, sent as the STS session tag
+    /// [`crate::aws::NAMESPACE_TAG`] (set from the request's caller, see
+    /// [`Source::tag_session`]).
+    pub session_namespace: Option<String>,
     /// Static keys; `None` = the fetcher's own identity (default chain).
     pub static_keys: Option<StaticKeys>,
     /// Signing service, `aps` by default.
@@ -199,6 +203,32 @@ impl Source {
         Ok((url, host))
     }
 
+    /// Records the caller's namespace for the STS session a role ARN is assumed in (its
+    /// session tag). A namespace that is not a Kubernetes name cannot be a tag and is refused.
+    pub fn tag_session(&mut self, namespace: &str) -> Result<(), crate::Error> {
+        let Auth::Aws(aws) = &mut self.auth else {
+            return Ok(());
+        };
+        if aws.role_arn.is_none() || namespace.is_empty() {
+            return Ok(());
+        }
+        let valid = namespace.len() <= 63
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid {
+            return Err(crate::Error::invalid(
+                "caller.namespace",
+                format!(
+                    "{:?} is not a Kubernetes namespace name",
+                    crate::error::quote(namespace, 64)
+                ),
+            ));
+        }
+        aws.session_namespace = Some(namespace.to_owned());
+        Ok(())
+    }
+
     /// The host name without a port, lower-cased.
     pub fn host_name(&self) -> &str {
         self.base.host_str().unwrap_or_default()
@@ -241,6 +271,8 @@ impl Source {
                 feed(h, "aws");
                 feed(h, aws.region.as_deref().unwrap_or(""));
                 feed(h, aws.role_arn.as_deref().unwrap_or(""));
+                // Each namespace signs with its own tagged session, never another's.
+                feed(h, aws.session_namespace.as_deref().unwrap_or(""));
                 feed(h, &aws.service);
                 if let Some(k) = &aws.static_keys {
                     feed(h, &k.access_key_id);

@@ -446,6 +446,7 @@ async fn aws_requests_are_signed_never_sent_unsigned() {
     s.auth = Auth::Aws(crate::source::AwsAuth {
         region: None,
         role_arn: None,
+        session_namespace: None,
         static_keys: None,
         service: "aps".into(),
     });
@@ -559,6 +560,7 @@ async fn aws_signature_and_session_token_are_never_quoted() {
     s.auth = Auth::Aws(crate::source::AwsAuth {
         region: None,
         role_arn: None,
+        session_namespace: None,
         static_keys: None,
         service: "aps".into(),
     });
