@@ -56,7 +56,21 @@ COMMON_FLAGS = {
     "--grpc-tls-client-ca",
 }
 FLAGS = {
-    "metrics-fetcher": COMMON_FLAGS | {"--allowed-servers", "--operator-identity-namespaces"},
+    "metrics-fetcher": COMMON_FLAGS
+    | {
+        "--allowed-servers",
+        "--operator-identity-namespaces",
+        "--namespace-policy-file",
+        "--allow-link-local",
+        "--allowed-client-identities",
+        "--per-server-concurrency",
+        "--max-response-bytes",
+        "--max-query-timeout",
+        "--max-retry-after",
+        "--cache-retention",
+        "--cache-max-bytes",
+        "--max-batch",
+    },
     "decision": COMMON_FLAGS,
     "actuator": COMMON_FLAGS
     | {
@@ -533,7 +547,9 @@ def check_grpc_tls(docs: list[dict], values: dict) -> None:
             require(not any(f.startswith(("--grpc-tls", "--peer-tls")) for f in args), f"{d['metadata']['name']}: TLS flags without grpcTls")
         require(not certificates, "a Certificate without grpcTls")
         return
-    secret = tls.get("secretName") or f"{RELEASE}-grpc-tls"
+    shared = tls.get("secretName")
+    pinning = tls.get("requireClientCert", True) and tls.get("pinActuatorIdentity", True)
+    actuator_identity = f"{RELEASE}-actuator.{NAMESPACE}.svc"
     for d in deploys:
         name = d["metadata"]["name"]
         args = args_of(d)
@@ -541,13 +557,18 @@ def check_grpc_tls(docs: list[dict], values: dict) -> None:
         (c,) = pod["containers"]
         mounts = {m["name"]: m for m in c["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
-        require(volumes.get("grpc-tls", {}).get("secret", {}).get("secretName") == secret, f"{name}: grpc-tls volume {volumes.get('grpc-tls')}")
+        # Each component mounts its own certificate unless one shared Secret is named.
+        secret = shared or f"{RELEASE}-{component_of(d)}-grpc-tls"
+        require(volumes.get("grpc-tls", {}).get("secret", {}).get("secretName") == secret, f"{name}: grpc-tls volume {volumes.get('grpc-tls')}, want Secret {secret}")
         mount = mounts.get("grpc-tls") or {}
         require(mount.get("readOnly") is True, f"{name}: grpc-tls mount {mount}")
         base = mount.get("mountPath")
         require(args.get("--grpc-tls-cert") == f"{base}/tls.crt" and args.get("--grpc-tls-key") == f"{base}/tls.key", f"{name}: server TLS flags {args}")
         want_ca = f"{base}/ca.crt" if tls.get("requireClientCert", True) else None
         require(args.get("--grpc-tls-client-ca") == want_ca, f"{name}: --grpc-tls-client-ca={args.get('--grpc-tls-client-ca')} want {want_ca}")
+        # The fetcher answers the actuator's identity only.
+        want_pin = (",".join(tls.get("allowedClientIdentities") or [actuator_identity])) if pinning and component_of(d) == "metrics-fetcher" else None
+        require(args.get("--allowed-client-identities") == want_pin, f"{name}: --allowed-client-identities={args.get('--allowed-client-identities')} want {want_pin}")
         if component_of(d) == "actuator":
             require(
                 (args.get("--peer-tls-ca"), args.get("--peer-tls-cert"), args.get("--peer-tls-key")) == (f"{base}/ca.crt", f"{base}/tls.crt", f"{base}/tls.key"),
@@ -556,21 +577,29 @@ def check_grpc_tls(docs: list[dict], values: dict) -> None:
     if not tls.get("certManager", {}).get("enabled"):
         require(not certificates, "a Certificate without certManager.enabled")
         return
-    require(len(certificates) == 1, f"{len(certificates)} Certificates")
-    spec = certificates[0]["spec"]
-    require(spec["secretName"] == secret, f"Certificate writes {spec['secretName']}, pods mount {secret}")
-    require({"server auth", "client auth"} <= set(spec["usages"]), f"usages {spec['usages']}")
-    require(spec["issuerRef"]["name"] == tls["certManager"]["issuerRef"]["name"], f"issuerRef {spec['issuerRef']}")
-    names = set(spec["dnsNames"])
+    by_secret = {c["spec"]["secretName"]: c["spec"] for c in certificates}
+    want_secrets = {shared} if shared else {f"{RELEASE}-{comp}-grpc-tls" for comp in SUBCHARTS}
+    require(set(by_secret) == want_secrets, f"Certificates write {sorted(by_secret)}, pods mount {sorted(want_secrets)}")
+    for secret, spec in by_secret.items():
+        require(spec["issuerRef"]["name"] == tls["certManager"]["issuerRef"]["name"], f"issuerRef {spec['issuerRef']}")
+        is_actuator = shared or secret == f"{RELEASE}-actuator-grpc-tls"
+        # Only the actuator's certificate is a client certificate, and only it carries the
+        # actuator's name: another component's cannot pass the fetcher's pinning.
+        want_usages = {"digital signature", "key encipherment", "server auth"} | ({"client auth"} if is_actuator else set())
+        require(set(spec["usages"]) == want_usages, f"{secret}: usages {spec['usages']}, want {sorted(want_usages)}")
+        require((actuator_identity in spec["dnsNames"]) == bool(is_actuator), f"{secret}: carries {actuator_identity}: {actuator_identity in spec['dnsNames']}")
+    names = {n for spec in by_secret.values() for n in spec["dnsNames"]}
     for d in deploys:
         if component_of(d) != "actuator":
             continue
         for flag in ("--fetcher-addr", "--decision-addr"):
             host = args_of(d)[flag].removeprefix("dns:///").rsplit(":", 1)[0]
-            require(host in names, f"{flag} dials {host}, which the Certificate does not cover: {sorted(names)}")
-    for s in by_kind(docs, "Service"):
-        svc = s["metadata"]["name"]
-        require(f"{svc}.{NAMESPACE}.svc" in names, f"Service {svc} not in the Certificate's dnsNames")
+            comp = "metrics-fetcher" if flag == "--fetcher-addr" else "decision"
+            cert = by_secret[shared or f"{RELEASE}-{comp}-grpc-tls"]
+            require(host in cert["dnsNames"], f"{flag} dials {host}, which the {comp} certificate does not cover: {sorted(cert['dnsNames'])}")
+    for svc_doc in by_kind(docs, "Service"):
+        svc = svc_doc["metadata"]["name"]
+        require(f"{svc}.{NAMESPACE}.svc" in names, f"Service {svc} not in any Certificate's dnsNames")
 
 
 def check_notes(rendered: dict, values: dict) -> None:
@@ -685,7 +714,8 @@ def irsa_values_are_keda_compatible() -> None:
         "stsRegionalEndpoints": "true",
         "tokenExpiration": 86400,
     }
-    docs = documents(render(CHART, {"metrics-fetcher": {"podIdentity": {"aws": {"irsa": seed}}}}))
+    closed = {"allowedServers": ["aps-workspaces.*.amazonaws.com"], "operatorIdentityNamespaces": ["default"]}
+    docs = documents(render(CHART, {"metrics-fetcher": {"podIdentity": {"aws": {"irsa": seed}}, **closed}}))
     (sa,) = [s for s in by_kind(docs, "ServiceAccount") if s["metadata"]["name"] == f"{RELEASE}-metrics-fetcher"]
     require(
         sa["metadata"]["annotations"]
@@ -697,6 +727,55 @@ def irsa_values_are_keda_compatible() -> None:
         },
         f"annotations {sa['metadata']['annotations']}",
     )
+
+
+def notes_of(rendered: dict) -> str:
+    return next(v for k, v in rendered.items() if k == "promscaler/templates/NOTES.txt")
+
+
+def open_policy_with_irsa_fails_unless_accepted() -> None:
+    """Issue 17 item 7: with IRSA (the flag or the role-arn annotation), an open fetcher policy
+    fails the render naming the values to set; acceptOpenPolicy installs it, and NOTES.txt
+    prints the policy in force either way."""
+    role = "arn:aws:iam::111122223333:role/promscaler-metrics-fetcher"
+    irsa = {"podIdentity": {"aws": {"irsa": {"enabled": True, "roleArn": role}}}}
+    annotated = {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": role}}}
+    for how in (irsa, annotated):
+        expect_values_error({"metrics-fetcher": how}, "metrics-fetcher.acceptOpenPolicy=true")
+        expect_values_error({"metrics-fetcher": {**how, "operatorIdentityNamespaces": ["team-a"]}}, "allowedServers is empty")
+        expect_values_error({"metrics-fetcher": {**how, "allowedServers": ["aps-workspaces.*.amazonaws.com"]}}, 'operatorIdentityNamespaces contains "*"')
+    # Opted in: renders, and NOTES says the policy is open and accepted.
+    notes = notes_of(render(CHART, {"metrics-fetcher": {**irsa, "acceptOpenPolicy": True}}))
+    require("The policy is OPEN (accepted with acceptOpenPolicy)" in notes, f"NOTES.txt:\n{notes}")
+    require("ANY host (allowedServers is empty)" in notes, f"NOTES.txt:\n{notes}")
+    # Without IRSA the open default still renders, and NOTES still says it is open.
+    notes = notes_of(render(CHART, {}))
+    require("The policy is OPEN:" in notes and "every namespace" in notes, f"NOTES.txt:\n{notes}")
+    # Closed by a namespace policy: renders with the policy file, and NOTES says what is in force.
+    team_a = {"roleArns": ["arn:aws:iam::111122223333:role/team-a-amp"], "workspaces": ["ws-0123abcd"]}
+    values = {"metrics-fetcher": {**irsa, "allowedServers": ["aps-workspaces.*.amazonaws.com"], "namespacePolicy": {"team-a": team_a}}}
+    rendered = render(CHART, values)
+    notes = notes_of(rendered)
+    require("OPEN" not in notes, f"NOTES.txt:\n{notes}")
+    require("servers:            aps-workspaces.*.amazonaws.com" in notes and "1 namespace(s)" in notes, f"NOTES.txt:\n{notes}")
+    docs = documents(rendered)
+    (fetcher,) = [d for d in by_kind(docs, "Deployment") if component_of(d) == "metrics-fetcher"]
+    path = args_of(fetcher).get("--namespace-policy-file")
+    require(path == "/etc/promscaler/policy/namespaces.yaml", f"--namespace-policy-file={path}")
+    (cm,) = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"] == f"{RELEASE}-metrics-fetcher-namespace-policy"]
+    require(yaml.safe_load(cm["data"]["namespaces.yaml"]) == {"namespaces": {"team-a": team_a}}, f"policy file {cm['data']}")
+    pod = fetcher["spec"]["template"]["spec"]
+    require({"name": "namespace-policy", "configMap": {"name": cm["metadata"]["name"]}} in pod["volumes"], f"volumes {pod['volumes']}")
+    require("promscaler.io/namespace-policy-checksum" in fetcher["spec"]["template"]["metadata"].get("annotations", {}), "no checksum: a changed policy would not roll the pods")
+    check_kubernetes_validate(docs, "namespace policy values", set())
+
+
+def documented_amp_pattern_is_the_narrow_one() -> None:
+    """The docs, README, chart and examples teach aps-workspaces.*.amazonaws.com, never the
+    pattern that admits every AWS endpoint."""
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("charts/**/*.yaml")), *sorted(ROOT.glob("charts/**/*.md")), *sorted(ROOT.glob("charts/**/*.txt")), *sorted(ROOT.glob("examples/**/*"))]
+    offenders = [str(f.relative_to(ROOT)) for f in files if f.is_file() and re.search(r"(?<![\w.-])\*\.amazonaws\.com", f.read_text(errors="replace"))]
+    require(not offenders, f"*.amazonaws.com taught in {offenders}; use aps-workspaces.*.amazonaws.com")
 
 
 def binaries_accept_the_chart_args() -> None:
@@ -1007,6 +1086,8 @@ GROUPS: dict[str, list[Callable[[], None]]] = {
         charts_lint_alone,
         subcharts_render_alone,
         irsa_values_are_keda_compatible,
+        open_policy_with_irsa_fails_unless_accepted,
+        documented_amp_pattern_is_the_narrow_one,
     ],
     "crds": [crds_are_in_the_chart, example_matches_crds],
     "flags": [binaries_accept_the_chart_args],

@@ -87,9 +87,17 @@ GLOBAL = obj(
         "grpcTls": obj(
             {
                 "enabled": b("gRPC between the services over TLS."),
-                "secretName": s("kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt; "
-                                "empty = <prefix>-grpc-tls."),
+                "secretName": s("One kubernetes.io/tls Secret shared by the components; "
+                                "empty = <prefix>-<component>-grpc-tls each."),
                 "requireClientCert": b("Mutual TLS: the gRPC ports require a client certificate."),
+                "pinActuatorIdentity": b("The fetcher answers only allowedClientIdentities "
+                                         "(--allowed-client-identities)."),
+                "allowedClientIdentities": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1, "pattern": "^[^,\\s*]+$"},
+                    "description": "SAN DNS names or URIs the fetcher admits; empty = the "
+                                   "actuator's Service name.",
+                },
                 "certManager": obj(
                     {
                         "enabled": b("Render a cert-manager Certificate for the Secret."),
@@ -241,6 +249,37 @@ FETCHER = component(
             "items": {"type": "string", "minLength": 1, "pattern": "^[^,\\s]+$"},
             "description": "--operator-identity-namespaces; [\"*\"] = all.",
         },
+        "namespacePolicy": {
+            "type": "object",
+            "description": "--namespace-policy-file: per namespace, the roleArns and AMP "
+                           "workspaces it may use with the fetcher's identity.",
+            "propertyNames": {"pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+            "additionalProperties": obj(
+                {
+                    "roleArns": {
+                        "type": "array",
+                        "items": {"type": "string", "pattern": "^(\\*|arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/.+)$"},
+                    },
+                    "workspaces": {
+                        "type": "array",
+                        "items": {"type": "string", "pattern": "^(\\*|ws-[A-Za-z0-9-]+)$"},
+                    },
+                }
+            ),
+        },
+        "acceptOpenPolicy": b("Install an open policy with IRSA anyway."),
+        "allowLinkLocal": b("--allow-link-local."),
+        "limits": obj(
+            {
+                "perServerConcurrency": i("--per-server-concurrency", minimum=1),
+                "maxResponseBytes": i("--max-response-bytes", minimum=1024),
+                "maxQueryTimeout": DURATION,
+                "maxRetryAfter": DURATION,
+                "cacheRetention": DURATION,
+                "cacheMaxBytes": i("--cache-max-bytes", minimum=0),
+                "maxBatch": i("--max-batch", minimum=1),
+            }
+        ),
     },
     autoscaling=True,
 )

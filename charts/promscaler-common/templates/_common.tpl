@@ -79,12 +79,26 @@ global.image.tag, then to the chart's appVersion. */ -}}
 {{- (.Values.global | default dict).clusterDomain | default "cluster.local" -}}
 {{- end -}}
 
-{{- /* gRPC TLS (global.grpcTls): where the Secret is mounted, and its name. */ -}}
+{{- /* gRPC TLS (global.grpcTls): where the Secret is mounted, and its name: the one shared
+Secret when global.grpcTls.secretName is set, else the component's own <prefix>-<component>-grpc-tls
+(each component has its own certificate, so the fetcher can tell the actuator from the others). */ -}}
 {{- define "promscaler.grpcTlsDir" -}}/etc/promscaler/grpc-tls{{- end -}}
 
 {{- define "promscaler.grpcTlsSecret" -}}
 {{- $tls := (.Values.global | default dict).grpcTls | default dict -}}
-{{- $tls.secretName | default (printf "%s-grpc-tls" (include "promscaler.prefix" .)) -}}
+{{- $tls.secretName | default (printf "%s-%s-grpc-tls" (include "promscaler.prefix" .) .Chart.Name) -}}
+{{- end -}}
+
+{{- /* The client identities a gRPC server pins with --allowed-client-identities when mutual TLS
+is on: global.grpcTls.allowedClientIdentities, or the actuator's Service name
+(<prefix>-actuator.<namespace>.svc), which only the actuator's certificate carries. Empty when
+pinning is off. Comma-separated. */ -}}
+{{- define "promscaler.pinnedClientIdentities" -}}
+{{- $tls := (.Values.global | default dict).grpcTls | default dict -}}
+{{- if and $tls.enabled $tls.requireClientCert (ne (toString $tls.pinActuatorIdentity) "false") -}}
+{{- $ids := $tls.allowedClientIdentities | default (list (printf "%s-actuator.%s.svc" (include "promscaler.prefix" .) .Release.Namespace)) -}}
+{{- join "," $ids -}}
+{{- end -}}
 {{- end -}}
 
 {{- /* The flags every service takes (runtime's ServerArgs), as YAML list items. */ -}}
@@ -114,6 +128,9 @@ The Deployment of a component. Arguments (a dict):
   extraLabels    labels added to metadata, selector and pod (e.g. the actuator's shard)
   automountToken whether the pod mounts a Kubernetes API token
   autoscaled     true when an HPA owns .spec.replicas
+  extraVolumes   pod volumes (list), e.g. a ConfigMap
+  extraMounts    the container's mounts of them (list)
+  podAnnotations annotations added to the pod template (e.g. a checksum of a ConfigMap)
 */ -}}
 {{- define "promscaler.deployment" -}}
 {{- $ := .ctx -}}
@@ -146,7 +163,7 @@ spec:
       {{- end }}
   template:
     metadata:
-      {{- with $v.podAnnotations }}
+      {{- with (merge (dict) (.podAnnotations | default dict) ($v.podAnnotations | default dict)) }}
       annotations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
@@ -224,6 +241,9 @@ spec:
               mountPath: {{ include "promscaler.grpcTlsDir" $ }}
               readOnly: true
             {{- end }}
+            {{- with .extraMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
@@ -232,6 +252,9 @@ spec:
         - name: grpc-tls
           secret:
             secretName: {{ include "promscaler.grpcTlsSecret" $ }}
+        {{- end }}
+        {{- with .extraVolumes }}
+        {{- toYaml . | nindent 8 }}
         {{- end }}
       {{- with $v.nodeSelector }}
       nodeSelector:
