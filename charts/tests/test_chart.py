@@ -62,6 +62,7 @@ FLAGS = {
         "--operator-identity-namespaces",
         "--namespace-policy-file",
         "--allow-link-local",
+        "--sts-session-tags",
         "--allowed-client-identities",
         "--per-server-concurrency",
         "--max-response-bytes",

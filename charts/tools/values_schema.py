@@ -269,6 +269,7 @@ FETCHER = component(
         },
         "acceptOpenPolicy": b("Install an open policy with IRSA anyway."),
         "allowLinkLocal": b("--allow-link-local."),
+        "stsSessionTags": b("--sts-session-tags: tag assumed roles' sessions with the namespace."),
         "limits": obj(
             {
                 "perServerConcurrency": i("--per-server-concurrency", minimum=1),

@@ -49,6 +49,18 @@ pub struct FetcherArgs {
     #[arg(long, env = "PROMSCALER_NAMESPACE_POLICY_FILE")]
     pub namespace_policy_file: Option<std::path::PathBuf>,
 
+    /// Tag the STS session of every role ARN assumed for a PromScaler with its namespace
+    /// (session tag promscaler-namespace, transitive; session name promscaler-<namespace>), so
+    /// IAM policies can enforce it. The role's trust policy must allow sts:TagSession; "false"
+    /// assumes roles untagged.
+    #[arg(
+        long,
+        env = "PROMSCALER_STS_SESSION_TAGS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub sts_session_tags: bool,
+
     /// Allow queries to link-local (169.254.0.0/16, fe80::/10) and cloud metadata addresses
     /// (169.254.169.254, fd00:ec2::254), as IP literals or resolved from a name. Off by
     /// default: they hold instance credentials, never a Prometheus.
@@ -138,7 +150,10 @@ impl Args {
         metrics.register(service.registry());
         let policy = self.fetcher.policy()?;
         tracing::info!(policy = %policy.describe(), "fetcher policy");
-        let credentials = Arc::new(CredentialStore::new(env_region(), metrics.clone()));
+        let credentials = Arc::new(
+            CredentialStore::new(env_region(), metrics.clone())
+                .with_session_tags(self.fetcher.sts_session_tags),
+        );
         let fetcher = Arc::new(Fetcher::new(
             self.fetcher.config(),
             policy,
@@ -217,6 +232,15 @@ mod tests {
             err.contains("--namespace-policy-file") && err.contains("absent"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sts_session_tags_are_on_unless_turned_off() {
+        let args = Args::try_parse_from(["promscaler-metrics-fetcher"]).unwrap();
+        assert!(args.fetcher.sts_session_tags);
+        let args = Args::try_parse_from(["promscaler-metrics-fetcher", "--sts-session-tags=false"])
+            .unwrap();
+        assert!(!args.fetcher.sts_session_tags);
     }
 
     #[test]

@@ -141,6 +141,8 @@ pub struct CredentialStore {
     own_override: Option<SharedCredentialsProvider>,
     /// Each identity's credentials and when a query last used them (see [`Self::prune_idle`]).
     cached: Mutex<HashMap<IdentityKey, (Arc<CachedCredentials>, tokio::time::Instant)>>,
+    /// Tag AssumeRole sessions with the caller's namespace ([`NAMESPACE_TAG`]).
+    session_tags: bool,
 }
 
 impl CredentialStore {
@@ -153,7 +155,15 @@ impl CredentialStore {
             sdk_config: OnceCell::new(),
             own_override: None,
             cached: Mutex::new(HashMap::new()),
+            session_tags: true,
         }
+    }
+
+    /// Whether AssumeRole sessions carry the [`NAMESPACE_TAG`] session tag (on by default;
+    /// `--sts-session-tags=false` for roles whose trust policy does not allow `sts:TagSession`).
+    pub fn with_session_tags(mut self, on: bool) -> Self {
+        self.session_tags = on;
+        self
     }
 
     /// A store whose own identity is `provider` (tests, benchmarks).
@@ -197,7 +207,7 @@ impl CredentialStore {
             Some(role) => IdentityKey::AssumeRole {
                 base: Box::new(base),
                 role_arn: role.to_owned(),
-                session_namespace: aws.session_namespace.clone(),
+                session_namespace: aws.session_namespace.clone().filter(|_| self.session_tags),
                 region: region.to_owned(),
             },
         };
