@@ -28,8 +28,8 @@ pub struct Args {
 #[derive(Debug, Clone, clap::Args)]
 pub struct FetcherArgs {
     /// Hosts that may be queried, comma-separated patterns: "prometheus.monitoring.svc",
-    /// "*.amazonaws.com" (one or more leading labels), "aps-workspaces.*.amazonaws.com" (`*`
-    /// within a label), optionally with ":port". Empty = any host.
+    /// "*.example.com" (one or more leading labels), "aps-workspaces.*.amazonaws.com" (`*`
+    /// within a label: AMP in any region), optionally with ":port". Empty = any host.
     #[arg(long, env = "PROMSCALER_ALLOWED_SERVERS", value_delimiter = ',')]
     pub allowed_servers: Vec<HostPattern>,
 

@@ -5,8 +5,9 @@
 //! Host patterns are case-insensitive and match the host name (a `:port` in the pattern must
 //! match the URL's port too):
 //! - `prometheus.monitoring.svc` — exactly that host;
-//! - `*.amazonaws.com` — a leading `*.` matches one or more labels;
-//! - `aps-workspaces.*.amazonaws.com` — `*` inside matches within one label;
+//! - `*.example.com` — a leading `*.` matches one or more labels;
+//! - `aps-workspaces.*.amazonaws.com` — `*` inside matches within one label (AMP in any
+//!   region: the pattern to use for AMP; `*.amazonaws.com` would admit every AWS endpoint);
 //! - `*` — any host.
 //!
 //! No `--allowed-servers` means every server is allowed; no
