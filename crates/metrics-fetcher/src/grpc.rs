@@ -457,7 +457,9 @@ impl From<Error> for tonic::Status {
             Error::Timeout { .. } | Error::UpstreamTimeout { .. } => {
                 tonic::Status::deadline_exceeded(message)
             }
-            Error::Throttled { .. } => tonic::Status::resource_exhausted(message),
+            Error::Throttled { .. } | Error::QueueFull { .. } => {
+                tonic::Status::resource_exhausted(message)
+            }
             Error::Unreachable { .. } | Error::Upstream { .. } => {
                 tonic::Status::unavailable(message)
             }

@@ -24,6 +24,7 @@ use crate::auth::ClientCache;
 use crate::aws::CredentialStore;
 use crate::error::{Redactor, error_chain, quote};
 use crate::metrics::Metrics;
+use crate::pacing::{Budget, Pacer};
 use crate::source::{Auth, Source};
 
 /// Settings of the upstream client.
@@ -39,6 +40,8 @@ pub struct UpstreamConfig {
     pub allow_link_local: bool,
     /// Longest `Retry-After` honoured; a server asking for more is asked again after this.
     pub max_retry_after: Duration,
+    /// Requests per second per server address (`--upstream-qps`); `None` = unlimited.
+    pub budget: Option<Budget>,
 }
 
 impl Default for UpstreamConfig {
@@ -50,6 +53,7 @@ impl Default for UpstreamConfig {
             per_server_concurrency: 16,
             allow_link_local: false,
             max_retry_after: Duration::from_secs(5 * 60),
+            budget: None,
         }
     }
 }
@@ -783,6 +787,8 @@ pub struct Upstream {
     credentials: Arc<CredentialStore>,
     metrics: Metrics,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The request budget per server address (`--upstream-qps`).
+    pacer: Pacer,
     /// Sources that were asked to wait (Retry-After), until when; keyed by a digest of the whole
     /// source (URL with path, tenant headers, parameters, credentials identity — secrets only
     /// hashed), so one tenant's 429 does not silence another on the same host.
@@ -798,6 +804,7 @@ impl Upstream {
     ) -> Self {
         Self {
             clients: ClientCache::new(config.allow_link_local),
+            pacer: Pacer::new(config.budget),
             config,
             credentials,
             metrics,
@@ -845,6 +852,9 @@ impl Upstream {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<Answer, Error> {
+        // Queueing for the budget is the fetcher's own wait, not the server's latency: it is
+        // measured apart and is not part of the request's timeout.
+        self.wait_for_budget(source).await?;
         let started = Instant::now();
         let mut redactor = redactor_for(source);
         let result = self
@@ -917,6 +927,32 @@ impl Upstream {
         result
     }
 
+    /// Waits for the server's budget (outside the request timeout: queueing is ours, not the
+    /// server's; a caller that stops waiting leaves the queue).
+    async fn wait_for_budget(&self, source: &Source) -> Result<(), Error> {
+        let server = source.base.as_str();
+        match self.pacer.acquire(server).await {
+            Ok(waited) => {
+                if !waited.is_zero() {
+                    self.metrics
+                        .queued(&self.metrics.host_label(&source.host), waited);
+                }
+                Ok(())
+            }
+            Err(full) => {
+                self.metrics
+                    .queue_refused(&self.metrics.host_label(&source.host));
+                Err(Error::QueueFull {
+                    server: server.to_owned(),
+                    qps: full.budget.qps,
+                    waiting: full.waiting,
+                    expected_wait: full.expected_wait,
+                    max_wait: full.budget.max_wait,
+                })
+            }
+        }
+    }
+
     async fn send(
         &self,
         client: crate::auth::HttpClient,
@@ -982,8 +1018,14 @@ impl Upstream {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, until| *until > now);
+        self.pacer.prune_idle();
         self.clients.prune_idle(idle);
         self.credentials.prune_idle(idle);
+    }
+
+    /// Requests waiting for the budget of `source`'s server (tests).
+    pub fn queued(&self, source: &Source) -> usize {
+        self.pacer.waiting(source.base.as_str())
     }
 
     /// Entries of the per-host and throttling maps (tests).
