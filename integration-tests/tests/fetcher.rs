@@ -45,6 +45,8 @@ struct Rig {
     gateway: AmpGateway,
     fetcher: ServiceProcess,
     client: MetricsFetcherServiceClient<Channel>,
+    /// The fetcher's environment (IRSA), for another fetcher on the same rig.
+    env: Vec<(String, String)>,
     _token_dir: tempfile::TempDir,
     _permit: tokio::sync::SemaphorePermit<'static>,
 }
@@ -52,6 +54,11 @@ struct Rig {
 impl Rig {
     /// The whole rig; `sts_up = false` points the fetcher at an STS endpoint nobody listens on.
     async fn start(sts_up: bool) -> Result<Self> {
+        Self::start_with(sts_up, &[]).await
+    }
+
+    /// The rig with extra fetcher flags.
+    async fn start_with(sts_up: bool, fetcher_args: &[&str]) -> Result<Self> {
         let permit = bounded("a rig slot", Duration::from_secs(300), RIGS.acquire()).await??;
         let python = test_python()?;
         let target = ScrapeTarget::sample_app(&PODS).await?;
@@ -88,18 +95,7 @@ impl Rig {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let fetcher = ServiceProcess::start(
-            "promscaler-metrics-fetcher",
-            &["--log-level=info,promscaler_metrics_fetcher=debug".to_owned()],
-            &env,
-        )
-        .await?;
-        let channel = bounded(
-            "gRPC connect",
-            Duration::from_secs(10),
-            tonic::transport::Endpoint::from_shared(fetcher.grpc_url())?.connect(),
-        )
-        .await??;
+        let (fetcher, client) = start_fetcher(&env, fetcher_args).await?;
         // Data is in once Prometheus itself answers the seed query with the expected value.
         prometheus
             .wait_for_value(SEED_QUERY, EXPECTED, Duration::from_secs(30))
@@ -110,7 +106,8 @@ impl Rig {
             sts,
             gateway,
             fetcher,
-            client: MetricsFetcherServiceClient::new(channel),
+            client,
+            env,
             _token_dir: token_dir,
             _permit: permit,
         })
@@ -150,6 +147,23 @@ impl Rig {
             self.gateway.log_tail()
         )
     }
+}
+
+/// A fetcher process with the rig's environment and `extra` flags, and a client of it.
+async fn start_fetcher(
+    env: &[(String, String)],
+    extra: &[&str],
+) -> Result<(ServiceProcess, MetricsFetcherServiceClient<Channel>)> {
+    let mut args = vec!["--log-level=info,promscaler_metrics_fetcher=debug".to_owned()];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let fetcher = ServiceProcess::start("promscaler-metrics-fetcher", &args, env).await?;
+    let channel = bounded(
+        "gRPC connect",
+        Duration::from_secs(10),
+        tonic::transport::Endpoint::from_shared(fetcher.grpc_url())?.connect(),
+    )
+    .await??;
+    Ok((fetcher, MetricsFetcherServiceClient::new(channel)))
 }
 
 fn secs(s: i64) -> prost_types::Duration {
@@ -446,5 +460,74 @@ async fn seed_per_pod_query_is_multiple_series() -> Result<()> {
     assert_eq!(kind, QueryErrorKind::MultipleSeries, "{message}");
     assert!(message.contains(r#"pod="sample-app-0""#), "{message}");
     assert!(message.contains("sum(...)"), "{message}");
+    Ok(())
+}
+
+/// Sends `n` distinct queries (`SEED_QUERY + i`) to `client` as `batches` concurrent
+/// QueryBatch calls, all at once, and returns every answer.
+async fn herd(
+    rig: &Rig,
+    client: &MetricsFetcherServiceClient<Channel>,
+    n: usize,
+    batches: usize,
+) -> Result<Vec<pb::QueryResponse>> {
+    let per_batch = n / batches;
+    let calls = (0..batches).map(|b| {
+        let mut client = client.clone();
+        let queries = (0..per_batch)
+            .map(|i| rig.amp_query(&format!("{SEED_QUERY} + {}", b * per_batch + i)))
+            .collect();
+        async move { client.query_batch(pb::QueryBatchRequest { queries }).await }
+    });
+    let answers = bounded(
+        "the herd",
+        Duration::from_secs(120),
+        futures::future::join_all(calls),
+    )
+    .await?;
+    let mut results = Vec::with_capacity(n);
+    for a in answers {
+        results.extend(a?.into_inner().results);
+    }
+    Ok(results)
+}
+
+/// AMP answers 429 above a workspace's query rate. With `--upstream-qps` below it, a herd of
+/// 240 distinct queries at once is spread over the budget: every query is answered and the
+/// gateway throttles none. The same herd through a fetcher without a budget is throttled, so
+/// the limit is real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_spreads_a_herd_under_amps_rate_limit_and_nothing_is_throttled() -> Result<()> {
+    let rig = Rig::start_with(true, &["--upstream-qps=20"]).await?;
+    // Credentials first: the herd is about pacing only.
+    value(&rig.query(rig.amp_query(SEED_QUERY)).await?).with_context(|| rig.logs())?;
+    rig.gateway.set_rate_limit(25.0).await?;
+
+    let results = herd(&rig, &rig.client, 240, 4).await?;
+    for (i, r) in results.iter().enumerate() {
+        let got = value(r).with_context(|| format!("query {i}\n{}", rig.logs()))?;
+        assert_eq!(got, EXPECTED + i as f64);
+    }
+    let stats = rig.gateway.stats().await?;
+    assert_eq!(stats.throttled, 0, "{stats:?}");
+    assert_eq!(stats.forwarded, 241, "{stats:?}");
+    let metrics = rig.fetcher.metrics_text().await?;
+    let waited = metrics
+        .lines()
+        .find(|l| l.starts_with("promscaler_fetcher_upstream_queue_wait_seconds_count"))
+        .with_context(|| format!("no queue wait metric:\n{metrics}"))?;
+    let count: f64 = waited.rsplit(' ').next().unwrap_or("0").parse()?;
+    // The burst (20) goes at once; the rest waited for a token.
+    assert!(count >= 200.0, "{waited}");
+
+    // The control: no budget, same herd, same limit.
+    let (_unpaced, client) = start_fetcher(&rig.env, &[]).await?;
+    let results = herd(&rig, &client, 240, 4).await?;
+    let throttled = results
+        .iter()
+        .filter(|r| matches!(error(r), Ok((QueryErrorKind::Throttled, _))))
+        .count();
+    assert!(throttled > 0, "the gateway's limit never bit");
+    assert!(rig.gateway.stats().await?.throttled > 0);
     Ok(())
 }
