@@ -531,3 +531,37 @@ async fn a_budget_spreads_a_herd_under_amps_rate_limit_and_nothing_is_throttled(
     assert!(rig.gateway.stats().await?.throttled > 0);
     Ok(())
 }
+
+/// The samples the fetcher reports for a query through AMP are the ones Prometheus itself
+/// reports processing for the same query at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_processed_are_prometheus_own_statistics() -> Result<()> {
+    let rig = Rig::start(true).await?;
+    // Now (to the millisecond): the rig waited for the seed's value, so Prometheus has data
+    // up to here (its first scrape may be less than a second old). Then fully in the past.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let at = Duration::from_millis(now.as_millis() as u64);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for query in [
+        SEED_QUERY,
+        SEED_MULTI_SERIES_QUERY,
+        "sum(websocket_active_connection_count)",
+    ] {
+        let mut request = rig.amp_query(query);
+        request.time = Some(prost_types::Timestamp {
+            seconds: at.as_secs() as i64,
+            nanos: at.subsec_nanos() as i32,
+        });
+        let answer = rig.query(request).await?;
+        let reported = answer
+            .samples_processed
+            .with_context(|| format!("{query}: no samples reported\n{}", rig.logs()))?;
+        let own = rig
+            .prometheus
+            .samples_processed(query, at.as_secs_f64())
+            .await?;
+        assert!(own > 0, "{query}: Prometheus processed nothing");
+        assert_eq!(reported, own, "{query}");
+    }
+    Ok(())
+}

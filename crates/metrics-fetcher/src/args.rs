@@ -94,6 +94,12 @@ pub struct FetcherArgs {
     #[arg(long, env = "PROMSCALER_UPSTREAM_MAX_QUEUE_WAIT", default_value = "30s", value_parser = parse_duration)]
     pub upstream_max_queue_wait: Duration,
 
+    /// Ask instant queries for their statistics (`stats=all`), so each answer reports the
+    /// samples it processed (what AMP bills). Turn off for an upstream that rejects the
+    /// parameter.
+    #[arg(long, env = "PROMSCALER_QUERY_STATS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub query_stats: bool,
+
     /// Largest QueryBatch.
     #[arg(long, env = "PROMSCALER_MAX_BATCH", default_value_t = 1000)]
     pub max_batch: usize,
@@ -133,6 +139,7 @@ impl FetcherArgs {
         Ok(Config {
             upstream: UpstreamConfig {
                 budget: self.budget()?,
+                query_stats: self.query_stats,
                 max_body_bytes: self.max_response_bytes,
                 per_server_concurrency: self.per_server_concurrency,
                 allow_link_local: self.allow_link_local,

@@ -52,6 +52,7 @@ impl MetricsFetcherService for FetcherService {
             Err(err) => QueryOutcome {
                 result: Err(err),
                 from_cache: false,
+                samples: None,
             }
             .into(),
         };
@@ -88,12 +89,14 @@ impl MetricsFetcherService for FetcherService {
                         QueryOutcome {
                             result: Err(Error::Internal("missing batch result".into())),
                             from_cache: false,
+                            samples: None,
                         }
                         .into()
                     }),
                 Err(err) => QueryOutcome {
                     result: Err(err),
                     from_cache: false,
+                    samples: None,
                 }
                 .into(),
             })
@@ -415,6 +418,7 @@ impl From<QueryOutcome> for pb::QueryResponse {
                 Err(e) => R::Error(e.into()),
             }),
             from_cache: o.from_cache,
+            samples_processed: o.samples,
         }
     }
 }

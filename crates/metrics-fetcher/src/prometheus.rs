@@ -42,6 +42,8 @@ pub struct UpstreamConfig {
     pub max_retry_after: Duration,
     /// Requests per second per server address (`--upstream-qps`); `None` = unlimited.
     pub budget: Option<Budget>,
+    /// Ask instant queries for their statistics (`stats=all`) to report samples processed.
+    pub query_stats: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -54,6 +56,7 @@ impl Default for UpstreamConfig {
             allow_link_local: false,
             max_retry_after: Duration::from_secs(5 * 60),
             budget: None,
+            query_stats: true,
         }
     }
 }
@@ -149,6 +152,9 @@ pub struct Answer {
     pub data: QueryData,
     /// How many series the server returned (a scalar or string counts as one).
     pub series_count: usize,
+    /// Samples the server processed for it (`stats=all`: `totalQueryableSamples`), when it
+    /// reported them.
+    pub samples: Option<u64>,
 }
 
 impl From<QueryData> for Answer {
@@ -156,6 +162,7 @@ impl From<QueryData> for Answer {
         Self {
             series_count: data.series_count(),
             data,
+            samples: None,
         }
     }
 }
@@ -365,6 +372,23 @@ struct Data<'a> {
     /// whole answer (a 7 MB answer of 90k series would otherwise take hundreds of MB).
     #[serde(borrow)]
     result: &'a serde_json::value::RawValue,
+    /// Query statistics, when asked for (`stats=all`); only the samples are read.
+    #[serde(default)]
+    stats: Option<Stats>,
+}
+
+/// `data.stats` of a Prometheus answer (Prometheus ≥ 2.35 and AMP with `stats=all`).
+#[derive(Deserialize)]
+struct Stats {
+    #[serde(default)]
+    samples: Option<SampleStats>,
+}
+
+#[derive(Deserialize)]
+struct SampleStats {
+    /// Samples loaded from storage to evaluate the query: what AMP bills as samples processed.
+    #[serde(rename = "totalQueryableSamples", default)]
+    total_queryable_samples: Option<u64>,
 }
 
 /// The first [`MAX_KEPT_SERIES`] series of a result and how many there are; the rest are only
@@ -533,6 +557,7 @@ pub fn interpret(
         Ok(Answer {
             data: QueryData::Vector(kept),
             series_count: wire.total,
+            samples: None,
         })
     };
     let sample = |raw: &serde_json::value::RawValue| -> Result<RawSample, Error> {
@@ -540,14 +565,15 @@ pub fn interpret(
             serde_json::from_str(raw.get()).map_err(|e| malformed(&e.to_string()))?;
         Ok(RawSample { at, value })
     };
-    match data.result_type.as_str() {
+    let samples = data.stats.and_then(|s| s.samples?.total_queryable_samples);
+    let answer = match data.result_type.as_str() {
         "vector" => series(data.result),
         "matrix" => series(data.result).map(|a| Answer {
             data: match a.data {
                 QueryData::Vector(s) => QueryData::Matrix(s),
                 other => other,
             },
-            series_count: a.series_count,
+            ..a
         }),
         "scalar" => Ok(QueryData::Scalar(sample(data.result)?).into()),
         "string" => Ok(QueryData::String(sample(data.result)?).into()),
@@ -555,7 +581,8 @@ pub fn interpret(
             "unknown resultType {:?}",
             truncate(other, 32)
         ))),
-    }
+    };
+    answer.map(|a| Answer { samples, ..a })
 }
 
 fn is_timeout(envelope: Option<&Envelope<'_>>) -> bool {
@@ -823,6 +850,9 @@ impl Upstream {
         let mut params = vec![("query", query.to_owned())];
         if let Some(t) = time {
             params.push(("time", format_time(t)));
+        }
+        if self.config.query_stats {
+            params.push(("stats", "all".to_owned()));
         }
         self.execute(source, "/api/v1/query", &params).await
     }
