@@ -84,6 +84,27 @@ async fn seed_scenario_scales_2_to_3_records_an_event_and_reports_ready_active()
             "{series} in\n{metrics}"
         );
     }
+    // What the queries cost upstream, as Prometheus reported it (`stats=all`): per PromScaler
+    // on the leader's /metrics and in GetScaler.
+    let samples = sample(
+        &metrics,
+        &format!("promscaler_actuator_scaler_upstream_samples_total{{{scaler}}}"),
+    );
+    assert!(samples.is_some_and(|n| n > 0.0), "{metrics}");
+    let mut client = ActuatorServiceClient::new(system.actuators[0].channel()?);
+    let reference = ScalerRef {
+        namespace: NS.into(),
+        name: SCALER.into(),
+    };
+    let status = client.get_scaler(reference).await?.into_inner();
+    let last = status
+        .samples_last_interval
+        .context("GetScaler reports no samples")?;
+    assert!(last > 0, "{status:?}");
+    assert!(status.samples_total >= last, "{status:?}");
+    // At the seed's 1 s polling interval, an hour is 3,600 evaluations.
+    assert_eq!(status.samples_per_hour, Some(last as f64 * 3600.0));
+
     // The decision service counted the Decide calls, among them the one that scaled up.
     let metrics = system.decision.metrics_text().await?;
     let ok = sample(

@@ -47,6 +47,8 @@ struct Rig {
     gateway: AmpGateway,
     fetcher: ServiceProcess,
     client: MetricsFetcherServiceClient<Channel>,
+    /// The fetcher's environment (IRSA), for another fetcher on the same rig.
+    env: Vec<(String, String)>,
     _token_dir: tempfile::TempDir,
     _permit: tokio::sync::SemaphorePermit<'static>,
 }
@@ -57,8 +59,8 @@ impl Rig {
         Self::start_with(sts_up, &[]).await
     }
 
-    /// [`Rig::start`] with extra fetcher flags.
-    async fn start_with(sts_up: bool, extra_args: &[String]) -> Result<Self> {
+    /// The rig with extra fetcher flags.
+    async fn start_with(sts_up: bool, fetcher_args: &[&str]) -> Result<Self> {
         let permit = bounded("a rig slot", Duration::from_secs(300), RIGS.acquire()).await??;
         let python = test_python()?;
         let target = ScrapeTarget::sample_app(&PODS).await?;
@@ -104,15 +106,7 @@ impl Rig {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let mut args = vec!["--log-level=info,promscaler_metrics_fetcher=debug".to_owned()];
-        args.extend_from_slice(extra_args);
-        let fetcher = ServiceProcess::start("promscaler-metrics-fetcher", &args, &env).await?;
-        let channel = bounded(
-            "gRPC connect",
-            Duration::from_secs(10),
-            tonic::transport::Endpoint::from_shared(fetcher.grpc_url())?.connect(),
-        )
-        .await??;
+        let (fetcher, client) = start_fetcher(&env, fetcher_args).await?;
         // Data is in once Prometheus itself answers the seed query with the expected value.
         prometheus
             .wait_for_value(SEED_QUERY, EXPECTED, Duration::from_secs(30))
@@ -124,7 +118,8 @@ impl Rig {
             sts_wire,
             gateway,
             fetcher,
-            client: MetricsFetcherServiceClient::new(channel),
+            client,
+            env,
             _token_dir: token_dir,
             _permit: permit,
         })
@@ -234,6 +229,23 @@ impl Drop for StsRecorder {
     }
 }
 
+/// A fetcher process with the rig's environment and `extra` flags, and a client of it.
+async fn start_fetcher(
+    env: &[(String, String)],
+    extra: &[&str],
+) -> Result<(ServiceProcess, MetricsFetcherServiceClient<Channel>)> {
+    let mut args = vec!["--log-level=info,promscaler_metrics_fetcher=debug".to_owned()];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let fetcher = ServiceProcess::start("promscaler-metrics-fetcher", &args, env).await?;
+    let channel = bounded(
+        "gRPC connect",
+        Duration::from_secs(10),
+        tonic::transport::Endpoint::from_shared(fetcher.grpc_url())?.connect(),
+    )
+    .await??;
+    Ok((fetcher, MetricsFetcherServiceClient::new(channel)))
+}
+
 fn secs(s: i64) -> prost_types::Duration {
     prost_types::Duration {
         seconds: s,
@@ -337,11 +349,8 @@ async fn a_namespace_cannot_borrow_another_namespaces_role_and_sessions_carry_it
             ws = promscaler_sandbox::gateway::WORKSPACE_ID
         ),
     )?;
-    let rig = Rig::start_with(
-        true,
-        &[format!("--namespace-policy-file={}", policy.display())],
-    )
-    .await?;
+    let policy_flag = format!("--namespace-policy-file={}", policy.display());
+    let rig = Rig::start_with(true, &[policy_flag.as_str()]).await?;
     let claim = |namespace: &str, role: &str, query: &str| {
         let mut req = rig.amp_query(query);
         req.caller = Some(pb::ScalerRef {
@@ -611,5 +620,108 @@ async fn seed_per_pod_query_is_multiple_series() -> Result<()> {
     assert_eq!(kind, QueryErrorKind::MultipleSeries, "{message}");
     assert!(message.contains(r#"pod="sample-app-0""#), "{message}");
     assert!(message.contains("sum(...)"), "{message}");
+    Ok(())
+}
+
+/// Sends `n` distinct queries (`SEED_QUERY + i`) to `client` as `batches` concurrent
+/// QueryBatch calls, all at once, and returns every answer.
+async fn herd(
+    rig: &Rig,
+    client: &MetricsFetcherServiceClient<Channel>,
+    n: usize,
+    batches: usize,
+) -> Result<Vec<pb::QueryResponse>> {
+    let per_batch = n / batches;
+    let calls = (0..batches).map(|b| {
+        let mut client = client.clone();
+        let queries = (0..per_batch)
+            .map(|i| rig.amp_query(&format!("{SEED_QUERY} + {}", b * per_batch + i)))
+            .collect();
+        async move { client.query_batch(pb::QueryBatchRequest { queries }).await }
+    });
+    let answers = bounded(
+        "the herd",
+        Duration::from_secs(120),
+        futures::future::join_all(calls),
+    )
+    .await?;
+    let mut results = Vec::with_capacity(n);
+    for a in answers {
+        results.extend(a?.into_inner().results);
+    }
+    Ok(results)
+}
+
+/// AMP answers 429 above a workspace's query rate. With `--upstream-qps` below it, a herd of
+/// 240 distinct queries at once is spread over the budget: every query is answered and the
+/// gateway throttles none. The same herd through a fetcher without a budget is throttled, so
+/// the limit is real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_spreads_a_herd_under_amps_rate_limit_and_nothing_is_throttled() -> Result<()> {
+    let rig = Rig::start_with(true, &["--upstream-qps=20"]).await?;
+    // Credentials first: the herd is about pacing only.
+    value(&rig.query(rig.amp_query(SEED_QUERY)).await?).with_context(|| rig.logs())?;
+    rig.gateway.set_rate_limit(25.0).await?;
+
+    let results = herd(&rig, &rig.client, 240, 4).await?;
+    for (i, r) in results.iter().enumerate() {
+        let got = value(r).with_context(|| format!("query {i}\n{}", rig.logs()))?;
+        assert_eq!(got, EXPECTED + i as f64);
+    }
+    let stats = rig.gateway.stats().await?;
+    assert_eq!(stats.throttled, 0, "{stats:?}");
+    assert_eq!(stats.forwarded, 241, "{stats:?}");
+    let metrics = rig.fetcher.metrics_text().await?;
+    let waited = metrics
+        .lines()
+        .find(|l| l.starts_with("promscaler_fetcher_upstream_queue_wait_seconds_count"))
+        .with_context(|| format!("no queue wait metric:\n{metrics}"))?;
+    let count: f64 = waited.rsplit(' ').next().unwrap_or("0").parse()?;
+    // The burst (20) goes at once; the rest waited for a token.
+    assert!(count >= 200.0, "{waited}");
+
+    // The control: no budget, same herd, same limit.
+    let (_unpaced, client) = start_fetcher(&rig.env, &[]).await?;
+    let results = herd(&rig, &client, 240, 4).await?;
+    let throttled = results
+        .iter()
+        .filter(|r| matches!(error(r), Ok((QueryErrorKind::Throttled, _))))
+        .count();
+    assert!(throttled > 0, "the gateway's limit never bit");
+    assert!(rig.gateway.stats().await?.throttled > 0);
+    Ok(())
+}
+
+/// The samples the fetcher reports for a query through AMP are the ones Prometheus itself
+/// reports processing for the same query at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_processed_are_prometheus_own_statistics() -> Result<()> {
+    let rig = Rig::start(true).await?;
+    // Now (to the millisecond): the rig waited for the seed's value, so Prometheus has data
+    // up to here (its first scrape may be less than a second old). Then fully in the past.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let at = Duration::from_millis(now.as_millis() as u64);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for query in [
+        SEED_QUERY,
+        SEED_MULTI_SERIES_QUERY,
+        "sum(websocket_active_connection_count)",
+    ] {
+        let mut request = rig.amp_query(query);
+        request.time = Some(prost_types::Timestamp {
+            seconds: at.as_secs() as i64,
+            nanos: at.subsec_nanos() as i32,
+        });
+        let answer = rig.query(request).await?;
+        let reported = answer
+            .samples_processed
+            .with_context(|| format!("{query}: no samples reported\n{}", rig.logs()))?;
+        let own = rig
+            .prometheus
+            .samples_processed(query, at.as_secs_f64())
+            .await?;
+        assert!(own > 0, "{query}: Prometheus processed nothing");
+        assert_eq!(reported, own, "{query}");
+    }
     Ok(())
 }

@@ -108,6 +108,15 @@ impl ActuatorGrpc {
                     .collect()
             })
             .unwrap_or_default();
+        let samples_last_interval = last_decision.as_ref().and_then(|e| e.samples_processed);
+        let samples_per_hour = samples_last_interval.map(|samples| {
+            let polling = scaler
+                .spec
+                .polling_interval
+                .unwrap_or(promscaler_api::DEFAULT_POLLING_INTERVAL_SECONDS)
+                .max(1);
+            samples as f64 * 3600.0 / f64::from(polling)
+        });
         ScalerStatus {
             r#ref: Some(ScalerRef {
                 namespace: key.namespace.to_string(),
@@ -148,6 +157,9 @@ impl ActuatorGrpc {
             last_scale_time: status.last_scale_time.as_ref().map(status::from_time),
             // The decision's own parser: `paused: "1"` is paused here as it is there.
             paused: promscaler_api::is_paused(scaler.annotations()),
+            samples_last_interval,
+            samples_per_hour,
+            samples_total: self.views.samples_total(&key),
             last_decision,
         }
     }

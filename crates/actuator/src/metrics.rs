@@ -10,7 +10,7 @@ use prometheus_client::{
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
     metrics::{
         MetricType,
-        counter::Counter,
+        counter::{ConstCounter, Counter},
         family::Family,
         gauge::{ConstGauge, Gauge},
         histogram::Histogram,
@@ -218,6 +218,17 @@ impl<L: EncodeLabelSet> Series<L> {
         }
         Ok(())
     }
+
+    /// Encodes the points as a counter (`<name>_total`).
+    fn encode_counter(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut family =
+            encoder.encode_descriptor(self.name, self.help, None, MetricType::Counter)?;
+        for (labels, value) in &self.points {
+            // Whole samples: exact as an integer counter.
+            ConstCounter::new(*value as u64).encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 /// What the scrape needs of one PromScaler's last decision: a few numbers, not the decision.
@@ -226,6 +237,7 @@ struct Row {
     failed: bool,
     desired: Option<i32>,
     triggers: Vec<(String, Option<f64>, bool, i32)>,
+    samples_total: u64,
 }
 
 impl Collector for ScalerCollector {
@@ -234,7 +246,7 @@ impl Collector for ScalerCollector {
             return Ok(());
         }
         let mut rows: Vec<Row> = Vec::new();
-        self.views.for_each_last_event(|key, event| {
+        self.views.for_each_last_event(|key, event, samples_total| {
             let failed = !event.error.is_empty();
             let (desired, triggers) = match event.decision {
                 Some(decision) => (
@@ -252,6 +264,7 @@ impl Collector for ScalerCollector {
                 failed,
                 desired,
                 triggers,
+                samples_total,
             });
         });
         rows.sort_by(|a, b| a.key.cmp(&b.key));
@@ -276,12 +289,17 @@ impl Collector for ScalerCollector {
             "scaler_error",
             "1 when the last evaluation could not decide (peer, API or spec error), else 0",
         );
+        let mut samples = Series::<ScalerLabels<'_>>::new(
+            "scaler_upstream_samples",
+            "Samples the upstream (Prometheus, AMP) processed for the PromScaler's queries, as it reported them: what AMP bills",
+        );
         for row in &rows {
             let scaler = [
                 ("namespace", &*row.key.namespace),
                 ("promscaler", &*row.key.name),
             ];
             error.points.push((scaler, f64::from(u8::from(row.failed))));
+            samples.points.push((scaler, row.samples_total as f64));
             if let Some(replicas) = row.desired {
                 desired.points.push((scaler, f64::from(replicas)));
             }
@@ -304,6 +322,7 @@ impl Collector for ScalerCollector {
         active.encode(&mut encoder)?;
         failures.encode(&mut encoder)?;
         desired.encode(&mut encoder)?;
+        samples.encode_counter(&mut encoder)?;
         error.encode(&mut encoder)
     }
 }
@@ -394,5 +413,37 @@ mod tests {
         leading_tx.send_replace(false);
         let text = scrape(&registry);
         assert!(!text.contains("promscaler_actuator_scaler_"), "{text}");
+    }
+
+    #[test]
+    fn upstream_samples_add_up_per_promscaler_as_a_counter() {
+        let views = Arc::new(Views::default());
+        let key = ScalerKey {
+            namespace: "team-a".into(),
+            name: "checkout".into(),
+        };
+        for samples in [Some(1200), None, Some(34)] {
+            let mut event = DecisionEvent {
+                samples_processed: samples,
+                decision: Some(pb::DecideResponse::default()),
+                ..DecisionEvent::default()
+            };
+            views.update(&key, |v| v.set_last_event(&mut event));
+        }
+        assert_eq!(views.samples_total(&key), 1234);
+        let (_leading_tx, leading) = watch::channel(true);
+        let mut registry = Registry::with_prefix("promscaler");
+        ScalerCollector::register(&mut registry, views, leading);
+        let text = scrape(&registry);
+        assert!(
+            text.contains("# TYPE promscaler_actuator_scaler_upstream_samples counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"promscaler_actuator_scaler_upstream_samples_total{namespace="team-a",promscaler="checkout"} 1234"#
+            ),
+            "{text}"
+        );
     }
 }

@@ -39,6 +39,9 @@ pub struct ScalerView {
     /// The status as last written by this replica, until the watch cache holds that write;
     /// `None` = the cached object's status is the one to build on.
     pub last_status: Option<Box<WrittenStatus>>,
+    /// Upstream samples its queries processed since this record was created (the sum of every
+    /// recorded event's `samples_processed`).
+    samples_total: u64,
 }
 
 impl ScalerView {
@@ -59,11 +62,19 @@ impl ScalerView {
     /// just carried ([`Self::set_state`]), and keeping it twice was a fifth of this record.
     /// [`Self::last_event`] puts the carried state back.
     pub fn set_last_event(&mut self, event: &mut DecisionEvent) {
+        self.samples_total = self
+            .samples_total
+            .saturating_add(event.samples_processed.unwrap_or(0));
         let state = event.decision.as_mut().and_then(|d| d.state.take());
         encode_into(&mut self.last_event, event);
         if let Some(decision) = event.decision.as_mut() {
             decision.state = state;
         }
+    }
+
+    /// Upstream samples processed by this PromScaler's queries so far.
+    pub fn samples_total(&self) -> u64 {
+        self.samples_total
     }
 
     /// The last decision, its `decision.state` being the state carried to the next tick (none
@@ -185,16 +196,21 @@ impl Views {
 
     /// Calls `visit` with each PromScaler's last decision (without its decision state), under
     /// the read lock: for the scrape-time metrics, which read every record once.
-    pub fn for_each_last_event(&self, mut visit: impl FnMut(&ScalerKey, DecisionEvent)) {
+    pub fn for_each_last_event(&self, mut visit: impl FnMut(&ScalerKey, DecisionEvent, u64)) {
         for (key, view) in self.read().iter() {
             if let Some(event) = view
                 .last_event
                 .as_deref()
                 .and_then(|bytes| DecisionEvent::decode(bytes).ok())
             {
-                visit(key, event);
+                visit(key, event, view.samples_total);
             }
         }
+    }
+
+    /// Upstream samples processed by `key`'s queries so far (0 when unknown).
+    pub fn samples_total(&self, key: &ScalerKey) -> u64 {
+        self.with(key, |view| view.map_or(0, ScalerView::samples_total))
     }
 
     /// The last decision of every PromScaler.

@@ -6,7 +6,7 @@ use promscaler_runtime::args::parse_duration;
 
 use crate::Error;
 use crate::clients::Clients;
-use crate::commands::{check, decide, import_keda, simulate, status, validate, watch};
+use crate::commands::{check, cost, decide, import_keda, simulate, status, validate, watch};
 use crate::output::Format;
 
 /// promscalerctl: check queries, explain and replay decisions, import KEDA ScaledObjects and
@@ -97,6 +97,8 @@ pub enum Command {
     Watch(watch::Args),
     /// Validates PromScaler manifests offline, with the actuator's parser.
     Validate(validate::Args),
+    /// What each PromScaler's queries cost upstream (samples processed, and money).
+    Cost(cost::Args),
 }
 
 /// What commands get besides their own flags.
@@ -129,6 +131,7 @@ impl Cli {
             Command::Status(a) => status::run(a, &cx).await,
             Command::Watch(a) => watch::run(a, &cx).await,
             Command::Validate(a) => validate::run(a, &cx),
+            Command::Cost(a) => cost::run(a, &cx).await,
         }
     }
 }

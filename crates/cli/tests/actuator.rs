@@ -72,6 +72,7 @@ fn seed_event(secs: i64, value: f64, replicas: i32) -> DecisionEvent {
         scaled: decision.desired_replicas != replicas.spec,
         decision: Some(decision),
         error: String::new(),
+        samples_processed: Some(1200),
     }
 }
 
@@ -90,6 +91,7 @@ fn events() -> Vec<DecisionEvent> {
             scaled: false,
             error: "cannot reach the metrics-fetcher: connection refused; keeping 4 replicas"
                 .into(),
+            samples_processed: None,
         },
         seed_event(60, 140.0, 3),
     ]
@@ -122,6 +124,9 @@ fn scalers() -> Vec<ScalerStatus> {
             last_scale_time: at(0),
             paused: false,
             leader: String::new(),
+            samples_last_interval: Some(1200),
+            samples_per_hour: Some(144_000.0),
+            samples_total: 50_000,
         },
         ScalerStatus {
             r#ref: scaler_ref("shop", "checkout"),
@@ -146,6 +151,9 @@ fn scalers() -> Vec<ScalerStatus> {
             last_scale_time: None,
             paused: true,
             leader: String::new(),
+            samples_last_interval: None,
+            samples_per_hour: None,
+            samples_total: 0,
         },
     ]
 }
@@ -272,6 +280,7 @@ async fn status_of_one_scaler_shows_conditions_values_and_the_last_explanation()
         "LAST VALUES       trigger-0=140",
         "LAST SCALE        2026-11-29T00:00:00Z",
         "AUTHENTICATIONS   sample-app-ta",
+        "QUERY SAMPLES     1200 last interval, 144000 per hour, 50000 in all",
         "LAST DECISION   2026-11-29T00:00:00Z  default/sample-app-prometheus-scaler  replicas 2 -> 3 (scaled)  trigger-0=140",
         "EXPLANATION",
     ] {
@@ -303,6 +312,41 @@ async fn status_of_one_scaler_shows_conditions_values_and_the_last_explanation()
             "error: the actuator at {url} does not know PromScaler default/nope; list them with `promscalerctl status`, or pass -n NAMESPACE\n"
         )
     );
+}
+
+#[tokio::test]
+async fn cost_sorts_the_fleet_by_samples_per_hour_and_prices_them() {
+    let url = serve().await;
+    let run = ctl_async(args(&url, &["cost"])).await.ok();
+    // 144,000 samples/hour × 730 hours / 1e9 × $0.10 = $0.010512 per month.
+    assert_eq!(
+        run.stdout,
+        "\
+NAMESPACE   NAME                           SAMPLES/INTERVAL   SAMPLES/HOUR   COST/MONTH
+default     sample-app-prometheus-scaler   1,200              144,000        0.01
+shop        checkout                       -                  -              -
+
+Total: 144,000 samples/hour, 0.01 per month at 0.1 per billion samples (1 PromScaler(s) without a figure yet: not evaluated, or the upstream does not report samples)
+"
+    );
+    let run = ctl_async(args(
+        &url,
+        &["-o", "json", "cost", "--price-per-billion-samples", "2"],
+    ))
+    .await
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["scalers"][0]["name"], "sample-app-prometheus-scaler");
+    let monthly = v["total_cost_per_month"].as_f64().unwrap();
+    assert!(
+        (monthly - 144_000.0 / 1e9 * 2.0 * 730.0).abs() < 1e-12,
+        "{monthly}"
+    );
+    assert_eq!(v["unknown"], 1);
+    let run = ctl_async(args(&url, &["cost", "--price-per-billion-samples=-3"]))
+        .await
+        .expect_code(2);
+    assert!(run.stderr.contains("non-negative"), "{}", run.stderr);
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use promscaler_runtime::{ServerArgs, Service};
 
 use crate::aws::{CredentialStore, env_region};
 use crate::metrics::Metrics;
+use crate::pacing::Budget;
 use crate::policy::{HostPattern, NamespacePolicy, Policy};
 use crate::prometheus::UpstreamConfig;
 use crate::{Config, Fetcher, FetcherService, SERVICE};
@@ -95,6 +96,29 @@ pub struct FetcherArgs {
     #[arg(long, env = "PROMSCALER_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub cache_max_bytes: usize,
 
+    /// Upstream requests per second per server address (for AMP: per workspace), e.g. "40".
+    /// Requests above the budget queue in arrival order instead of failing. Unset = unlimited.
+    /// AMP answers 429 above its per-workspace query rate: set this below it.
+    #[arg(long, env = "PROMSCALER_UPSTREAM_QPS")]
+    pub upstream_qps: Option<f64>,
+
+    /// Requests per server that may go at once after a quiet period (needs --upstream-qps).
+    /// Unset = the whole second's budget (--upstream-qps rounded up).
+    #[arg(long, env = "PROMSCALER_UPSTREAM_BURST", requires = "upstream_qps")]
+    pub upstream_burst: Option<u32>,
+
+    /// Longest a request may expect to queue for its server's budget, e.g. "30s"; a request
+    /// behind a longer queue is refused at once (THROTTLED, naming the queue). Callers that
+    /// give up earlier (a gRPC deadline) leave the queue.
+    #[arg(long, env = "PROMSCALER_UPSTREAM_MAX_QUEUE_WAIT", default_value = "30s", value_parser = parse_duration)]
+    pub upstream_max_queue_wait: Duration,
+
+    /// Ask instant queries for their statistics (`stats=all`), so each answer reports the
+    /// samples it processed (what AMP bills). Turn off for an upstream that rejects the
+    /// parameter.
+    #[arg(long, env = "PROMSCALER_QUERY_STATS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub query_stats: bool,
+
     /// Largest QueryBatch.
     #[arg(long, env = "PROMSCALER_MAX_BATCH", default_value_t = 1000)]
     pub max_batch: usize,
@@ -123,10 +147,26 @@ impl FetcherArgs {
         })
     }
 
+    /// The per-server budget these flags describe, or an error naming the flag to fix.
+    pub fn budget(&self) -> Result<Option<Budget>, String> {
+        let Some(qps) = self.upstream_qps else {
+            return Ok(None);
+        };
+        // The default burst is one second's worth (at least 1).
+        let burst = match self.upstream_burst {
+            Some(b) => b,
+            None if qps.is_finite() && qps > 0.0 => qps.ceil().min(f64::from(u32::MAX)) as u32,
+            None => 1,
+        };
+        Budget::new(qps, burst, self.upstream_max_queue_wait).map(Some)
+    }
+
     /// The fetcher settings these flags describe.
-    pub fn config(&self) -> Config {
-        Config {
+    pub fn config(&self) -> Result<Config, String> {
+        Ok(Config {
             upstream: UpstreamConfig {
+                budget: self.budget()?,
+                query_stats: self.query_stats,
                 max_body_bytes: self.max_response_bytes,
                 per_server_concurrency: self.per_server_concurrency,
                 allow_link_local: self.allow_link_local,
@@ -138,7 +178,7 @@ impl FetcherArgs {
             max_query_timeout: self.max_query_timeout,
             cache_max_bytes: self.cache_max_bytes,
             ..Config::default()
-        }
+        })
     }
 }
 
@@ -154,12 +194,11 @@ impl Args {
             CredentialStore::new(env_region(), metrics.clone())
                 .with_session_tags(self.fetcher.sts_session_tags),
         );
-        let fetcher = Arc::new(Fetcher::new(
-            self.fetcher.config(),
-            policy,
-            credentials,
-            metrics,
-        ));
+        let config = self.fetcher.config().map_err(anyhow::Error::msg)?;
+        if let Some(b) = config.upstream.budget {
+            tracing::info!(qps = b.qps, burst = b.burst, max_queue_wait = ?b.max_wait, "upstream budget per server");
+        }
+        let fetcher = Arc::new(Fetcher::new(config, policy, credentials, metrics));
         let bound = service.bind().await?;
         let routes =
             tonic::service::Routes::new(FetcherService::new(fetcher.clone()).into_server());
@@ -204,7 +243,56 @@ mod tests {
         let policy = args.fetcher.policy().unwrap();
         assert!(policy.allowed_servers.is_empty());
         assert_eq!(policy.operator_identity_namespaces, None);
-        assert_eq!(args.fetcher.config().max_batch, 1000);
+        assert_eq!(args.fetcher.config().unwrap().max_batch, 1000);
+        assert_eq!(args.fetcher.budget(), Ok(None), "no budget: unlimited");
+    }
+
+    #[test]
+    fn the_upstream_budget_defaults_its_burst_to_one_seconds_worth() {
+        let args =
+            Args::try_parse_from(["promscaler-metrics-fetcher", "--upstream-qps=12.5"]).unwrap();
+        let budget = args.fetcher.budget().unwrap().unwrap();
+        assert_eq!((budget.qps, budget.burst), (12.5, 13));
+        assert_eq!(budget.max_wait, Duration::from_secs(30));
+        let args = Args::try_parse_from([
+            "promscaler-metrics-fetcher",
+            "--upstream-qps=40",
+            "--upstream-burst=5",
+            "--upstream-max-queue-wait=2m",
+        ])
+        .unwrap();
+        let budget = args.fetcher.budget().unwrap().unwrap();
+        assert_eq!((budget.qps, budget.burst), (40.0, 5));
+        assert_eq!(budget.max_wait, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn a_bad_upstream_budget_names_the_flag() {
+        for bad in [
+            "--upstream-qps=0",
+            "--upstream-qps=-3",
+            "--upstream-qps=NaN",
+        ] {
+            let args = Args::try_parse_from(["promscaler-metrics-fetcher", bad]).unwrap();
+            let err = args.fetcher.config().unwrap_err();
+            assert!(err.contains("--upstream-qps"), "{bad}: {err}");
+        }
+        let args = Args::try_parse_from([
+            "promscaler-metrics-fetcher",
+            "--upstream-qps=1",
+            "--upstream-burst=0",
+        ])
+        .unwrap();
+        assert!(
+            args.fetcher
+                .config()
+                .unwrap_err()
+                .contains("--upstream-burst")
+        );
+        // A burst alone means nothing: clap refuses it.
+        let err =
+            Args::try_parse_from(["promscaler-metrics-fetcher", "--upstream-burst=3"]).unwrap_err();
+        assert!(err.to_string().contains("--upstream-qps"), "{err}");
     }
 
     #[test]

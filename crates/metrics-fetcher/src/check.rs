@@ -129,6 +129,7 @@ fn advice_for_failure(err: &Error) -> String {
         Error::InvalidArgument { .. }
         | Error::BatchTooLarge { .. }
         | Error::Throttled { .. }
+        | Error::QueueFull { .. }
         | Error::UnusableResult { .. }
         | Error::EmptyResult
         | Error::MultipleSeries { .. }

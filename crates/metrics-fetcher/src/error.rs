@@ -77,6 +77,27 @@ pub enum Error {
         /// The server's `Retry-After`, when given.
         retry_after: Option<Duration>,
     },
+    /// The fetcher's own budget for a server (`--upstream-qps`) has a queue longer than
+    /// `--upstream-max-queue-wait`: refused at once instead of queued.
+    #[error(
+        "the fetcher's budget for {server} (--upstream-qps {qps}) already has {waiting} \
+         requests waiting, about {} of queue, more than --upstream-max-queue-wait {}; raise \
+         the budget or spread the PromScalers' polling",
+        humantime::format_duration(*.expected_wait),
+        humantime::format_duration(*.max_wait)
+    )]
+    QueueFull {
+        /// The server address whose budget is exhausted.
+        server: String,
+        /// The budget, requests per second.
+        qps: f64,
+        /// Requests already waiting.
+        waiting: usize,
+        /// How long this one would have waited.
+        expected_wait: Duration,
+        /// `--upstream-max-queue-wait`.
+        max_wait: Duration,
+    },
     /// Credentials for the upstream could not be obtained: nothing is sent unsigned.
     #[error("no AWS credentials for {identity}: {cause}")]
     Credentials {
@@ -197,7 +218,7 @@ impl Error {
             Self::DeniedByPolicy { .. } => QueryErrorKind::DeniedByPolicy,
             Self::Unreachable { .. } => QueryErrorKind::Unreachable,
             Self::Timeout { .. } | Self::UpstreamTimeout { .. } => QueryErrorKind::Timeout,
-            Self::Throttled { .. } => QueryErrorKind::Throttled,
+            Self::Throttled { .. } | Self::QueueFull { .. } => QueryErrorKind::Throttled,
             Self::Credentials { .. } | Self::Signing { .. } | Self::Unauthorized { .. } => {
                 QueryErrorKind::Unauthenticated
             }
@@ -224,6 +245,7 @@ impl Error {
             | Self::DeniedByPolicy { .. }
             | Self::Unreachable { .. }
             | Self::Timeout { .. }
+            | Self::QueueFull { .. }
             | Self::Credentials { .. }
             | Self::Signing { .. }
             | Self::UnusableResult { .. }
@@ -415,6 +437,7 @@ impl Error {
             e @ (Self::BatchTooLarge { .. }
             | Self::Timeout { .. }
             | Self::Throttled { .. }
+            | Self::QueueFull { .. }
             | Self::EmptyResult) => e,
         }
     }

@@ -54,6 +54,9 @@ pub struct QueryOutcome {
     pub result: Result<Value, Error>,
     /// Served from a cached result.
     pub from_cache: bool,
+    /// Samples the upstream processed for this caller: the server's figure for the caller
+    /// whose request it was, 0 for a cached or coalesced answer, `None` when unknown.
+    pub samples: Option<u64>,
 }
 
 /// Queries Prometheus-compatible servers for the gRPC service.
@@ -115,6 +118,11 @@ impl Fetcher {
     #[tracing::instrument(skip_all, fields(namespace = %q.caller.namespace, name = %q.caller.name, server = %q.source.host))]
     pub async fn query(&self, q: &InstantQuery) -> QueryOutcome {
         let (data, served) = self.instant_data(q).await;
+        let samples = match (&data, served) {
+            (Ok(answer), Served::Upstream) => answer.samples,
+            (Ok(_), Served::Coalesced | Served::Cache) => Some(0),
+            (Err(_), _) => None,
+        };
         let result = data.and_then(|d| reduce_instant(&d, q.ignore_null_values));
         let served_label = match served {
             Served::Upstream => "upstream",
@@ -126,6 +134,7 @@ impl Fetcher {
         QueryOutcome {
             result,
             from_cache: served == Served::Cache,
+            samples,
         }
     }
 
@@ -305,5 +314,35 @@ mod tests {
             .query(&query(server.addr, "fast", Duration::from_secs(10)))
             .await;
         assert_eq!(fast.result.unwrap().value, 140.0);
+    }
+
+    /// The server's samples go to the caller whose request it was; a cached answer costs
+    /// nothing; a server that does not report them leaves the figure unknown.
+    #[tokio::test]
+    async fn samples_processed_are_the_servers_for_its_request_and_zero_from_the_cache() {
+        const WITH_STATS: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"140"]}],"stats":{"timings":{"evalTotalTime":0.001},"samples":{"totalQueryableSamples":4242,"peakSamples":12}}}}"#;
+        let server = serve(|req: http::Request<hyper::body::Incoming>| async move {
+            let asked = req.uri().query().unwrap_or_default().contains("stats=all");
+            let body = if asked { WITH_STATS } else { ONE };
+            http::Response::new(Full::new(Bytes::from_static(body.as_bytes())))
+        })
+        .await;
+        let f = fetcher(Config::default());
+        let mut q = query(server.addr, "sum(up)", Duration::from_secs(5));
+        q.max_age = Duration::from_secs(60);
+        let first = f.query(&q).await;
+        assert_eq!(first.result.unwrap().value, 140.0);
+        assert_eq!(first.samples, Some(4242));
+        let cached = f.query(&q).await;
+        assert!(cached.from_cache);
+        assert_eq!(cached.samples, Some(0));
+
+        let mut config = Config::default();
+        config.upstream.query_stats = false;
+        let unknown = fetcher(config)
+            .query(&query(server.addr, "sum(up)", Duration::from_secs(5)))
+            .await;
+        assert_eq!(unknown.result.unwrap().value, 140.0);
+        assert_eq!(unknown.samples, None, "not asked, not reported");
     }
 }

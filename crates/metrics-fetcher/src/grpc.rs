@@ -52,6 +52,7 @@ impl MetricsFetcherService for FetcherService {
             Err(err) => QueryOutcome {
                 result: Err(err),
                 from_cache: false,
+                samples: None,
             }
             .into(),
         };
@@ -88,12 +89,14 @@ impl MetricsFetcherService for FetcherService {
                         QueryOutcome {
                             result: Err(Error::Internal("missing batch result".into())),
                             from_cache: false,
+                            samples: None,
                         }
                         .into()
                     }),
                 Err(err) => QueryOutcome {
                     result: Err(err),
                     from_cache: false,
+                    samples: None,
                 }
                 .into(),
             })
@@ -422,6 +425,7 @@ impl From<QueryOutcome> for pb::QueryResponse {
                 Err(e) => R::Error(e.into()),
             }),
             from_cache: o.from_cache,
+            samples_processed: o.samples,
         }
     }
 }
@@ -464,7 +468,9 @@ impl From<Error> for tonic::Status {
             Error::Timeout { .. } | Error::UpstreamTimeout { .. } => {
                 tonic::Status::deadline_exceeded(message)
             }
-            Error::Throttled { .. } => tonic::Status::resource_exhausted(message),
+            Error::Throttled { .. } | Error::QueueFull { .. } => {
+                tonic::Status::resource_exhausted(message)
+            }
             Error::Unreachable { .. } | Error::Upstream { .. } => {
                 tonic::Status::unavailable(message)
             }

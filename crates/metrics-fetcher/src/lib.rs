@@ -19,6 +19,7 @@ mod error;
 pub mod fetcher;
 pub mod grpc;
 pub mod metrics;
+pub mod pacing;
 pub mod policy;
 pub mod prometheus;
 pub mod sigv4;

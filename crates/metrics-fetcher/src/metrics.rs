@@ -37,6 +37,8 @@ pub struct Metrics {
     credential_refreshes: Family<Labels, Counter>,
     credential_failures: Family<Labels, Counter>,
     policy_denials: Counter,
+    queue_wait: Family<Labels, Histogram, fn() -> Histogram>,
+    queue_refusals: Family<Labels, Counter>,
     servers: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -51,6 +53,8 @@ impl Default for Metrics {
             credential_refreshes: Family::default(),
             credential_failures: Family::default(),
             policy_denials: Counter::default(),
+            queue_wait: Family::new_with_constructor(new_histogram),
+            queue_refusals: Family::default(),
             servers: Arc::new(Mutex::new(HashSet::new())),
         }
     }
@@ -107,6 +111,17 @@ impl Metrics {
             "policy_denials",
             "Queries denied by --allowed-servers or --operator-identity-namespaces",
             self.policy_denials.clone(),
+        );
+        r.register_with_unit(
+            "upstream_queue_wait",
+            "Time upstream requests waited for their server's budget (--upstream-qps), by server host; only requests that waited",
+            Unit::Seconds,
+            self.queue_wait.clone(),
+        );
+        r.register(
+            "upstream_queue_refusals",
+            "Requests refused because their server's budget queue was longer than --upstream-max-queue-wait, by server host",
+            self.queue_refusals.clone(),
         );
     }
 
@@ -173,6 +188,20 @@ impl Metrics {
     pub fn credential_failure(&self, kind: &'static str) {
         self.credential_failures
             .get_or_create(&vec![("identity", kind.to_owned())])
+            .inc();
+    }
+
+    /// A request that waited `waited` for its server's budget.
+    pub fn queued(&self, server: &str, waited: Duration) {
+        self.queue_wait
+            .get_or_create(&vec![("server", server.to_owned())])
+            .observe(waited.as_secs_f64());
+    }
+
+    /// A request refused because its server's budget queue was too long.
+    pub fn queue_refused(&self, server: &str) {
+        self.queue_refusals
+            .get_or_create(&vec![("server", server.to_owned())])
             .inc();
     }
 

@@ -24,6 +24,7 @@ use crate::auth::ClientCache;
 use crate::aws::CredentialStore;
 use crate::error::{Redactor, error_chain, quote};
 use crate::metrics::Metrics;
+use crate::pacing::{Budget, Pacer};
 use crate::source::{Auth, Source};
 
 /// Settings of the upstream client.
@@ -39,6 +40,10 @@ pub struct UpstreamConfig {
     pub allow_link_local: bool,
     /// Longest `Retry-After` honoured; a server asking for more is asked again after this.
     pub max_retry_after: Duration,
+    /// Requests per second per server address (`--upstream-qps`); `None` = unlimited.
+    pub budget: Option<Budget>,
+    /// Ask instant queries for their statistics (`stats=all`) to report samples processed.
+    pub query_stats: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -50,6 +55,8 @@ impl Default for UpstreamConfig {
             per_server_concurrency: 16,
             allow_link_local: false,
             max_retry_after: Duration::from_secs(5 * 60),
+            budget: None,
+            query_stats: true,
         }
     }
 }
@@ -145,6 +152,9 @@ pub struct Answer {
     pub data: QueryData,
     /// How many series the server returned (a scalar or string counts as one).
     pub series_count: usize,
+    /// Samples the server processed for it (`stats=all`: `totalQueryableSamples`), when it
+    /// reported them.
+    pub samples: Option<u64>,
 }
 
 impl From<QueryData> for Answer {
@@ -152,6 +162,7 @@ impl From<QueryData> for Answer {
         Self {
             series_count: data.series_count(),
             data,
+            samples: None,
         }
     }
 }
@@ -361,6 +372,23 @@ struct Data<'a> {
     /// whole answer (a 7 MB answer of 90k series would otherwise take hundreds of MB).
     #[serde(borrow)]
     result: &'a serde_json::value::RawValue,
+    /// Query statistics, when asked for (`stats=all`); only the samples are read.
+    #[serde(default)]
+    stats: Option<Stats>,
+}
+
+/// `data.stats` of a Prometheus answer (Prometheus ≥ 2.35 and AMP with `stats=all`).
+#[derive(Deserialize)]
+struct Stats {
+    #[serde(default)]
+    samples: Option<SampleStats>,
+}
+
+#[derive(Deserialize)]
+struct SampleStats {
+    /// Samples loaded from storage to evaluate the query: what AMP bills as samples processed.
+    #[serde(rename = "totalQueryableSamples", default)]
+    total_queryable_samples: Option<u64>,
 }
 
 /// The first [`MAX_KEPT_SERIES`] series of a result and how many there are; the rest are only
@@ -529,6 +557,7 @@ pub fn interpret(
         Ok(Answer {
             data: QueryData::Vector(kept),
             series_count: wire.total,
+            samples: None,
         })
     };
     let sample = |raw: &serde_json::value::RawValue| -> Result<RawSample, Error> {
@@ -536,14 +565,15 @@ pub fn interpret(
             serde_json::from_str(raw.get()).map_err(|e| malformed(&e.to_string()))?;
         Ok(RawSample { at, value })
     };
-    match data.result_type.as_str() {
+    let samples = data.stats.and_then(|s| s.samples?.total_queryable_samples);
+    let answer = match data.result_type.as_str() {
         "vector" => series(data.result),
         "matrix" => series(data.result).map(|a| Answer {
             data: match a.data {
                 QueryData::Vector(s) => QueryData::Matrix(s),
                 other => other,
             },
-            series_count: a.series_count,
+            ..a
         }),
         "scalar" => Ok(QueryData::Scalar(sample(data.result)?).into()),
         "string" => Ok(QueryData::String(sample(data.result)?).into()),
@@ -551,7 +581,8 @@ pub fn interpret(
             "unknown resultType {:?}",
             truncate(other, 32)
         ))),
-    }
+    };
+    answer.map(|a| Answer { samples, ..a })
 }
 
 fn is_timeout(envelope: Option<&Envelope<'_>>) -> bool {
@@ -783,6 +814,8 @@ pub struct Upstream {
     credentials: Arc<CredentialStore>,
     metrics: Metrics,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The request budget per server address (`--upstream-qps`).
+    pacer: Pacer,
     /// Sources that were asked to wait (Retry-After), until when; keyed by a digest of the whole
     /// source (URL with path, tenant headers, parameters, credentials identity — secrets only
     /// hashed), so one tenant's 429 does not silence another on the same host.
@@ -798,6 +831,7 @@ impl Upstream {
     ) -> Self {
         Self {
             clients: ClientCache::new(config.allow_link_local),
+            pacer: Pacer::new(config.budget),
             config,
             credentials,
             metrics,
@@ -816,6 +850,9 @@ impl Upstream {
         let mut params = vec![("query", query.to_owned())];
         if let Some(t) = time {
             params.push(("time", format_time(t)));
+        }
+        if self.config.query_stats {
+            params.push(("stats", "all".to_owned()));
         }
         self.execute(source, "/api/v1/query", &params).await
     }
@@ -845,6 +882,9 @@ impl Upstream {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<Answer, Error> {
+        // Queueing for the budget is the fetcher's own wait, not the server's latency: it is
+        // measured apart and is not part of the request's timeout.
+        self.wait_for_budget(source).await?;
         let started = Instant::now();
         let mut redactor = redactor_for(source);
         let result = self
@@ -917,6 +957,32 @@ impl Upstream {
         result
     }
 
+    /// Waits for the server's budget (outside the request timeout: queueing is ours, not the
+    /// server's; a caller that stops waiting leaves the queue).
+    async fn wait_for_budget(&self, source: &Source) -> Result<(), Error> {
+        let server = source.base.as_str();
+        match self.pacer.acquire(server).await {
+            Ok(waited) => {
+                if !waited.is_zero() {
+                    self.metrics
+                        .queued(&self.metrics.host_label(&source.host), waited);
+                }
+                Ok(())
+            }
+            Err(full) => {
+                self.metrics
+                    .queue_refused(&self.metrics.host_label(&source.host));
+                Err(Error::QueueFull {
+                    server: server.to_owned(),
+                    qps: full.budget.qps,
+                    waiting: full.waiting,
+                    expected_wait: full.expected_wait,
+                    max_wait: full.budget.max_wait,
+                })
+            }
+        }
+    }
+
     async fn send(
         &self,
         client: crate::auth::HttpClient,
@@ -982,8 +1048,14 @@ impl Upstream {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, until| *until > now);
+        self.pacer.prune_idle();
         self.clients.prune_idle(idle);
         self.credentials.prune_idle(idle);
+    }
+
+    /// Requests waiting for the budget of `source`'s server (tests).
+    pub fn queued(&self, source: &Source) -> usize {
+        self.pacer.waiting(source.base.as_str())
     }
 
     /// Entries of the per-host and throttling maps (tests).

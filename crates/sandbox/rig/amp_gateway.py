@@ -13,6 +13,10 @@ Gateway-only paths (never forwarded, never signed):
                                    "signed_by": {role ARN: forwarded requests signed with
                                    credentials moto issued for that role}}
   POST /-/gateway/delay?seconds=S delay every forwarded request by S seconds (slow upstream)
+  POST /-/gateway/limit?rps=N     answer 429 ThrottlingException, as AMP does above a
+                                  workspace's query rate, to signed requests beyond N per second
+                                  (a token bucket holding one second's worth); 0 = no limit.
+                                  Throttled requests count as "throttled" in the stats.
   GET  /-/gateway/ready           200 once serving
 
 Usage: amp_gateway.py --port P --upstream http://127.0.0.1:9090 --moto http://127.0.0.1:5000
@@ -51,6 +55,24 @@ class State:
         self.delay = 0.0
         self.secrets = {}
         self.signed_by = {}
+        self.throttled = 0
+        self.rps = 0.0
+        self.tokens = 0.0
+        self.refilled = time.monotonic()
+
+    def admit(self):
+        """Whether one more request fits the rate limit (always, without one)."""
+        with self.lock:
+            if self.rps <= 0:
+                return True
+            now = time.monotonic()
+            self.tokens = min(self.rps, self.tokens + (now - self.refilled) * self.rps)
+            self.refilled = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return True
+            self.throttled += 1
+            return False
 
     def secret_for(self, akid):
         """(secret, token, role ARN) moto issued for akid, refreshing from moto on a miss."""
@@ -113,6 +135,9 @@ def make_handler(state):
             problem = self.verify(method, body)
             if problem:
                 return self.reject(*problem)
+            if not state.admit():
+                return self.reply(429, json.dumps({"message": "Rate exceeded"}),
+                                  extra={"x-amzn-ErrorType": "ThrottlingException"})
             self.forward(method, m.group("rest"), parsed.query, body)
 
         def gateway_api(self, method, parsed):
@@ -123,6 +148,7 @@ def make_handler(state):
                         "rejected": state.rejected,
                         "last_rejection": state.last_rejection,
                         "signed_by": dict(state.signed_by),
+                        "throttled": state.throttled,
                     }
                 return self.reply(200, json.dumps(stats))
             if parsed.path == "/-/gateway/delay" and method == "POST":
@@ -130,6 +156,13 @@ def make_handler(state):
                 with state.lock:
                     state.delay = seconds
                 return self.reply(200, json.dumps({"delay": seconds}))
+            if parsed.path == "/-/gateway/limit" and method == "POST":
+                rps = float(urllib.parse.parse_qs(parsed.query).get("rps", ["0"])[0])
+                with state.lock:
+                    state.rps = rps
+                    state.tokens = rps
+                    state.refilled = time.monotonic()
+                return self.reply(200, json.dumps({"rps": rps}))
             if parsed.path == "/-/gateway/ready":
                 return self.reply(200, "ready", "text/plain")
             return self.reply(404, json.dumps({"message": "Not Found"}))

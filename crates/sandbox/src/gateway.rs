@@ -28,6 +28,9 @@ pub struct GatewayStats {
     /// Valid requests per role ARN whose credentials (issued by moto's STS) signed them.
     #[serde(default)]
     pub signed_by: std::collections::BTreeMap<String, u64>,
+    /// Signed requests answered 429 because they exceeded the rate limit.
+    #[serde(default)]
+    pub throttled: u64,
 }
 
 /// A running gateway, killed on drop.
@@ -92,6 +95,17 @@ impl AmpGateway {
         let (status, body) = http(self.addr, "POST", &path, "").await?;
         if status != 200 {
             bail!("gateway delay answered {status}: {body}");
+        }
+        Ok(())
+    }
+
+    /// Answers 429 ThrottlingException, as AMP does, to requests beyond `rps` per second (a
+    /// bucket of one second's worth); 0 lifts the limit.
+    pub async fn set_rate_limit(&self, rps: f64) -> Result<()> {
+        let path = format!("/-/gateway/limit?rps={rps}");
+        let (status, body) = http(self.addr, "POST", &path, "").await?;
+        if status != 200 {
+            bail!("gateway limit answered {status}: {body}");
         }
         Ok(())
     }

@@ -151,6 +151,20 @@ impl Prometheus {
         Ok(text)
     }
 
+    /// The samples Prometheus itself reports processing for `query` evaluated at `at` (Unix
+    /// seconds): its `stats=all` answer's `totalQueryableSamples`.
+    pub async fn samples_processed(&self, query: &str, at: f64) -> Result<u64> {
+        let body = format!("query={}&time={at}&stats=all", form_encode(query));
+        let (status, text) = http(self.addr, "POST", "/api/v1/query", &body).await?;
+        if status != 200 {
+            bail!("prometheus answered {status}: {text}");
+        }
+        let json: serde_json::Value = serde_json::from_str(&text)?;
+        json.pointer("/data/stats/samples/totalQueryableSamples")
+            .and_then(serde_json::Value::as_u64)
+            .with_context(|| format!("no samples statistics in {text}"))
+    }
+
     /// Waits until `query` directly returns a one-element result equal to `expected`.
     pub async fn wait_for_value(
         &self,

@@ -236,7 +236,8 @@ async fn decide_and_act(
             &at,
         )
     });
-    let observations = query(ctx, &evaluated, replicas.spec).await?;
+    let (observations, samples) = query(ctx, &evaluated, replicas.spec).await?;
+    event.samples_processed = samples;
     let request = DecideRequest {
         policy: Some(evaluated.policy.clone()),
         replicas: Some(replicas),
@@ -269,11 +270,12 @@ async fn decide_and_act(
 }
 
 /// Queries every trigger in one batch; a missing result is an in-band error of its trigger.
+/// Also returns the upstream samples the queries processed, when any answer reported them.
 async fn query(
     ctx: &Context,
     evaluated: &Evaluated,
     current: i32,
-) -> Result<Vec<Observation>, TickError> {
+) -> Result<(Vec<Observation>, Option<u64>), TickError> {
     let batch = QueryBatchRequest {
         queries: evaluated.queries.clone(),
     };
@@ -281,7 +283,11 @@ async fn query(
     let results = call_peer(ctx, Peer::Fetcher, client.query_batch(batch), current)
         .await?
         .results;
-    Ok(evaluated
+    let samples = results
+        .iter()
+        .filter_map(|r| r.samples_processed)
+        .reduce(u64::saturating_add);
+    let observations = evaluated
         .trigger_names
         .iter()
         .zip(results.into_iter().map(Some).chain(std::iter::repeat(None)))
@@ -299,7 +305,8 @@ async fn query(
                 }),
             }),
         })
-        .collect())
+        .collect();
+    Ok((observations, samples))
 }
 
 /// Applies the decision to `/scale` when it differs from `current`, with an Event; returns

@@ -43,6 +43,12 @@ struct ScalerView {
     last_values: BTreeMap<String, f64>,
     last_scale_time: String,
     conditions: Vec<ConditionView>,
+    /// Upstream samples the last evaluation's queries processed.
+    samples_last_interval: Option<u64>,
+    /// That, per hour at the polling interval.
+    samples_per_hour: Option<f64>,
+    /// Upstream samples processed since the actuator started leading.
+    samples_total: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_decision: Option<EventView>,
 }
@@ -76,6 +82,9 @@ impl From<&ScalerStatus> for ScalerView {
             last_values: s.last_values.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             last_scale_time: time(s.last_scale_time.as_ref()),
             conditions: s.conditions.iter().map(ConditionView::from).collect(),
+            samples_last_interval: s.samples_last_interval,
+            samples_per_hour: s.samples_per_hour,
+            samples_total: s.samples_total,
             last_decision: s.last_decision.as_ref().map(EventView::from),
         }
     }
@@ -163,6 +172,17 @@ impl Render for ScalerView {
                     "never".into()
                 } else {
                     self.last_scale_time.clone()
+                },
+            ),
+            (
+                "QUERY SAMPLES",
+                match (self.samples_last_interval, self.samples_per_hour) {
+                    (Some(n), Some(h)) => format!(
+                        "{n} last interval, {} per hour, {} in all (`promscalerctl cost` prices them)",
+                        number(h.round()),
+                        self.samples_total
+                    ),
+                    _ => "unknown (not evaluated yet, or the upstream does not report them)".into(),
                 },
             ),
             (

@@ -665,3 +665,85 @@ fn large_answers_keep_a_bounded_summary_and_their_count() {
     assert!(one.approx_bytes() < 1024, "{}", one.approx_bytes());
     assert_eq!(reduce_instant(&one, false).unwrap().value, 7.0);
 }
+
+/// A budget of 20 requests/s with a burst of 2 and a timeout of 200 ms: 10 requests at once
+/// all succeed, because the ~400 ms some of them queue is the fetcher's wait and not the
+/// server's, and the server never sees more than the budget allows.
+#[tokio::test]
+async fn a_budget_queues_a_herd_outside_the_timeout_and_paces_the_server() {
+    let arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let seen = arrivals.clone();
+    let server = serve(move |_req| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(Instant::now());
+            ok_body(vector(&[("a", "7")]))
+        }
+    })
+    .await;
+    let budget = Budget::new(20.0, 2, Duration::from_secs(30)).unwrap();
+    let up = Arc::new(Upstream::new(
+        UpstreamConfig {
+            budget: Some(budget),
+            ..UpstreamConfig::default()
+        },
+        Arc::new(CredentialStore::new(None, Metrics::default())),
+        Metrics::default(),
+    ));
+    let mut s = source(&format!("http://{}", server.addr));
+    s.timeout = Duration::from_millis(200);
+    let calls: Vec<_> = (0..10)
+        .map(|i| {
+            let (up, s) = (up.clone(), s.clone());
+            tokio::spawn(async move { up.instant(&s, &format!("up + {i}"), None).await })
+        })
+        .collect();
+    for call in calls {
+        let data = call.await.unwrap().expect("queued, not timed out");
+        assert_eq!(reduce_instant(&data, false).unwrap().value, 7.0);
+    }
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 10);
+    // Token bucket: any window of length w holds at most burst + w·qps arrivals. Checked on the
+    // span from the first to the last arrival (a lower bound, whatever the machine's speed).
+    let span = *arrivals.iter().max().unwrap() - *arrivals.iter().min().unwrap();
+    let allowed = 2.0 + span.as_secs_f64() * 20.0;
+    assert!(
+        10.0 <= allowed + 1e-9,
+        "10 requests arrived within {span:?}: more than the budget allows"
+    );
+}
+
+#[tokio::test]
+async fn a_queue_over_the_longest_wait_is_refused_at_once_and_says_why() {
+    let server = serve(|_req| async { ok_body(vector(&[("a", "7")])) }).await;
+    let budget = Budget::new(1.0, 1, Duration::from_secs(2)).unwrap();
+    let up = Arc::new(Upstream::new(
+        UpstreamConfig {
+            budget: Some(budget),
+            ..UpstreamConfig::default()
+        },
+        Arc::new(CredentialStore::new(None, Metrics::default())),
+        Metrics::default(),
+    ));
+    let s = source(&format!("http://{}", server.addr));
+    // One takes the token, then three queue (1 s, 2 s, 3 s away): a fourth would wait 3 s > 2 s.
+    up.instant(&s, "up", None).await.unwrap();
+    let queued: Vec<_> = (0..3)
+        .map(|i| {
+            let (up, s) = (up.clone(), s.clone());
+            tokio::spawn(async move { up.instant(&s, &format!("up + {i}"), None).await })
+        })
+        .collect();
+    while up.queued(&s) < 3 {
+        tokio::task::yield_now().await;
+    }
+    let err = up.instant(&s, "up + 9", None).await.unwrap_err();
+    assert_eq!(err.kind(), QueryErrorKind::Throttled);
+    let text = err.to_string();
+    assert!(text.contains("--upstream-qps 1"), "{text}");
+    assert!(text.contains("--upstream-max-queue-wait 2s"), "{text}");
+    for q in queued {
+        q.abort();
+    }
+}

@@ -58,6 +58,7 @@ impl MetricsFetcherService for Fetcher {
                     timestamp: None,
                 })),
                 from_cache: false,
+                samples_processed: Some(60),
             })
             .collect();
         Ok(Response::new(QueryBatchResponse { results }))
