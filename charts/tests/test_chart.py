@@ -63,6 +63,10 @@ FLAGS = {
         "--namespace-policy-file",
         "--allow-link-local",
         "--sts-session-tags",
+        "--query-stats",
+        "--upstream-qps",
+        "--upstream-burst",
+        "--upstream-max-queue-wait",
         "--allowed-client-identities",
         "--per-server-concurrency",
         "--max-response-bytes",
@@ -799,6 +803,9 @@ def binaries_accept_the_chart_args() -> None:
             if key in checked:
                 continue
             checked.add(key)
+            if scenario == "irsa" and component_of(d) == "metrics-fetcher":
+                for flag in ("--upstream-qps=40", "--upstream-burst=20", "--upstream-max-queue-wait=30s", "--query-stats=true"):
+                    require(flag in c["args"], f"irsa: {flag} not in {c['args']}")
             proc = subprocess.run([str(binary), *c["args"], "--help"], capture_output=True, text=True, timeout=30, env=env)
             require(
                 proc.returncode == 0 and "Usage" in proc.stdout,

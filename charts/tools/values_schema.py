@@ -270,6 +270,22 @@ FETCHER = component(
         "acceptOpenPolicy": b("Install an open policy with IRSA anyway."),
         "allowLinkLocal": b("--allow-link-local."),
         "stsSessionTags": b("--sts-session-tags: tag assumed roles' sessions with the namespace."),
+        "queryStats": b("--query-stats: ask for the samples each query processed (cost)."),
+        "upstreamBudget": obj(
+            {
+                "qps": {
+                    "description": "--upstream-qps: requests per second per server address; null = unlimited.",
+                    "type": ["number", "null"],
+                    "exclusiveMinimum": 0,
+                },
+                "burst": {
+                    "description": "--upstream-burst; null = one second's worth.",
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                },
+                "maxQueueWait": DURATION,
+            }
+        ),
         "limits": obj(
             {
                 "perServerConcurrency": i("--per-server-concurrency", minimum=1),
