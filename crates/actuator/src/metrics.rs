@@ -236,9 +236,14 @@ struct Row {
     key: ScalerKey,
     failed: bool,
     desired: Option<i32>,
-    triggers: Vec<(String, Option<f64>, bool, i32)>,
+    /// Name, value, active, consecutive failures, target.
+    triggers: Vec<(String, Option<f64>, bool, i32, f64)>,
     samples_total: u64,
+    /// Type, status, reason of each condition the last evaluation reported.
+    conditions: Vec<(String, String, String)>,
 }
+
+type ConditionLabels<'a> = [(&'static str, &'a str); 5];
 
 impl Collector for ScalerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -248,23 +253,34 @@ impl Collector for ScalerCollector {
         let mut rows: Vec<Row> = Vec::new();
         self.views.for_each_last_event(|key, event, samples_total| {
             let failed = !event.error.is_empty();
-            let (desired, triggers) = match event.decision {
+            let (desired, triggers, mut conditions) = match event.decision {
                 Some(decision) => (
                     Some(decision.desired_replicas),
                     decision
                         .triggers
                         .into_iter()
-                        .map(|t| (t.name, t.value, t.active, t.consecutive_failures))
+                        .map(|t| (t.name, t.value, t.active, t.consecutive_failures, t.target))
+                        .collect(),
+                    decision
+                        .conditions
+                        .into_iter()
+                        .map(|c| (c.r#type, c.status, c.reason))
                         .collect(),
                 ),
-                None => (None, Vec::new()),
+                None => (None, Vec::new(), Vec::new()),
             };
+            // A tick that failed before deciding was reported as Ready=False with its reason.
+            if failed && !event.error_reason.is_empty() {
+                conditions.retain(|(kind, _, _)| kind != "Ready");
+                conditions.push(("Ready".into(), "False".into(), event.error_reason));
+            }
             rows.push(Row {
                 key: key.clone(),
                 failed,
                 desired,
                 triggers,
                 samples_total,
+                conditions,
             });
         });
         rows.sort_by(|a, b| a.key.cmp(&b.key));
@@ -289,6 +305,14 @@ impl Collector for ScalerCollector {
             "scaler_error",
             "1 when the last evaluation could not decide (peer, API or spec error), else 0",
         );
+        let mut target = Series::<TriggerLabels<'_>>::new(
+            "scaler_metric_target",
+            "Each trigger's target (threshold) as the last decision compared it, per pod for AverageValue",
+        );
+        let mut condition = Series::<ConditionLabels<'_>>::new(
+            "scaler_condition",
+            "1 for each condition the last evaluation reported, labelled with its type, status and reason (KEDA's and the HPA's)",
+        );
         let mut samples = Series::<ScalerLabels<'_>>::new(
             "scaler_upstream_samples",
             "Samples the upstream (Prometheus, AMP) processed for the PromScaler's queries, as it reported them: what AMP bills",
@@ -303,7 +327,17 @@ impl Collector for ScalerCollector {
             if let Some(replicas) = row.desired {
                 desired.points.push((scaler, f64::from(replicas)));
             }
-            for (name, v, is_active, failed) in &row.triggers {
+            for (kind, status, reason) in &row.conditions {
+                let labels = [
+                    ("namespace", &*row.key.namespace),
+                    ("promscaler", &*row.key.name),
+                    ("type", kind.as_str()),
+                    ("status", status.as_str()),
+                    ("reason", reason.as_str()),
+                ];
+                condition.points.push((labels, 1.0));
+            }
+            for (name, v, is_active, failed, goal) in &row.triggers {
                 let labels = [
                     ("namespace", &*row.key.namespace),
                     ("promscaler", &*row.key.name),
@@ -316,12 +350,17 @@ impl Collector for ScalerCollector {
                     .points
                     .push((labels, f64::from(u8::from(*is_active))));
                 failures.points.push((labels, f64::from(*failed)));
+                if *goal > 0.0 {
+                    target.points.push((labels, *goal));
+                }
             }
         }
         value.encode(&mut encoder)?;
         active.encode(&mut encoder)?;
         failures.encode(&mut encoder)?;
+        target.encode(&mut encoder)?;
         desired.encode(&mut encoder)?;
+        condition.encode(&mut encoder)?;
         samples.encode_counter(&mut encoder)?;
         error.encode(&mut encoder)
     }
@@ -358,6 +397,7 @@ mod tests {
                         name: "rps".into(),
                         value: Some(140.0),
                         active: true,
+                        target: 50.0,
                         ..Default::default()
                     },
                     pb::TriggerOutcome {
@@ -367,6 +407,12 @@ mod tests {
                         ..Default::default()
                     },
                 ],
+                conditions: vec![pb::Condition {
+                    r#type: "Ready".into(),
+                    status: "True".into(),
+                    reason: "ScaledObjectReady".into(),
+                    message: "ScaledObject is defined correctly and is ready for scaling".into(),
+                }],
                 ..Default::default()
             }),
             ..DecisionEvent::default()
@@ -378,6 +424,7 @@ mod tests {
         };
         let mut failure = DecisionEvent {
             error: "metrics-fetcher failed: unavailable; holding 2 replicas".into(),
+            error_reason: "MetricsFetcherUnavailable".into(),
             ..DecisionEvent::default()
         };
         views.update(&failed, |v| v.set_last_event(&mut failure));
@@ -397,6 +444,12 @@ mod tests {
             format!(r#"promscaler_actuator_scaler_desired_replicas{{{scaler}}} 3.0"#),
             format!(r#"promscaler_actuator_scaler_error{{{scaler}}} 0.0"#),
             r#"promscaler_actuator_scaler_error{namespace="team-a",promscaler="broken"} 1.0"#
+                .to_owned(),
+            format!(r#"promscaler_actuator_scaler_metric_target{{{scaler},trigger="rps"}} 50.0"#),
+            format!(
+                r#"promscaler_actuator_scaler_condition{{{scaler},type="Ready",status="True",reason="ScaledObjectReady"}} 1.0"#
+            ),
+            r#"promscaler_actuator_scaler_condition{namespace="team-a",promscaler="broken",type="Ready",status="False",reason="MetricsFetcherUnavailable"} 1.0"#
                 .to_owned(),
         ] {
             assert!(text.contains(&line), "missing {line} in\n{text}");

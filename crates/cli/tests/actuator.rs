@@ -73,6 +73,7 @@ fn seed_event(secs: i64, value: f64, replicas: i32) -> DecisionEvent {
         decision: Some(decision),
         error: String::new(),
         samples_processed: Some(1200),
+        error_reason: String::new(),
     }
 }
 
@@ -92,6 +93,7 @@ fn events() -> Vec<DecisionEvent> {
             error: "cannot reach the metrics-fetcher: connection refused; keeping 4 replicas"
                 .into(),
             samples_processed: None,
+            error_reason: "MetricsFetcherUnavailable".into(),
         },
         seed_event(60, 140.0, 3),
     ]

@@ -83,7 +83,19 @@ pub fn decide(req: &DecideRequest, clock: SystemTime) -> Result<DecideResponse, 
         None => convert::system_time(clock),
     };
     let decision = core::decide(&policy, &tick, state, now)?;
-    Ok(convert::decision_to_wire(decision))
+    let mut response = convert::decision_to_wire(decision);
+    // Each outcome says what its value was compared with (dashboards plot both).
+    let wire_policy = req
+        .policy
+        .as_ref()
+        .map(|p| &p.triggers[..])
+        .unwrap_or_default();
+    for outcome in &mut response.triggers {
+        if let Some(trigger) = wire_policy.iter().find(|t| t.name == outcome.name) {
+            outcome.target = trigger.target;
+        }
+    }
+    Ok(response)
 }
 
 /// Replays a policy over a series of observations, through the same code path as [`decide`].
@@ -177,5 +189,22 @@ impl DecisionService for DecisionGrpc {
                 Err(e.into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_trigger_outcome_carries_its_target() {
+        let request = promscaler_proto::examples::decide_request();
+        let response = decide(&request, SystemTime::UNIX_EPOCH).unwrap();
+        let targets: Vec<(&str, f64)> = response
+            .triggers
+            .iter()
+            .map(|t| (t.name.as_str(), t.target))
+            .collect();
+        assert_eq!(targets, vec![("rps", 50.0), ("queue", 10.0)]);
     }
 }

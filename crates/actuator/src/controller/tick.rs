@@ -183,6 +183,7 @@ async fn evaluate(ctx: &Context, key: &ScalerKey, scaler: &PromScaler) -> (TickO
         Err(error) => {
             let metric = error.outcome();
             event.error = error.to_string();
+            event.error_reason = error.reason().unwrap_or_default().to_owned();
             if let Some(reason) = error.reason() {
                 let failure = Failure {
                     reason,

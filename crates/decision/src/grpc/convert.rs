@@ -454,6 +454,8 @@ pub(crate) fn decision_to_wire(d: core::Decision) -> v1::DecideResponse {
                 stale: t.stale,
                 fallback: t.fallback,
                 consecutive_failures: t.consecutive_failures,
+                // Filled from the wire policy by the caller (the domain outcome has no target).
+                target: 0.0,
             })
             .collect(),
     }
