@@ -738,6 +738,59 @@ def notes_of(rendered: dict) -> str:
     return next(v for k, v in rendered.items() if k == "promscaler/templates/NOTES.txt")
 
 
+def monitoring_renders_on_and_off() -> None:
+    """Issue 18: the dashboard ConfigMap and the PrometheusRule are off by default; on, the
+    ConfigMap carries files/dashboard.json under the sidecar's label, and the PrometheusRule
+    carries files/alerts.yaml with the `for` overrides, the disabled alerts left out, extra
+    labels and a runbook_url per alert that docs/operations.md has a section for."""
+    import json
+
+    def monitoring(docs: list[dict]) -> tuple[list[dict], list[dict]]:
+        maps = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+        return maps, by_kind(docs, "PrometheusRule")
+
+    maps, rules = monitoring(documents(render(CHART, {})))
+    require(not maps and not rules, "monitoring is off by default")
+    values = {
+        "monitoring": {
+            "dashboard": {"enabled": True, "annotations": {"grafana_folder": "platform"}},
+            "prometheusRule": {
+                "enabled": True,
+                "labels": {"release": "kube-prometheus-stack"},
+                "additionalLabels": {"team": "platform"},
+                "for": {"PromScalerNotReady": "10m"},
+                "disabled": ["PromScalerAtMaxReplicas"],
+            },
+        }
+    }
+    (cm,), (rule,) = monitoring(documents(render(CHART, values)))
+    require(cm["metadata"]["labels"].get("grafana_dashboard") == "1", f"dashboard labels {cm['metadata']['labels']}")
+    require(cm["metadata"].get("annotations") == {"grafana_folder": "platform"}, "dashboard annotations")
+    shipped = json.loads(cm["data"]["promscaler.json"])
+    require(shipped == json.loads((CHART / "files/dashboard.json").read_text()), "the ConfigMap is files/dashboard.json")
+    require(rule["metadata"]["labels"].get("release") == "kube-prometheus-stack", "PrometheusRule labels")
+    source = yaml.safe_load((CHART / "files/alerts.yaml").read_text())
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    expected = {r["alert"] for g in source["groups"] for r in g["rules"]} - {"PromScalerAtMaxReplicas"}
+    require(set(alerts) == expected, f"alerts {sorted(alerts)}")
+    require(alerts["PromScalerNotReady"]["for"] == "10m", "the for override")
+    require(alerts["PromScalerInFallback"]["for"] == "5m", "the file's for")
+    operations = (ROOT / "docs/operations.md").read_text()
+    for name, r in alerts.items():
+        require(r["labels"].get("team") == "platform" and "severity" in r["labels"], f"{name} labels {r['labels']}")
+        url = r["annotations"].get("runbook_url", "")
+        require(url.endswith(f"/docs/operations.md#{name.lower()}"), f"{name} runbook_url {url}")
+        require(f"\n### {name}\n" in operations, f"docs/operations.md has no '### {name}' runbook section")
+    # Every panel query names only promscaler's own metrics (which exist is proven against a
+    # real Prometheus by integration-tests/tests/observability.rs).
+    for panel in shipped["panels"]:
+        for target in panel.get("targets", []):
+            bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\bby \([^)]*\)", " ", target["expr"])
+            names = set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*", bare)) - {"sum", "rate", "topk", "histogram_quantile", "max"}
+            foreign = [n for n in names if not n.startswith("promscaler_")]
+            require(not foreign, f"panel {panel['title']!r} queries {foreign}")
+
+
 def open_policy_with_irsa_fails_unless_accepted() -> None:
     """Issue 17 item 7: with IRSA (the flag or the role-arn annotation), an open fetcher policy
     fails the render naming the values to set; acceptOpenPolicy installs it, and NOTES.txt
@@ -1090,6 +1143,7 @@ GROUPS: dict[str, list[Callable[[], None]]] = {
         *(chart_scenario(s) for s in SCENARIOS),
         schema_rejects_typos,
         schemas_are_generated,
+        monitoring_renders_on_and_off,
         shared_templates_are_one_library_chart,
         charts_lint_alone,
         subcharts_render_alone,

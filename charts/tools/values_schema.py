@@ -353,6 +353,28 @@ UMBRELLA = {
     **obj(
         {
             "global": GLOBAL,
+            "monitoring": obj(
+                {
+                    "dashboard": obj(
+                        {
+                            "enabled": b("Ship the Grafana dashboard ConfigMap."),
+                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "namespace": s("Namespace of the ConfigMap; empty = the release's."),
+                        }
+                    ),
+                    "prometheusRule": obj(
+                        {
+                            "enabled": b("Ship the alerts as a PrometheusRule."),
+                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "additionalLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "for": {"type": "object", "additionalProperties": DURATION},
+                            "disabled": {"type": "array", "items": {"type": "string"}},
+                            "runbookBaseUrl": s("Base of every alert's runbook_url."),
+                        }
+                    ),
+                }
+            ),
             # The subcharts validate their own sections with their own schemas.
             "metrics-fetcher": {"type": "object"},
             "decision": {"type": "object"},

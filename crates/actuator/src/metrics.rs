@@ -236,6 +236,8 @@ struct Row {
     key: ScalerKey,
     failed: bool,
     desired: Option<i32>,
+    /// The target's replicas (spec) when the last evaluation read them.
+    current: Option<i32>,
     /// Name, value, active, consecutive failures, target.
     triggers: Vec<(String, Option<f64>, bool, i32, f64)>,
     samples_total: u64,
@@ -278,6 +280,7 @@ impl Collector for ScalerCollector {
                 key: key.clone(),
                 failed,
                 desired,
+                current: event.replicas.map(|r| r.spec),
                 triggers,
                 samples_total,
                 conditions,
@@ -309,6 +312,10 @@ impl Collector for ScalerCollector {
             "scaler_metric_target",
             "Each trigger's target (threshold) as the last decision compared it, per pod for AverageValue",
         );
+        let mut current = Series::<ScalerLabels<'_>>::new(
+            "scaler_replicas",
+            "The scale target's replicas (spec) as the last evaluation read them",
+        );
         let mut condition = Series::<ConditionLabels<'_>>::new(
             "scaler_condition",
             "1 for each condition the last evaluation reported, labelled with its type, status and reason (KEDA's and the HPA's)",
@@ -326,6 +333,9 @@ impl Collector for ScalerCollector {
             samples.points.push((scaler, row.samples_total as f64));
             if let Some(replicas) = row.desired {
                 desired.points.push((scaler, f64::from(replicas)));
+            }
+            if let Some(replicas) = row.current {
+                current.points.push((scaler, f64::from(replicas)));
             }
             for (kind, status, reason) in &row.conditions {
                 let labels = [
@@ -360,6 +370,7 @@ impl Collector for ScalerCollector {
         failures.encode(&mut encoder)?;
         target.encode(&mut encoder)?;
         desired.encode(&mut encoder)?;
+        current.encode(&mut encoder)?;
         condition.encode(&mut encoder)?;
         samples.encode_counter(&mut encoder)?;
         error.encode(&mut encoder)
@@ -389,6 +400,11 @@ mod tests {
             at: Some(prost_types::Timestamp {
                 seconds: 1_700_000_000,
                 nanos: 500_000_000,
+            }),
+            replicas: Some(pb::Replicas {
+                spec: 2,
+                status: 2,
+                ready: 2,
             }),
             decision: Some(pb::DecideResponse {
                 desired_replicas: 3,
@@ -446,6 +462,7 @@ mod tests {
             r#"promscaler_actuator_scaler_error{namespace="team-a",promscaler="broken"} 1.0"#
                 .to_owned(),
             format!(r#"promscaler_actuator_scaler_metric_target{{{scaler},trigger="rps"}} 50.0"#),
+            format!(r#"promscaler_actuator_scaler_replicas{{{scaler}}} 2.0"#),
             format!(
                 r#"promscaler_actuator_scaler_condition{{{scaler},type="Ready",status="True",reason="ScaledObjectReady"}} 1.0"#
             ),
