@@ -53,8 +53,47 @@ impl Prometheus {
         .await
     }
 
+    /// Starts Prometheus scraping `targets` and evaluating `rules` (a Prometheus rules file's
+    /// YAML) every second; alerts are on [`Prometheus::firing_alerts`].
+    pub async fn with_rules(targets: &[SocketAddr], rules: &str) -> Result<Self> {
+        let target_list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        Self::configured(
+            &format!(
+                "    static_configs:\n      - targets: [{}]\n",
+                target_list.join(", ")
+            ),
+            Some(rules),
+        )
+        .await
+    }
+
+    /// The names of the alerts firing now.
+    pub async fn firing_alerts(&self) -> Result<Vec<String>> {
+        let (status, text) = http(self.addr, "GET", "/api/v1/alerts", "").await?;
+        if status != 200 {
+            bail!("prometheus answered {status}: {text}");
+        }
+        let json: serde_json::Value = serde_json::from_str(&text)?;
+        let alerts = json
+            .pointer("/data/alerts")
+            .and_then(serde_json::Value::as_array)
+            .with_context(|| format!("no alerts in {text}"))?;
+        let mut firing: Vec<String> = alerts
+            .iter()
+            .filter(|a| a["state"] == "firing")
+            .filter_map(|a| Some(a.pointer("/labels/alertname")?.as_str()?.to_owned()))
+            .collect();
+        firing.sort();
+        firing.dedup();
+        Ok(firing)
+    }
+
     /// `discovery` is the YAML of one scrape job's target discovery.
     async fn with_scrape_config(discovery: &str) -> Result<Self> {
+        Self::configured(discovery, None).await
+    }
+
+    async fn configured(discovery: &str, rules: Option<&str>) -> Result<Self> {
         let binary = which("prometheus").context(
             "the prometheus binary is not on the PATH: `apt-get update && apt-get install -y \
              --no-install-recommends prometheus` (cargo xtask test installs it)",
@@ -63,10 +102,15 @@ impl Prometheus {
             .prefix("promscaler-prom-")
             .tempdir()?;
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let config = format!(
+        let mut config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - \
              job_name: sample-app\n    honor_labels: true\n{discovery}"
         );
+        if let Some(rules) = rules {
+            let path = dir.path().join("rules.yml");
+            std::fs::write(&path, rules)?;
+            config.push_str(&format!("rule_files: ['{}']\n", path.display()));
+        }
         std::fs::write(dir.path().join("prometheus.yml"), config)?;
         let mut prometheus = Self {
             binary,
