@@ -83,6 +83,46 @@ pub struct Args {
 
     #[command(flatten)]
     pub controller: ControllerArgs,
+
+    #[command(flatten)]
+    pub authz: AuthzArgs,
+}
+
+/// Who may call ActuatorService (see docs/operations.md, "Security model").
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct AuthzArgs {
+    /// Authenticate every ActuatorService call's bearer token with a TokenReview and authorize it
+    /// with a SubjectAccessReview on promscalers.promscaler.io. Turning it off lets anyone who
+    /// reaches the gRPC port list every PromScaler and pause or resume any of them: only for a
+    /// local sandbox on loopback.
+    #[arg(long, env = "PROMSCALER_GRPC_AUTHZ", default_value_t = true, action = clap::ArgAction::Set)]
+    pub grpc_authz: bool,
+
+    /// How long a TokenReview or SubjectAccessReview answer is reused, e.g. "10s" ("0s": never).
+    /// A revoked token or RoleBinding keeps working at most this long.
+    #[arg(long, env = "PROMSCALER_AUTHZ_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub authz_cache_ttl: Duration,
+
+    /// Most tokens, and most access decisions, kept in the review caches (each; at least 1).
+    #[arg(long, env = "PROMSCALER_AUTHZ_CACHE_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub authz_cache_size: u32,
+}
+
+impl AuthzArgs {
+    /// The authorizer these flags describe, reviewing through `client`.
+    pub fn authz(&self, client: &kube::Client) -> crate::authz::Authz {
+        if !self.grpc_authz {
+            tracing::warn!(
+                "--grpc-authz=false: every ActuatorService caller may list, pause and resume every PromScaler"
+            );
+            return crate::authz::Authz::disabled();
+        }
+        crate::authz::Authz::new(
+            Arc::new(crate::authz::KubeReviewer::new(client.clone())),
+            self.authz_cache_ttl,
+            self.authz_cache_size as usize,
+        )
+    }
 }
 
 /// Leader election.
@@ -379,7 +419,8 @@ impl Args {
             handle,
             shard,
         )
-        .with_leader(holder);
+        .with_leader(holder)
+        .with_authz(self.authz.authz(&client));
 
         let interval = self.controller.peer_check_interval;
         let tasks: Vec<(&'static str, Task)> = vec![

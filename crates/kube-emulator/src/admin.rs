@@ -71,7 +71,11 @@ pub(crate) async fn admin(
                         groups: v
                             .get("groups")
                             .and_then(Value::as_array)
-                            .map(|g| g.iter().filter_map(|g| g.as_str().map(String::from)).collect())
+                            .map(|g| {
+                                g.iter()
+                                    .filter_map(|g| g.as_str().map(String::from))
+                                    .collect()
+                            })
                             .unwrap_or_default(),
                     },
                 );

@@ -148,7 +148,9 @@ struct Attributes<'a> {
 }
 
 fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// The answer to a `SubjectAccessReview` create, decided by the stored RBAC objects.
@@ -373,8 +375,8 @@ mod tests {
     }
 
     fn allowed(store: &Store, user: &str, groups: &[&str], verb: &str, ns: &str) -> bool {
-        subject_access_review(store, &review(user, groups, verb, ns)).expect("valid review")
-            ["status"]["allowed"]
+        subject_access_review(store, &review(user, groups, verb, ns)).expect("valid review")["status"]
+            ["allowed"]
             == json!(true)
     }
 

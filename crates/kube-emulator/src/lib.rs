@@ -57,9 +57,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use crate::auth::UserInfo;
 pub use crate::error::Error;
 pub use crate::faults::{FailRule, Faults};
-pub use crate::auth::UserInfo;
 pub use crate::requests::{Read, RequestKind};
 pub use crate::sim::SimConfig;
 
