@@ -203,6 +203,12 @@ pub struct ControllerArgs {
     /// PromScalerAuthentication or to a Secret that one reads ends the wait at once.
     #[arg(long, env = "PROMSCALER_MAX_BACKOFF", default_value = "60s", value_parser = parse_duration)]
     pub max_backoff: Duration,
+
+    /// Most Secrets whose referenced keys are kept in memory (Secrets are watched as metadata
+    /// only; a key is read with a GET when its Secret's resourceVersion changed). Beyond it the
+    /// least recently used are read again when next needed.
+    #[arg(long, env = "PROMSCALER_SECRET_CACHE_SIZE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub secret_cache_size: u32,
 }
 
 /// A value that must not be empty: an absent flag, not `""`, means "unset".
@@ -291,6 +297,7 @@ impl ControllerArgs {
             namespace,
             controller_name: SERVICE.name.to_owned(),
             instance,
+            secret_cache_size: self.secret_cache_size as usize,
         }
     }
 }

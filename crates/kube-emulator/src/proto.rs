@@ -189,9 +189,7 @@ pub(crate) fn decode(body: &[u8]) -> Option<Value> {
             ("Secret", 4, Wire::Bytes(x)) => string_data.extend(map_entry(x, false)),
             ("ConfigMap" | "Secret", _, _) => {}
             ("Role" | "ClusterRole", 2, Wire::Bytes(x)) => rules.push(policy_rule(x)?),
-            ("RoleBinding" | "ClusterRoleBinding", 2, Wire::Bytes(x)) => {
-                subjects.push(subject(x)?)
-            }
+            ("RoleBinding" | "ClusterRoleBinding", 2, Wire::Bytes(x)) => subjects.push(subject(x)?),
             ("RoleBinding" | "ClusterRoleBinding", 3, Wire::Bytes(x)) => {
                 _ = obj.insert("roleRef".into(), role_ref(x)?)
             }

@@ -273,6 +273,7 @@ async fn rig(world: World) -> Rig {
             namespace: Some("ns".into()),
             controller_name: "promscaler-actuator".into(),
             instance: "test".into(),
+            secret_cache_size: 16,
         },
         clock,
     );
@@ -440,6 +441,11 @@ fn each_tick_error_knows_its_condition_and_how_it_is_counted() {
         ),
         (
             TickError::Target(api()),
+            Some(reason::KUBERNETES_API_ERROR),
+            Outcome::Error,
+        ),
+        (
+            TickError::Secret(kube::Error::Service("boom".into())),
             Some(reason::KUBERNETES_API_ERROR),
             Outcome::Error,
         ),
