@@ -208,6 +208,33 @@ async fn a_team_token_acts_on_its_own_namespace_only() -> Result<()> {
         .await
         .unwrap_err();
     assert_eq!(watch.code(), Code::PermissionDenied, "{watch:?}");
+    // Watching every namespace: alice may not watch cluster-wide, so she gets team-a's decisions
+    // only, while both PromScalers are evaluated every second (the admin sees both).
+    let namespaces_seen = |mut client: promscaler_integration_tests::system::ActuatorClient| async move {
+        let mut stream = client
+            .watch_decisions(WatchDecisionsRequest { namespace: None })
+            .await?
+            .into_inner();
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        // Until the stream has carried four decisions of team-a: with ticks every second for
+        // both, team-b's decisions came in between unless they are filtered out.
+        while seen.get("team-a").copied().unwrap_or(0) < 4 {
+            let event = tokio::time::timeout(WAIT, stream.message())
+                .await
+                .context("a decision")??
+                .context("the stream ended")?;
+            let namespace = event.r#ref.map(|r| r.namespace).unwrap_or_default();
+            *seen.entry(namespace).or_default() += 1;
+        }
+        Ok::<_, anyhow::Error>(seen)
+    };
+    let seen = namespaces_seen(alice.clone()).await?;
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["team-a"], "{seen:?}");
+    let seen = namespaces_seen(admin.clone()).await?;
+    assert!(
+        seen.contains_key("team-b"),
+        "the admin sees team-b too: {seen:?}"
+    );
 
     // No token, or a token the API server does not know: UNAUTHENTICATED, saying what to send.
     let mut anonymous = ActuatorServiceClient::new(system.actuators[0].channel()?);

@@ -157,12 +157,7 @@ fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
 pub(crate) fn subject_access_review(store: &Store, review: &Value) -> Result<Value, ApiError> {
     let spec = review.get("spec").cloned().unwrap_or(Value::Null);
     let invalid = |message: &str| {
-        ApiError::invalid(
-            "authorization.k8s.io",
-            "SubjectAccessReview",
-            "",
-            message.to_owned(),
-        )
+        ApiError::invalid("authorization.k8s.io", "SubjectAccessReview", "", message)
     };
     let has_resource = spec.get("resourceAttributes").is_some();
     let non_resource = spec.get("nonResourceAttributes");
