@@ -236,6 +236,53 @@ async fn a_team_token_acts_on_its_own_namespace_only() -> Result<()> {
         "the admin sees team-b too: {seen:?}"
     );
 
+    // promscalerctl with alice's token (from a file, as a pod's ServiceAccount token would be):
+    // team-a only. Without a token: the actuator's message says how to pass one.
+    let token_dir = tempfile::tempdir()?;
+    let token_file = token_dir.path().join("token");
+    std::fs::write(&token_file, format!("{TEAM_A_TOKEN}\n"))?;
+    let actuator_url = system.actuators[0].grpc_url();
+    let ctl = |args: Vec<String>| async move {
+        let mut command = Command::new(promscaler_sandbox::process::bin_path("promscalerctl")?);
+        command
+            .args(&args)
+            .env_remove("PROMSCALER_TOKEN")
+            .env_remove("PROMSCALER_TOKEN_FILE");
+        Ok::<_, anyhow::Error>(tokio::task::spawn_blocking(move || command.output()).await??)
+    };
+    let listed = ctl(vec![
+        "--actuator-addr".into(),
+        actuator_url.clone(),
+        "--token-file".into(),
+        token_file.display().to_string(),
+        "-o".into(),
+        "json".into(),
+        "status".into(),
+    ])
+    .await?;
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(
+        stdout.contains("\"team-a\"") && !stdout.contains("\"team-b\""),
+        "{stdout}"
+    );
+    let refused = ctl(vec![
+        "--actuator-addr".into(),
+        actuator_url,
+        "status".into(),
+    ])
+    .await?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("Unauthenticated") && stderr.contains("--token"),
+        "{stderr}"
+    );
+
     // No token, or a token the API server does not know: UNAUTHENTICATED, saying what to send.
     let mut anonymous = ActuatorServiceClient::new(system.actuators[0].channel()?);
     let refused = anonymous
