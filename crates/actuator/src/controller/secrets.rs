@@ -10,7 +10,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use k8s_openapi::api::core::v1::Secret;
@@ -38,6 +38,9 @@ pub struct Secrets {
     metadata: Store<PartialObjectMeta<Secret>>,
     cache: Mutex<HashMap<(String, String), Cached>>,
     capacity: usize,
+    /// One lock per Secret being read: ticks that need the same changed Secret at once (many
+    /// PromScalers sharing one credential, at start or after a rotation) wait for one GET.
+    reading: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -73,6 +76,7 @@ impl Secrets {
             metadata,
             cache: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
+            reading: Mutex::new(HashMap::new()),
         }
     }
 
@@ -117,10 +121,39 @@ impl Secrets {
                 }
                 continue;
             }
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-            let Some(object) = api.get_opt(secret).await? else {
-                self.lock().remove(&cache_key);
+            let gate = self
+                .reading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(cache_key.clone())
+                .or_default()
+                .clone();
+            let reading = gate.lock().await;
+            // Another tick may have read it while this one waited.
+            if let Some(hit) = self.cached(&cache_key, &watched_version, &keys) {
+                drop(reading);
+                self.done_reading(&cache_key, gate);
+                values.found(secret);
+                for (key, value) in hit {
+                    values.insert(secret, &key, value);
+                }
                 continue;
+            }
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            let answer = api.get_opt(secret).await;
+            let object = match answer {
+                Ok(Some(object)) => object,
+                Ok(None) => {
+                    self.lock().remove(&cache_key);
+                    drop(reading);
+                    self.done_reading(&cache_key, gate);
+                    continue;
+                }
+                Err(error) => {
+                    drop(reading);
+                    self.done_reading(&cache_key, gate);
+                    return Err(error);
+                }
             };
             values.found(secret);
             let read_version = object.metadata.resource_version.clone().unwrap_or_default();
@@ -145,15 +178,28 @@ impl Secrets {
                 cache.remove(&oldest);
             }
             cache.insert(
-                cache_key,
+                cache_key.clone(),
                 Cached {
                     resource_version: read_version,
                     keys: kept,
                     used: Instant::now(),
                 },
             );
+            drop(cache);
+            drop(reading);
+            self.done_reading(&cache_key, gate);
         }
         Ok(values)
+    }
+
+    /// Forgets the read lock of `cache_key` once no other tick holds or waits for it, so the
+    /// map holds only Secrets being read.
+    fn done_reading(&self, cache_key: &(String, String), gate: Arc<tokio::sync::Mutex<()>>) {
+        let mut reading = self.reading.lock().unwrap_or_else(|e| e.into_inner());
+        // This clone and the map's: nobody else has it.
+        if Arc::strong_count(&gate) == 2 {
+            reading.remove(cache_key);
+        }
     }
 
     /// The cached values of `keys`, if all were read at `version`.
@@ -179,10 +225,7 @@ impl Secrets {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        convert::Infallible,
-        sync::{Arc, Mutex},
-    };
+    use std::convert::Infallible;
 
     use kube::{
         client::Body,
@@ -322,6 +365,23 @@ mod tests {
             ["nope", "token"],
             "the unreferenced key `password` is not kept"
         );
+    }
+
+    #[tokio::test]
+    async fn ticks_needing_the_same_secret_at_once_share_one_get() {
+        let (world, gets) = (World::default(), Arc::new(Mutex::new(Vec::new())));
+        secret(&world, "shared", "1", &[("token", "t")]);
+        let secrets = Arc::new(Secrets::new(client(&world, &gets), watch_of(&world), 8));
+        let reads = (0..20).map(|_| {
+            let secrets = secrets.clone();
+            tokio::spawn(async move { secrets.read("ns", &[("shared", "token")]).await })
+        });
+        for read in futures::future::join_all(reads).await {
+            let values = read.unwrap().unwrap();
+            assert_eq!(values.get("shared", "token"), Lookup::Value("t"));
+        }
+        assert_eq!(gets.lock().unwrap().len(), 1);
+        assert!(secrets.reading.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
