@@ -36,12 +36,17 @@ struct Cached {
 pub struct Secrets {
     client: Client,
     metadata: Store<PartialObjectMeta<Secret>>,
-    cache: Mutex<HashMap<(String, String), Cached>>,
+    cache: Mutex<HashMap<SecretKey, Cached>>,
     capacity: usize,
     /// One lock per Secret being read: ticks that need the same changed Secret at once (many
     /// PromScalers sharing one credential, at start or after a rotation) wait for one GET.
-    reading: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    reading: Mutex<HashMap<SecretKey, ReadLock>>,
 }
+
+/// A Secret by namespace and name.
+type SecretKey = (String, String);
+/// Held while one tick reads a Secret.
+type ReadLock = Arc<tokio::sync::Mutex<()>>;
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,7 +95,7 @@ impl Secrets {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Cached>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SecretKey, Cached>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -194,7 +199,7 @@ impl Secrets {
 
     /// Forgets the read lock of `cache_key` once no other tick holds or waits for it, so the
     /// map holds only Secrets being read.
-    fn done_reading(&self, cache_key: &(String, String), gate: Arc<tokio::sync::Mutex<()>>) {
+    fn done_reading(&self, cache_key: &SecretKey, gate: ReadLock) {
         let mut reading = self.reading.lock().unwrap_or_else(|e| e.into_inner());
         // This clone and the map's: nobody else has it.
         if Arc::strong_count(&gate) == 2 {
