@@ -110,7 +110,7 @@ pub struct AuthzArgs {
 
 impl AuthzArgs {
     /// The authorizer these flags describe, reviewing through `client`.
-    pub fn authz(&self, client: &kube::Client) -> crate::authz::Authz {
+    pub fn authz(&self, client: &kube::Client, metrics: &Metrics) -> crate::authz::Authz {
         if !self.grpc_authz {
             tracing::warn!(
                 "--grpc-authz=false: every ActuatorService caller may list, pause and resume every PromScaler"
@@ -122,6 +122,7 @@ impl AuthzArgs {
             self.authz_cache_ttl,
             self.authz_cache_size as usize,
         )
+        .with_metrics(metrics.clone())
     }
 }
 
@@ -365,6 +366,7 @@ impl Args {
         let shutdown = service.shutdown();
         let gate = Gate::new(service.readiness());
         let metrics = Metrics::register(service.registry());
+        let authz_metrics = metrics.clone();
         let (client, default_namespace) = self.kube.client().await?;
 
         let peer_tls = self.peer_tls.load()?;
@@ -427,7 +429,7 @@ impl Args {
             shard,
         )
         .with_leader(holder)
-        .with_authz(self.authz.authz(&client));
+        .with_authz(self.authz.authz(&client, &authz_metrics));
 
         let interval = self.controller.peer_check_interval;
         let tasks: Vec<(&'static str, Task)> = vec![

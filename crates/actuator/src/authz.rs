@@ -27,6 +27,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 
+use crate::metrics::{AuthzResult, Metrics, ReviewKind};
+
 /// The API group of PromScalers (the CRD's, in `promscaler-api`).
 pub const GROUP: &str = "promscaler.io";
 /// The resource reviews ask about.
@@ -264,6 +266,7 @@ type DecisionKey = (Arc<Caller>, &'static str, String, String);
 #[derive(Clone)]
 pub struct Authz {
     inner: Option<Arc<Inner>>,
+    metrics: Option<Metrics>,
 }
 
 struct Inner {
@@ -302,16 +305,49 @@ impl Authz {
                 tokens: TtlCache::new(ttl, capacity),
                 decisions: TtlCache::new(ttl, capacity),
             })),
+            metrics: None,
         }
     }
 
     /// Lets every caller do everything (`--grpc-authz=false`).
     pub fn disabled() -> Self {
-        Self { inner: None }
+        Self {
+            inner: None,
+            metrics: None,
+        }
+    }
+
+    /// Counts checks and reviews in `metrics` (`promscaler_actuator_grpc_authz_total`,
+    /// `promscaler_actuator_authz_reviews_total`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, result: AuthzResult) {
+        if let Some(m) = &self.metrics {
+            m.authz(result);
+        }
+    }
+
+    fn count_review(&self, kind: ReviewKind) {
+        if let Some(m) = &self.metrics {
+            m.review(kind);
+        }
     }
 
     /// Who sent `metadata`'s bearer token.
     pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Identity, AuthError> {
+        let answer = self.authenticate_uncounted(metadata).await;
+        match &answer {
+            Ok(_) => {}
+            Err(AuthError::Unauthenticated(_)) => self.count(AuthzResult::Unauthenticated),
+            Err(_) => self.count(AuthzResult::Error),
+        }
+        answer
+    }
+
+    async fn authenticate_uncounted(&self, metadata: &MetadataMap) -> Result<Identity, AuthError> {
         let Some(inner) = &self.inner else {
             return Ok(Identity(None));
         };
@@ -320,6 +356,7 @@ impl Authz {
         let caller = match inner.tokens.get(&key) {
             Some(caller) => caller,
             None => {
+                self.count_review(ReviewKind::Token);
                 let caller = inner
                     .reviewer
                     .authenticate(token)
@@ -352,15 +389,24 @@ impl Authz {
             access.namespace.to_owned(),
             access.name.to_owned(),
         );
-        if let Some(allowed) = inner.decisions.get(&key) {
-            return Ok(allowed);
-        }
-        let allowed = inner
-            .reviewer
-            .authorize(caller, access)
-            .await
-            .map_err(AuthError::Review)?;
-        inner.decisions.insert(key, allowed);
+        let allowed = match inner.decisions.get(&key) {
+            Some(allowed) => allowed,
+            None => {
+                self.count_review(ReviewKind::Access);
+                let answer = inner.reviewer.authorize(caller, access).await;
+                let allowed = answer.map_err(|e| {
+                    self.count(AuthzResult::Error);
+                    AuthError::Review(e)
+                })?;
+                inner.decisions.insert(key, allowed);
+                allowed
+            }
+        };
+        self.count(if allowed {
+            AuthzResult::Allowed
+        } else {
+            AuthzResult::Denied
+        });
         Ok(allowed)
     }
 
@@ -615,6 +661,43 @@ mod tests {
             assert!(matches!(error, AuthError::Review(_)), "{error}");
         }
         assert_eq!(fake.token_reviews.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn checks_and_reviews_are_counted() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let fake = Arc::new(Fake {
+            rules: vec![("alice", "get", "team-a")],
+            ..Fake::default()
+        });
+        let authz = Authz::new(fake, Duration::from_secs(10), 4).with_metrics(metrics);
+        let alice = authz
+            .authenticate(&metadata(Some("Bearer alice-token")))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            authz
+                .require(&alice, access("get", "team-a"))
+                .await
+                .unwrap();
+        }
+        authz
+            .require(&alice, access("get", "team-b"))
+            .await
+            .unwrap_err();
+        authz.authenticate(&metadata(None)).await.unwrap_err();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"actuator_grpc_authz_total{result="allowed"} 3"#,
+            r#"actuator_grpc_authz_total{result="denied"} 1"#,
+            r#"actuator_grpc_authz_total{result="unauthenticated"} 1"#,
+            r#"actuator_authz_reviews_total{kind="token"} 1"#,
+            r#"actuator_authz_reviews_total{kind="access"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 
     #[tokio::test]
