@@ -427,9 +427,9 @@ impl Args {
             decisions,
             handle,
             shard,
+            self.authz.authz(&client, &authz_metrics),
         )
-        .with_leader(holder)
-        .with_authz(self.authz.authz(&client, &authz_metrics));
+        .with_leader(holder);
 
         let interval = self.controller.peer_check_interval;
         let tasks: Vec<(&'static str, Task)> = vec![

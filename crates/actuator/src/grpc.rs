@@ -58,7 +58,8 @@ impl std::fmt::Debug for ActuatorGrpc {
 }
 
 impl ActuatorGrpc {
-    /// Handlers over the controller's cache, memory and command handle.
+    /// Handlers over the controller's cache, memory and command handle; every call is
+    /// authorized by `authz` ([`Authz::disabled`] lets anyone do anything).
     pub fn new(
         client: kube::Client,
         scalers: Store<PromScaler>,
@@ -66,6 +67,7 @@ impl ActuatorGrpc {
         decisions: broadcast::Sender<DecisionEvent>,
         handle: Handle,
         shard: Shard,
+        authz: Authz,
     ) -> Self {
         Self {
             client,
@@ -75,14 +77,8 @@ impl ActuatorGrpc {
             handle,
             shard,
             leader: watch::channel(String::new()).1,
-            authz: Authz::disabled(),
+            authz,
         }
-    }
-
-    /// Authorizes every call with `authz` (without it, anyone may do anything).
-    pub fn with_authz(mut self, authz: Authz) -> Self {
-        self.authz = authz;
-        self
     }
 
     /// Who sent `request`, or `UNAUTHENTICATED`.
