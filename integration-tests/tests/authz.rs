@@ -1,6 +1,7 @@
 //! Who may call ActuatorService, over the real actuator process and the API emulator: the
 //! caller's bearer token is reviewed with a TokenReview, each call with a SubjectAccessReview that
-//! the emulator answers from RBAC objects created with kubectl.
+//! the emulator answers from RBAC objects created with kubectl, or rendered by the chart for the
+//! actuator's own ServiceAccount (needs `PROMSCALER_TEST_PYTHON`, as the chart checks do).
 
 use std::{io::Write as _, process::Command, time::Duration};
 
@@ -58,6 +59,37 @@ async fn kubectl(cluster: &Cluster, args: &[&str], stdin: Option<&str>) -> Resul
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+const ACTUATOR_SA_TOKEN: &str = "actuator-service-account-token";
+
+/// The cluster-scoped RBAC the chart renders (release `promscaler` in namespace `promscaler`,
+/// default values), as YAML: rendered by the chart checks' Python with the Helm SDK.
+async fn chart_cluster_rbac() -> Result<String> {
+    let python = promscaler_sandbox::process::test_python()?;
+    let script = r#"
+import sys, yaml
+sys.path.insert(0, "charts/tests")
+import test_chart as t
+docs = t.documents(t.render(t.CHART, t.load_values("default")))
+print(yaml.safe_dump_all([t.strip(d) for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]))
+"#;
+    let mut command = Command::new(python);
+    command
+        .current_dir(promscaler_integration_tests::cluster::repo_root())
+        .args(["-c", script]);
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    ensure!(
+        output.status.success(),
+        "rendering the chart: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let yaml = String::from_utf8(output.stdout)?;
+    ensure!(
+        yaml.contains("kind: ClusterRoleBinding") && yaml.contains("promscaler-actuator"),
+        "{yaml}"
+    );
+    Ok(yaml)
 }
 
 fn reference(namespace: &str) -> ScalerRef {
@@ -300,6 +332,37 @@ async fn a_team_token_acts_on_its_own_namespace_only() -> Result<()> {
     let mut stranger = system.actuator_client_as(0, "not-a-known-token")?;
     let refused = stranger.pause(reference("team-a")).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    // The actuator's own ServiceAccount, with the RBAC the chart renders for it (what
+    // promscalerctl inside the actuator's pod sends: the pod's token), may list everything and
+    // pause any PromScaler: no exemption, its rights are enough.
+    system.cluster.apply(&chart_cluster_rbac().await?)?;
+    system.cluster.emulator().add_token(
+        ACTUATOR_SA_TOKEN,
+        UserInfo {
+            username: "system:serviceaccount:promscaler:promscaler-actuator".into(),
+            uid: "actuator-sa-uid".into(),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                "system:serviceaccounts:promscaler".into(),
+            ],
+        },
+    );
+    let mut in_pod = system.actuator_client_as(0, ACTUATOR_SA_TOKEN)?;
+    let listed = in_pod
+        .list_scalers(ListScalersRequest::default())
+        .await?
+        .into_inner();
+    assert_eq!(listed.scalers.len(), 2, "{listed:?}");
+    assert!(
+        in_pod
+            .resume(reference("team-a"))
+            .await?
+            .into_inner()
+            .paused
+            == false
+    );
+    in_pod.reconcile(reference("team-b")).await?;
 
     // A client in a loop: the reviews already made are reused.
     let reviews = |cluster: &Cluster, resource: &str| {
