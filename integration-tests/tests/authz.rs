@@ -354,14 +354,8 @@ async fn a_team_token_acts_on_its_own_namespace_only() -> Result<()> {
         .await?
         .into_inner();
     assert_eq!(listed.scalers.len(), 2, "{listed:?}");
-    assert!(
-        in_pod
-            .resume(reference("team-a"))
-            .await?
-            .into_inner()
-            .paused
-            == false
-    );
+    let resumed = in_pod.resume(reference("team-a")).await?.into_inner();
+    assert!(!resumed.paused);
     in_pod.reconcile(reference("team-b")).await?;
 
     // A client in a loop: the reviews already made are reused.
