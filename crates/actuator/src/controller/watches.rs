@@ -242,3 +242,37 @@ pub(crate) fn readers_of(
         .map(|s| ScalerKey::of(s))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Secret metadata the watch caches keeps neither data (the type has no field for it)
+    /// nor kubectl's last-applied annotation, which holds a copy of a Secret's data.
+    #[test]
+    fn cached_secret_metadata_drops_the_last_applied_copy_of_the_data() {
+        let mut meta: PartialObjectMeta<Secret> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadata",
+            "metadata": {
+                "name": "creds", "namespace": "ns", "resourceVersion": "7",
+                "annotations": {
+                    LAST_APPLIED: r#"{"apiVersion":"v1","kind":"Secret","data":{"token":"czNjcmV0"}}"#,
+                    "team": "a",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            },
+        }))
+        .unwrap();
+        strip_metadata(&mut meta);
+        let cached = serde_json::to_value(&meta).unwrap();
+        assert_eq!(
+            cached["metadata"],
+            serde_json::json!({
+                "name": "creds", "namespace": "ns", "resourceVersion": "7",
+                "annotations": {"team": "a"},
+            })
+        );
+        assert!(!cached.to_string().contains("czNjcmV0"));
+    }
+}
