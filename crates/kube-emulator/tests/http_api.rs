@@ -547,3 +547,47 @@ async fn secret_metadata_watches_carry_no_data_and_reads_are_logged_per_object()
     assert_eq!(reads.get(&read("list", "", false)), None, "{reads:?}");
     emulator.shutdown().await;
 }
+
+/// `POST /_emulator/tokens` adds a token that TokenReviews then authenticate; a body without a
+/// token or user name is refused with what to send.
+#[tokio::test]
+async fn tokens_added_over_the_admin_api_authenticate() {
+    let emulator = start().await;
+    let c = client(&emulator);
+    let post = |path: &'static str, body: Value| {
+        let c = c.clone();
+        async move {
+            let req = Request::post(path)
+                .header("content-type", "application/json")
+                .body(body.to_string().into_bytes())
+                .unwrap();
+            within(c.request_text(req)).await
+        }
+    };
+    let refused = post("/_emulator/tokens", json!({"token": "t"}))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("username"), "{refused}");
+    post(
+        "/_emulator/tokens",
+        json!({"token": "t0k3n", "username": "carol", "groups": ["ops"]}),
+    )
+    .await
+    .unwrap();
+    let review: Value = serde_json::from_str(
+        &post(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "t0k3n"}}),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(review["status"]["authenticated"], true);
+    assert_eq!(review["status"]["user"]["username"], "carol");
+    assert_eq!(
+        review["status"]["user"]["groups"],
+        json!(["ops", "system:authenticated"])
+    );
+    emulator.shutdown().await;
+}
