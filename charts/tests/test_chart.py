@@ -321,6 +321,13 @@ def check_rbac(docs: list[dict], values: dict) -> None:
             require("nonResourceURLs" not in rule, f"{role['kind']} {name} grants nonResourceURLs")
     bindings = by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding")
     require(bindings, "no RBAC bindings rendered for the actuator")
+    # ActuatorService authorizes callers with TokenReviews and SubjectAccessReviews: the actuator
+    # is bound to system:auth-delegator (create on both, nothing else), in every install.
+    delegators = [b for b in by_kind(docs, "ClusterRoleBinding") if b["roleRef"]["name"] == "system:auth-delegator"]
+    require(
+        len(delegators) == 1 and delegators[0]["roleRef"]["kind"] == "ClusterRole",
+        "the actuator is not bound to system:auth-delegator (it reviews ActuatorService callers)",
+    )
     for binding in bindings:
         require(binding["roleRef"]["name"] not in ("cluster-admin", "admin", "edit"), f"binding to {binding['roleRef']['name']}")
         for subject in binding["subjects"]:
@@ -360,7 +367,11 @@ def check_rbac(docs: list[dict], values: dict) -> None:
     for group in ("", "events.k8s.io"):
         require(granted(group, "events", "create"), f"actuator cannot create events in '{group}'")
     for verb in ("get", "list", "watch"):
-        require(granted("", "secrets", verb), f"actuator cannot {verb} Secrets (it watches them)")
+        require(granted("", "secrets", verb), f"actuator cannot {verb} Secrets (it watches their metadata and reads referenced ones)")
+    # The in-pod promscalerctl authenticates as the actuator's ServiceAccount: its RBAC must allow
+    # what ActuatorService checks (get/list/watch, and patch for Pause/Resume/Reconcile).
+    for verb in ("get", "list", "watch", "patch"):
+        require(granted("promscaler.io", "promscalers", verb), f"actuator cannot {verb} promscalers (its own CLI needs it)")
     for group, res in (("apps", "deployments"), ("apps", "statefulsets")):
         for verb in ("create", "update", "patch", "delete"):
             require(not granted(group, res, verb), f"actuator may {verb} {res}: it writes /scale only")
@@ -530,8 +541,11 @@ def check_workloads(docs: list[dict], values: dict, scenario: str) -> None:
         require(len(selected) == 1, f"ServiceMonitor {m['metadata']['name']} selects {len(selected)} Services (headless must be excluded)")
 
     namespaced = bool(values.get("actuator", {}).get("watchNamespace"))
-    cluster_scoped = by_kind(docs, "ClusterRole") + by_kind(docs, "ClusterRoleBinding")
+    cluster_scoped = by_kind(docs, "ClusterRole") + [
+        b for b in by_kind(docs, "ClusterRoleBinding") if b["roleRef"]["name"] != "system:auth-delegator"
+    ]
     if namespaced:
+        # Only the auth-delegator binding (reviews are cluster-scoped) is cluster-wide.
         require(not cluster_scoped, f"namespace-scoped install renders {[c['metadata']['name'] for c in cluster_scoped]}")
         ns = values["actuator"]["watchNamespace"]
         require(any(r["metadata"]["namespace"] == ns for r in by_kind(docs, "Role")), f"no Role in {ns}")

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, Client};
 use promscaler_api::PromScaler;
-use promscaler_kube_emulator::{Emulator, EmulatorHandle, SimConfig};
+use promscaler_kube_emulator::{Emulator, EmulatorHandle, SimConfig, UserInfo};
 use promscaler_sandbox::process::poll_until;
 
 /// The repository root (for the chart's CRDs and other files tests read).
@@ -18,6 +18,11 @@ pub fn repo_root() -> PathBuf {
         .expect("integration-tests lives in the repository")
         .to_path_buf()
 }
+
+/// A bearer token the emulator's TokenReview accepts as `test-admin`, a member of
+/// `system:masters` (allowed everything): what tests that are not about authorization send to
+/// the actuator.
+pub const ADMIN_TOKEN: &str = "promscaler-test-admin-token";
 
 /// A running API emulator and what tests need to reach it.
 pub struct Cluster {
@@ -43,6 +48,14 @@ impl Cluster {
                 startup_delay: startup,
             })
             .crds_dir(repo_root().join("charts/promscaler/crds"))
+            .token(
+                ADMIN_TOKEN,
+                UserInfo {
+                    username: "test-admin".into(),
+                    uid: "test-admin".into(),
+                    groups: vec!["system:masters".into()],
+                },
+            )
             .start("127.0.0.1:0")
             .await?;
         let dir = tempfile::tempdir()?;

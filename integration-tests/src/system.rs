@@ -4,7 +4,13 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use promscaler_proto::v1::actuator_service_client::ActuatorServiceClient;
 use promscaler_sandbox::prometheus::{Prometheus, SEED_QUERY, ScrapeTarget};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
 
 use crate::{
     cluster::{Cluster, sample_app_deployment},
@@ -187,6 +193,19 @@ impl System {
             .with_context(|| self.logs())
     }
 
+    /// A client of actuator `index` that sends `token` as its bearer token.
+    pub fn actuator_client_as(&self, index: usize, token: &str) -> Result<ActuatorClient> {
+        Ok(ActuatorServiceClient::with_interceptor(
+            self.actuators[index].channel()?,
+            BearerToken::new(token)?,
+        ))
+    }
+
+    /// A client of actuator `index` allowed everything ([`crate::cluster::ADMIN_TOKEN`]).
+    pub fn actuator_client(&self, index: usize) -> Result<ActuatorClient> {
+        self.actuator_client_as(index, crate::cluster::ADMIN_TOKEN)
+    }
+
     /// Every service's log tail, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -232,3 +251,29 @@ spec:
 "#
     )
 }
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Debug, Clone)]
+pub struct BearerToken(MetadataValue<Ascii>);
+
+impl BearerToken {
+    /// The interceptor for `token`.
+    pub fn new(token: &str) -> Result<Self> {
+        Ok(Self(format!("Bearer {token}").parse().context("token")?))
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// An ActuatorService client that sends a bearer token.
+pub type ActuatorClient = ActuatorServiceClient<InterceptedService<Channel, BearerToken>>;

@@ -16,7 +16,7 @@ use promscaler_integration_tests::{
     system::{System, seed_promscaler},
 };
 use promscaler_kube_emulator::FailRule;
-use promscaler_proto::v1::{ScalerRef, actuator_service_client::ActuatorServiceClient};
+use promscaler_proto::v1::ScalerRef;
 use promscaler_sandbox::{
     process::poll_until,
     prometheus::{SEED_QUERY, sample_app_metrics, single_value},
@@ -253,7 +253,7 @@ async fn reconcile_until<T>(
     what: &str,
     accept: impl Fn(promscaler_proto::v1::DecisionEvent) -> Option<T>,
 ) -> Result<T> {
-    let client = ActuatorServiceClient::new(system.actuators[index].channel()?);
+    let client = system.actuator_client(index)?;
     let reference = ScalerRef {
         namespace: NS.into(),
         name: SCALER.into(),
@@ -348,7 +348,7 @@ async fn failing_trigger_without_fallback_never_scales_down() -> Result<()> {
     );
     // Several polling intervals later the replicas are still 3 (HPA: an invalid metric blocks
     // scale-down), and every decision said so.
-    let mut client = ActuatorServiceClient::new(system.actuators[0].channel()?);
+    let mut client = system.actuator_client(0)?;
     let reference = ScalerRef {
         namespace: NS.into(),
         name: SCALER.into(),
@@ -416,7 +416,7 @@ async fn standby_takes_the_lease_and_does_not_scale_down_at_once() -> Result<()>
         "{metrics}"
     );
     // Its ActuatorService names the leader instead of serving decisions it does not have.
-    let mut on_standby = ActuatorServiceClient::new(system.actuators[standby].channel()?);
+    let mut on_standby = system.actuator_client(standby)?;
     let reference = ScalerRef {
         namespace: NS.into(),
         name: SCALER.into(),
@@ -504,7 +504,7 @@ async fn scales_down_when_the_polling_interval_outlasts_the_stabilization_window
         .wait_replicas(NS, "sample-app", 1, WAIT)
         .await
         .with_context(|| system.logs())?;
-    let mut client = ActuatorServiceClient::new(system.actuators[0].channel()?);
+    let mut client = system.actuator_client(0)?;
     let reference = ScalerRef {
         namespace: NS.into(),
         name: SCALER.into(),
@@ -804,7 +804,7 @@ async fn failover_keeps_the_cooldown_before_scaling_to_zero() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_resume_over_grpc_set_and_clear_the_annotation() -> Result<()> {
     let system = scaled_to_three(|yaml| yaml).await?;
-    let mut client = ActuatorServiceClient::new(system.actuators[0].channel()?);
+    let mut client = system.actuator_client(0)?;
     let reference = ScalerRef {
         namespace: NS.into(),
         name: SCALER.into(),
@@ -878,7 +878,7 @@ async fn keda_paused_1_stops_scaling_and_get_scaler_reports_paused() -> Result<(
                 .await
         }
     };
-    let mut client = ActuatorServiceClient::new(system.actuators[0].channel()?);
+    let mut client = system.actuator_client(0)?;
     let reference = ScalerRef {
         namespace: NS.into(),
         name: SCALER.into(),

@@ -83,6 +83,47 @@ pub struct Args {
 
     #[command(flatten)]
     pub controller: ControllerArgs,
+
+    #[command(flatten)]
+    pub authz: AuthzArgs,
+}
+
+/// Who may call ActuatorService (see docs/operations.md, "Security model").
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct AuthzArgs {
+    /// Authenticate every ActuatorService call's bearer token with a TokenReview and authorize it
+    /// with a SubjectAccessReview on promscalers.promscaler.io. Turning it off lets anyone who
+    /// reaches the gRPC port list every PromScaler and pause or resume any of them: only for a
+    /// local sandbox on loopback.
+    #[arg(long, env = "PROMSCALER_GRPC_AUTHZ", default_value_t = true, action = clap::ArgAction::Set)]
+    pub grpc_authz: bool,
+
+    /// How long a TokenReview or SubjectAccessReview answer is reused, e.g. "10s" ("0s": never).
+    /// A revoked token or RoleBinding keeps working at most this long.
+    #[arg(long, env = "PROMSCALER_AUTHZ_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub authz_cache_ttl: Duration,
+
+    /// Most tokens, and most access decisions, kept in the review caches (each; at least 1).
+    #[arg(long, env = "PROMSCALER_AUTHZ_CACHE_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub authz_cache_size: u32,
+}
+
+impl AuthzArgs {
+    /// The authorizer these flags describe, reviewing through `client`.
+    pub fn authz(&self, client: &kube::Client, metrics: &Metrics) -> crate::authz::Authz {
+        if !self.grpc_authz {
+            tracing::warn!(
+                "--grpc-authz=false: every ActuatorService caller may list, pause and resume every PromScaler"
+            );
+            return crate::authz::Authz::disabled();
+        }
+        crate::authz::Authz::new(
+            Arc::new(crate::authz::KubeReviewer::new(client.clone())),
+            self.authz_cache_ttl,
+            self.authz_cache_size as usize,
+        )
+        .with_metrics(metrics.clone())
+    }
 }
 
 /// Leader election.
@@ -163,6 +204,12 @@ pub struct ControllerArgs {
     /// PromScalerAuthentication or to a Secret that one reads ends the wait at once.
     #[arg(long, env = "PROMSCALER_MAX_BACKOFF", default_value = "60s", value_parser = parse_duration)]
     pub max_backoff: Duration,
+
+    /// Most Secrets whose referenced keys are kept in memory (Secrets are watched as metadata
+    /// only; a key is read with a GET when its Secret's resourceVersion changed). Beyond it the
+    /// least recently used are read again when next needed.
+    #[arg(long, env = "PROMSCALER_SECRET_CACHE_SIZE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub secret_cache_size: u32,
 }
 
 /// A value that must not be empty: an absent flag, not `""`, means "unset".
@@ -251,6 +298,7 @@ impl ControllerArgs {
             namespace,
             controller_name: SERVICE.name.to_owned(),
             instance,
+            secret_cache_size: self.secret_cache_size as usize,
         }
     }
 }
@@ -318,6 +366,7 @@ impl Args {
         let shutdown = service.shutdown();
         let gate = Gate::new(service.readiness());
         let metrics = Metrics::register(service.registry());
+        let authz_metrics = metrics.clone();
         let (client, default_namespace) = self.kube.client().await?;
 
         let peer_tls = self.peer_tls.load()?;
@@ -378,6 +427,7 @@ impl Args {
             decisions,
             handle,
             shard,
+            self.authz.authz(&client, &authz_metrics),
         )
         .with_leader(holder);
 

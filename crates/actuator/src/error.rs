@@ -25,6 +25,9 @@ pub enum Error {
     /// The controller loop is not running (the process is shutting down).
     #[error("the controller loop has stopped")]
     LoopStopped,
+    /// The caller is not authenticated, may not do this, or cannot be checked.
+    #[error(transparent)]
+    Auth(#[from] crate::authz::AuthError),
     /// Writing the PromScaler to the Kubernetes API failed.
     #[error("cannot update PromScaler {key}: {source}")]
     Kube {

@@ -1,5 +1,12 @@
 //! ActuatorService: what the actuator knows, served from memory (the watch cache and the last
 //! decisions), plus Pause/Resume (annotations) and Reconcile (evaluate now).
+//!
+//! Every call is authorized per caller ([`crate::authz`]) as `kubectl` would be for the same
+//! access to `promscalers.promscaler.io`: GetScaler needs `get` on the PromScaler, ListScalers
+//! answers with the namespaces the caller may `list` (filtered, never failed), WatchDecisions
+//! needs `watch` (cluster-wide, or per namespace of each event), and Pause, Resume and Reconcile
+//! need `patch` on the PromScaler (Pause and Resume are a merge patch of an annotation, what
+//! `kubectl annotate` sends; Reconcile may change its target and status).
 
 use std::{pin::Pin, sync::Arc};
 
@@ -19,6 +26,7 @@ use tokio_stream::{StreamExt as _, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    authz::{Access, AuthError, Authz, Identity},
     controller::Handle,
     error::Error,
     status,
@@ -40,6 +48,7 @@ pub struct ActuatorGrpc {
     shard: Shard,
     /// The leader's identity while this replica is a standby.
     leader: watch::Receiver<String>,
+    authz: Authz,
 }
 
 impl std::fmt::Debug for ActuatorGrpc {
@@ -49,7 +58,8 @@ impl std::fmt::Debug for ActuatorGrpc {
 }
 
 impl ActuatorGrpc {
-    /// Handlers over the controller's cache, memory and command handle.
+    /// Handlers over the controller's cache, memory and command handle; every call is
+    /// authorized by `authz` ([`Authz::disabled`] lets anyone do anything).
     pub fn new(
         client: kube::Client,
         scalers: Store<PromScaler>,
@@ -57,6 +67,7 @@ impl ActuatorGrpc {
         decisions: broadcast::Sender<DecisionEvent>,
         handle: Handle,
         shard: Shard,
+        authz: Authz,
     ) -> Self {
         Self {
             client,
@@ -66,7 +77,68 @@ impl ActuatorGrpc {
             handle,
             shard,
             leader: watch::channel(String::new()).1,
+            authz,
         }
+    }
+
+    /// Who sent `request`, or `UNAUTHENTICATED`.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Identity, Error> {
+        Ok(self.authz.authenticate(request.metadata()).await?)
+    }
+
+    /// The caller of `request`, if it may do `verb` on the PromScaler `reference` names.
+    async fn authorize(
+        &self,
+        request: &Request<ScalerRef>,
+        verb: &'static str,
+    ) -> Result<Identity, Error> {
+        let reference = request.get_ref();
+        if reference.namespace.is_empty() || reference.name.is_empty() {
+            return Err(Error::MissingRef);
+        }
+        let caller = self.caller(request).await?;
+        let access = Access {
+            verb,
+            namespace: &reference.namespace,
+            name: &reference.name,
+        };
+        self.authz.require(&caller, access).await?;
+        Ok(caller)
+    }
+
+    /// The namespaces among `namespaces` where `caller` may list PromScalers (all of them when
+    /// it may list cluster-wide). One review per namespace, at most 8 at once, cached.
+    async fn listable(
+        &self,
+        caller: &Identity,
+        namespaces: std::collections::BTreeSet<String>,
+    ) -> Result<std::collections::BTreeSet<String>, Error> {
+        let all = Access {
+            verb: "list",
+            namespace: "",
+            name: "",
+        };
+        if self.authz.allowed(caller, all).await? {
+            return Ok(namespaces);
+        }
+        let checks = namespaces.into_iter().map(|namespace| async move {
+            let access = Access {
+                verb: "list",
+                namespace: &namespace,
+                name: "",
+            };
+            let allowed = self.authz.allowed(caller, access).await?;
+            Ok::<_, Error>(allowed.then_some(namespace))
+        });
+        let answers: Vec<Result<Option<String>, Error>> = futures::StreamExt::collect(
+            futures::StreamExt::buffer_unordered(futures::stream::iter(checks), 8),
+        )
+        .await;
+        let mut allowed = std::collections::BTreeSet::new();
+        for answer in answers {
+            allowed.extend(answer?);
+        }
+        Ok(allowed)
     }
 
     /// Reads the leader's identity from `leader` (see [`crate::leader::LeaderElector::run`]).
@@ -211,6 +283,9 @@ impl From<Error> for Status {
             Error::NotFound(_) => Status::not_found(message),
             Error::OtherShard(_) | Error::Standby { .. } => Status::failed_precondition(message),
             Error::LoopStopped | Error::Kube { .. } => Status::unavailable(message),
+            Error::Auth(AuthError::Unauthenticated(_)) => Status::unauthenticated(message),
+            Error::Auth(AuthError::Denied { .. }) => Status::permission_denied(message),
+            Error::Auth(AuthError::Review(_)) => Status::unavailable(message),
         }
     }
 }
@@ -221,15 +296,29 @@ impl ActuatorService for ActuatorGrpc {
         &self,
         request: Request<ListScalersRequest>,
     ) -> Result<Response<ListScalersResponse>, Status> {
+        let caller = self.caller(&request).await?;
         let namespace = request.into_inner().namespace;
-        let mut scalers: Vec<ScalerStatus> = self
+        let candidates: Vec<Arc<PromScaler>> = self
             .scalers
             .state()
-            .iter()
+            .into_iter()
             .filter(|s| {
                 namespace.is_empty() || s.namespace().as_deref() == Some(namespace.as_str())
             })
             .filter(|s| self.shard.owns(&ScalerKey::of(s)))
+            .collect();
+        let allowed = self
+            .listable(
+                &caller,
+                candidates
+                    .iter()
+                    .map(|s| s.namespace().unwrap_or_default())
+                    .collect(),
+            )
+            .await?;
+        let mut scalers: Vec<ScalerStatus> = candidates
+            .iter()
+            .filter(|s| allowed.contains(&s.namespace().unwrap_or_default()))
             .map(|s| self.summary(s))
             .collect();
         scalers.sort_by(|a, b| {
@@ -250,6 +339,7 @@ impl ActuatorService for ActuatorGrpc {
         &self,
         request: Request<ScalerRef>,
     ) -> Result<Response<ScalerStatus>, Status> {
+        self.authorize(&request, "get").await?;
         let scaler = self.find(request.get_ref())?;
         Ok(Response::new(self.summary(&scaler)))
     }
@@ -261,15 +351,44 @@ impl ActuatorService for ActuatorGrpc {
         &self,
         request: Request<WatchDecisionsRequest>,
     ) -> Result<Response<Self::WatchDecisionsStream>, Status> {
-        self.require_leader("decisions are made and streamed")?;
+        let caller = self.caller(&request).await?;
         let namespace = request.into_inner().namespace;
+        // One namespace: the caller must be allowed to watch there. All namespaces: everything
+        // when it may watch cluster-wide, else the events of the namespaces it may watch.
+        let everything = match &namespace {
+            Some(ns) => {
+                let access = Access {
+                    verb: "watch",
+                    namespace: ns,
+                    name: "",
+                };
+                self.authz
+                    .require(&caller, access)
+                    .await
+                    .map_err(Error::from)?;
+                true
+            }
+            None => {
+                let access = Access {
+                    verb: "watch",
+                    namespace: "",
+                    name: "",
+                };
+                self.authz
+                    .allowed(&caller, access)
+                    .await
+                    .map_err(Error::from)?
+            }
+        };
+        self.require_leader("decisions are made and streamed")?;
+        let authz = self.authz.clone();
         let stream =
             BroadcastStream::new(self.decisions.subscribe()).filter_map(move |item| match item {
                 Ok(event) => {
                     let matches = namespace
                         .as_ref()
                         .is_none_or(|ns| event.r#ref.as_ref().is_some_and(|r| &r.namespace == ns));
-                    matches.then_some(Ok(event))
+                    matches.then_some(event)
                 }
                 // A slow subscriber skips what it missed instead of slowing the controller down.
                 Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
@@ -277,16 +396,43 @@ impl ActuatorService for ActuatorGrpc {
                     None
                 }
             });
+        let stream = futures::StreamExt::filter_map(stream, move |event| {
+            let (authz, caller) = (authz.clone(), caller.clone());
+            async move {
+                if everything {
+                    return Some(Ok(event));
+                }
+                let namespace = event
+                    .r#ref
+                    .as_ref()
+                    .map(|r| r.namespace.clone())
+                    .unwrap_or_default();
+                let access = Access {
+                    verb: "watch",
+                    namespace: &namespace,
+                    name: "",
+                };
+                match authz.allowed(&caller, access).await {
+                    Ok(true) => Some(Ok(event)),
+                    Ok(false) => None,
+                    Err(error) => Some(Err(Status::from(Error::from(error)))),
+                }
+            }
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
     async fn pause(&self, request: Request<ScalerRef>) -> Result<Response<ScalerStatus>, Status> {
+        let caller = self.authorize(&request, "patch").await?;
+        tracing::info!(user = caller.username(), namespace = %request.get_ref().namespace, name = %request.get_ref().name, "Pause");
         Ok(Response::new(
             self.set_paused(request.get_ref(), true).await?,
         ))
     }
 
     async fn resume(&self, request: Request<ScalerRef>) -> Result<Response<ScalerStatus>, Status> {
+        let caller = self.authorize(&request, "patch").await?;
+        tracing::info!(user = caller.username(), namespace = %request.get_ref().namespace, name = %request.get_ref().name, "Resume");
         Ok(Response::new(
             self.set_paused(request.get_ref(), false).await?,
         ))
@@ -296,6 +442,7 @@ impl ActuatorService for ActuatorGrpc {
         &self,
         request: Request<ScalerRef>,
     ) -> Result<Response<DecisionEvent>, Status> {
+        self.authorize(&request, "patch").await?;
         let scaler = self.find(request.get_ref())?;
         let key = ScalerKey::of(&scaler);
         if !self.shard.owns(&key) {
@@ -334,6 +481,23 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (Error::LoopStopped, Code::Unavailable),
+            (
+                Error::Auth(AuthError::Unauthenticated("no bearer token".into())),
+                Code::Unauthenticated,
+            ),
+            (
+                Error::Auth(AuthError::Denied {
+                    user: "alice".into(),
+                    verb: "patch",
+                    namespace: "team-b".into(),
+                    name: "web".into(),
+                }),
+                Code::PermissionDenied,
+            ),
+            (
+                Error::Auth(AuthError::Review("connection refused".into())),
+                Code::Unavailable,
+            ),
             (
                 Error::Kube {
                     key: key(),

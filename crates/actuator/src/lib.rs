@@ -24,6 +24,7 @@ pub mod readiness;
 pub mod scheduler;
 
 pub mod args;
+pub mod authz;
 pub mod grpc;
 pub mod leader;
 pub mod peers;

@@ -89,6 +89,40 @@ struct PeerLabels {
     peer: Peer,
 }
 
+promscaler_runtime::label_enum! {
+    /// How an ActuatorService authorization check ended.
+    pub enum AuthzResult {
+        /// The caller may.
+        Allowed => "allowed",
+        /// The caller may not (PERMISSION_DENIED, or left out of a list).
+        Denied => "denied",
+        /// No token, or one the API server did not accept.
+        Unauthenticated => "unauthenticated",
+        /// The review could not be made.
+        Error => "error",
+    }
+}
+
+promscaler_runtime::label_enum! {
+    /// A review sent to the Kubernetes API.
+    pub enum ReviewKind {
+        /// A TokenReview.
+        Token => "token",
+        /// A SubjectAccessReview.
+        Access => "access",
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthzLabels {
+    result: AuthzResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReviewLabels {
+    kind: ReviewKind,
+}
+
 /// The actuator's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -98,6 +132,8 @@ pub struct Metrics {
     decisions: Family<OutcomeLabels, Counter>,
     writes: Family<WriteLabels, Counter>,
     peer_errors: Family<PeerLabels, Counter>,
+    authz: Family<AuthzLabels, Counter>,
+    reviews: Family<ReviewLabels, Counter>,
 }
 
 impl Metrics {
@@ -110,6 +146,8 @@ impl Metrics {
             decisions: Family::default(),
             writes: Family::default(),
             peer_errors: Family::default(),
+            authz: Family::default(),
+            reviews: Family::default(),
         };
         let registry = registry.sub_registry_with_prefix("actuator");
         registry.register(
@@ -138,7 +176,27 @@ impl Metrics {
             "Failed calls to the fetcher or decision service",
             metrics.peer_errors.clone(),
         );
+        registry.register(
+            "grpc_authz",
+            "ActuatorService authorization checks by result",
+            metrics.authz.clone(),
+        );
+        registry.register(
+            "authz_reviews",
+            "TokenReviews and SubjectAccessReviews sent to the Kubernetes API (cache misses)",
+            metrics.reviews.clone(),
+        );
         metrics
+    }
+
+    /// Records one ActuatorService authorization check.
+    pub fn authz(&self, result: AuthzResult) {
+        self.authz.get_or_create(&AuthzLabels { result }).inc();
+    }
+
+    /// Records one review sent to the Kubernetes API.
+    pub fn review(&self, kind: ReviewKind) {
+        self.reviews.get_or_create(&ReviewLabels { kind }).inc();
     }
 
     /// Sets the number of PromScalers evaluated.

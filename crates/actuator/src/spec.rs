@@ -1,10 +1,9 @@
-//! From a PromScaler (and its PromScalerAuthentications and Secrets) to what one tick sends:
+//! From a PromScaler (and its PromScalerAuthentications and Secret values) to what one tick sends:
 //! the `ScalingPolicy`, one `QueryRequest` per trigger, the pause state, the polling interval and
 //! the target. Parsing and validation are `promscaler-api`'s, shared with promscalerctl.
 
 use std::{collections::BTreeMap, time::Duration};
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::{
     ResourceExt as _,
     runtime::reflector::{ObjectRef, Store},
@@ -16,6 +15,48 @@ use crate::{
     reason,
     types::{HELM_RELEASE_SECRET, TargetRef},
 };
+
+/// The values a tick read: per Secret name (absent: no such Secret), per key (`None`: the Secret
+/// has no such key, or its value is not UTF-8).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SecretValues(BTreeMap<String, BTreeMap<String, Option<String>>>);
+
+/// What a Secret's key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// There is no such Secret (or it is a Helm release Secret, which is not watched).
+    NoSecret,
+    /// The Secret exists without this key (or its value is not UTF-8).
+    NoKey,
+    /// The value.
+    Value(&'a str),
+}
+
+impl SecretValues {
+    /// Records `key` of Secret `secret` (`value` `None`: the Secret lacks the key).
+    pub fn insert(&mut self, secret: &str, key: &str, value: Option<String>) {
+        self.0
+            .entry(secret.to_owned())
+            .or_default()
+            .insert(key.to_owned(), value);
+    }
+
+    /// Records that Secret `secret` exists (with none of the keys asked for yet).
+    pub fn found(&mut self, secret: &str) {
+        self.0.entry(secret.to_owned()).or_default();
+    }
+
+    /// What `key` of `secret` holds.
+    pub fn get(&self, secret: &str, key: &str) -> Lookup<'_> {
+        match self.0.get(secret) {
+            None => Lookup::NoSecret,
+            Some(keys) => match keys.get(key) {
+                Some(Some(value)) => Lookup::Value(value),
+                _ => Lookup::NoKey,
+            },
+        }
+    }
+}
 
 /// Everything a tick needs from a valid PromScaler.
 #[derive(Debug, Clone)]
@@ -54,11 +95,39 @@ pub fn target_ref(scaler: &PromScaler) -> TargetRef {
     scaler.spec.scale_target_ref.with_defaults().into()
 }
 
-/// Validates `scaler` and resolves its authentication from the watch caches.
+/// The Secret keys `scaler`'s triggers' PromScalerAuthentications refer to, as (Secret, key):
+/// what a tick reads before [`evaluate`]. An authentication that does not exist refers to none
+/// (`evaluate` reports it).
+pub fn secret_refs(
+    scaler: &PromScaler,
+    auths: &Store<PromScalerAuthentication>,
+) -> Vec<(String, String)> {
+    let namespace = scaler.namespace().unwrap_or_default();
+    let mut refs: Vec<(String, String)> = scaler
+        .spec
+        .triggers
+        .iter()
+        .filter_map(|t| t.authentication_ref.as_ref())
+        .filter_map(|r| auths.get(&ObjectRef::new(&r.name).within(&namespace)))
+        .flat_map(|auth| {
+            auth.spec
+                .secret_refs()
+                .into_iter()
+                .map(|(secret, key, _)| (secret.to_owned(), key.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    refs.sort();
+    refs.dedup();
+    refs
+}
+
+/// Validates `scaler` and resolves its authentication from the watch cache and the Secret values
+/// read for it (see [`secret_refs`]).
 pub fn evaluate(
     scaler: &PromScaler,
     auths: &Store<PromScalerAuthentication>,
-    secrets: &Store<Secret>,
+    secrets: &SecretValues,
 ) -> Result<Evaluated, Invalid> {
     let validated = scaler.validate().map_err(|errors| Invalid {
         reason: reason::SCALED_OBJECT_CHECK_FAILED,
@@ -84,23 +153,25 @@ pub fn evaluate(
         let mut params = BTreeMap::new();
         if let Some(auth) = &auth {
             for (secret, key, parameter) in auth.spec.secret_refs() {
-                let found = secrets.get(&ObjectRef::new(secret).within(&namespace));
-                let value = found
-                    .as_ref()
-                    .and_then(|s| secret_value(s, key))
-                    .ok_or_else(|| Invalid {
-                        reason: reason::SECRET_NOT_FOUND,
-                        message: match found {
-                            Some(_) => format!(
-                                "PromScalerAuthentication {}: Secret {namespace}/{secret} has no key {key:?} (parameter {parameter})",
-                                auth.name_any()
-                            ),
-                            None => format!(
-                                "PromScalerAuthentication {}: Secret {namespace}/{secret} (parameter {parameter}) not found (Helm release Secrets, type {HELM_RELEASE_SECRET}, are not watched)",
-                                auth.name_any()
-                            ),
-                        },
-                    })?;
+                let missing = |message: String| Invalid {
+                    reason: reason::SECRET_NOT_FOUND,
+                    message,
+                };
+                let value = match secrets.get(secret, key) {
+                    Lookup::Value(value) => value.to_owned(),
+                    Lookup::NoKey => {
+                        return Err(missing(format!(
+                            "PromScalerAuthentication {}: Secret {namespace}/{secret} has no key {key:?} (parameter {parameter})",
+                            auth.name_any()
+                        )));
+                    }
+                    Lookup::NoSecret => {
+                        return Err(missing(format!(
+                            "PromScalerAuthentication {}: Secret {namespace}/{secret} (parameter {parameter}) not found (Helm release Secrets, type {HELM_RELEASE_SECRET}, are not watched)",
+                            auth.name_any()
+                        )));
+                    }
+                };
                 params.insert(parameter.to_owned(), value);
             }
         }
@@ -136,15 +207,4 @@ fn join(errors: &[promscaler_api::FieldError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// A Secret's value for `key` (`data`, base64-decoded by the client, else `stringData`).
-fn secret_value(secret: &Secret, key: &str) -> Option<String> {
-    if let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) {
-        return String::from_utf8(bytes.0.clone()).ok();
-    }
-    secret
-        .string_data
-        .as_ref()
-        .and_then(|d| d.get(key).cloned())
 }

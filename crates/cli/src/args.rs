@@ -75,6 +75,18 @@ pub struct GlobalArgs {
     )]
     pub timeout: Duration,
 
+    /// Kubernetes bearer token for the actuator, which authorizes each call as kubectl would
+    /// (get/list/watch/patch on promscalers): e.g. "$(kubectl create token NAME)" or the token of
+    /// your kubeconfig user. Takes precedence over --token-file.
+    #[arg(long, env = "PROMSCALER_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// File holding the bearer token for the actuator. Without --token and --token-file, the
+    /// pod's ServiceAccount token (/var/run/secrets/kubernetes.io/serviceaccount/token) is used
+    /// when it exists, so promscalerctl inside the actuator's pod needs no flag.
+    #[arg(long, env = "PROMSCALER_TOKEN_FILE", global = true)]
+    pub token_file: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub peer_tls: promscaler_runtime::tls::PeerTlsArgs,
 }
@@ -121,6 +133,7 @@ impl Cli {
                 &g.actuator_addr,
                 g.timeout,
                 g.peer_tls,
+                crate::clients::TokenSource::new(g.token, g.token_file),
             ),
         };
         match self.command {

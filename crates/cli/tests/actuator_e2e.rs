@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use common::ctl_async;
 use promscaler_integration_tests::{
-    cluster::sample_app_deployment,
+    cluster::{ADMIN_TOKEN, sample_app_deployment},
     system::{System, seed_promscaler},
 };
 use promscaler_sandbox::prometheus::SEED_QUERY;
@@ -51,9 +51,15 @@ async fn status_and_watch_show_the_seed_scenario_on_a_real_actuator() -> Result<
     let mut last = String::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
-        let run = ctl_async(strings(&["--actuator-addr", &actuator, "status"]))
-            .await
-            .ok();
+        let run = ctl_async(strings(&[
+            "--actuator-addr",
+            &actuator,
+            "--token",
+            ADMIN_TOKEN,
+            "status",
+        ]))
+        .await
+        .ok();
         last = run.stdout;
         if last.lines().nth(1) == Some(expected_row) {
             break;
@@ -73,6 +79,8 @@ async fn status_and_watch_show_the_seed_scenario_on_a_real_actuator() -> Result<
     let run = ctl_async(strings(&[
         "--actuator-addr",
         &actuator,
+        "--token",
+        ADMIN_TOKEN,
         "status",
         "sample-app-prometheus-scaler",
     ]))
@@ -91,6 +99,8 @@ async fn status_and_watch_show_the_seed_scenario_on_a_real_actuator() -> Result<
     let run = ctl_async(strings(&[
         "--actuator-addr",
         &actuator,
+        "--token",
+        ADMIN_TOKEN,
         "watch",
         "-n",
         NS,
@@ -113,6 +123,8 @@ async fn status_and_watch_show_the_seed_scenario_on_a_real_actuator() -> Result<
     let run = ctl_async(strings(&[
         "--actuator-addr",
         &actuator,
+        "--token",
+        ADMIN_TOKEN,
         "-o",
         "json",
         "watch",

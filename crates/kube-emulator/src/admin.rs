@@ -1,4 +1,5 @@
-//! The `/_emulator` admin API: fault injection over HTTP and a few statistics.
+//! The `/_emulator` admin API: fault injection over HTTP, bearer tokens for `TokenReview`, and a
+//! few statistics.
 
 use std::time::Duration;
 
@@ -53,6 +54,35 @@ pub(crate) async fn admin(
             faults.expire_watches();
             ok()
         }
+        ("POST", ["tokens"]) => match read_body(req).await.and_then(|b| parse_json(&b)) {
+            Ok(v) => {
+                let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+                let (token, username) = (text("token"), text("username"));
+                if token.is_empty() || username.is_empty() {
+                    return error_response(&ApiError::bad_request(
+                        "expected {\"token\": ..., \"username\": ..., \"uid\": ..., \"groups\": [...]} with token and username set",
+                    ));
+                }
+                shared.tokens.insert(
+                    token.to_owned(),
+                    crate::auth::UserInfo {
+                        username: username.to_owned(),
+                        uid: text("uid").to_owned(),
+                        groups: v
+                            .get("groups")
+                            .and_then(Value::as_array)
+                            .map(|g| {
+                                g.iter()
+                                    .filter_map(|g| g.as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    },
+                );
+                json_response(StatusCode::OK, &json!({"username": username}))
+            }
+            Err(e) => error_response(&e),
+        },
         ("GET", ["stats"]) => json_response(
             StatusCode::OK,
             &json!({

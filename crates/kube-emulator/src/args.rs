@@ -32,6 +32,10 @@ pub(crate) struct Args {
     /// How long simulated Pods take to become Ready ("1s", "500ms").
     #[arg(long, env = "PROMSCALER_KUBE_EMULATOR_POD_STARTUP_DELAY", default_value = "1s", value_parser = humantime::parse_duration)]
     pod_startup_delay: Duration,
+    /// Tokens `TokenReview` accepts, in kube-apiserver's `--token-auth-file` format: one
+    /// `token,user,uid,"group1,group2"` a line. More can be added at `POST /_emulator/tokens`.
+    #[arg(long, env = "PROMSCALER_KUBE_EMULATOR_TOKEN_AUTH_FILE")]
+    token_auth_file: Option<PathBuf>,
     /// Log filter (tracing-subscriber EnvFilter syntax).
     #[arg(long, env = "PROMSCALER_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -53,6 +57,9 @@ impl Args {
         };
         if self.https {
             builder = builder.https();
+        }
+        if let Some(path) = &self.token_auth_file {
+            builder = builder.token_auth_file(path);
         }
         if let Some(dir) = &self.crds {
             builder = builder.crds_dir(dir);

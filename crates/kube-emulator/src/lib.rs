@@ -26,6 +26,7 @@
 //! ```
 
 mod admin;
+mod auth;
 mod discovery;
 mod error;
 mod faults;
@@ -56,9 +57,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use crate::auth::UserInfo;
 pub use crate::error::Error;
 pub use crate::faults::{FailRule, Faults};
-pub use crate::requests::RequestKind;
+pub use crate::requests::{Read, RequestKind};
 pub use crate::sim::SimConfig;
 
 use crate::store::Store;
@@ -85,6 +87,8 @@ pub struct EmulatorBuilder {
     bookmark_interval: Duration,
     https: bool,
     prune: bool,
+    tokens: Vec<(String, UserInfo)>,
+    token_files: Vec<PathBuf>,
 }
 
 impl Default for EmulatorBuilder {
@@ -97,6 +101,8 @@ impl Default for EmulatorBuilder {
             bookmark_interval: Duration::from_secs(5),
             https: false,
             prune: true,
+            tokens: Vec::new(),
+            token_files: Vec::new(),
         }
     }
 }
@@ -155,6 +161,20 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Makes `TokenReview` authenticate `token` as `user` (more can be added while it runs with
+    /// [`EmulatorHandle::add_token`] or `POST /_emulator/tokens`).
+    pub fn token(mut self, token: impl Into<String>, user: UserInfo) -> Self {
+        self.tokens.push((token.into(), user));
+        self
+    }
+
+    /// Reads tokens from a file in kube-apiserver's `--token-auth-file` format: one
+    /// `token,user,uid,"group1,group2"` a line.
+    pub fn token_auth_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token_files.push(path.into());
+        self
+    }
+
     /// Loads the CRDs, binds `addr` (`127.0.0.1:0` picks a free port) and starts serving.
     pub async fn start(self, addr: &str) -> Result<EmulatorHandle, Error> {
         let store = Arc::new(Store::new(self.history, self.prune));
@@ -184,10 +204,18 @@ impl EmulatorBuilder {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let faults = Faults::new(store.clone());
         let requests = requests::Requests::default();
+        let tokens = auth::Tokens::default();
+        for path in &self.token_files {
+            tokens.load_file(path)?;
+        }
+        for (token, user) in self.tokens.clone() {
+            tokens.insert(token, user);
+        }
         let shared = Arc::new(server::Shared {
             store: store.clone(),
             faults: faults.clone(),
             requests: requests.clone(),
+            tokens: tokens.clone(),
             bookmark_interval: self.bookmark_interval,
             shutdown: shutdown_rx.clone(),
         });
@@ -207,6 +235,7 @@ impl EmulatorBuilder {
             ca_pem,
             faults,
             requests,
+            tokens,
             store,
             shutdown: shutdown_tx,
             tasks,
@@ -370,6 +399,7 @@ pub struct EmulatorHandle {
     ca_pem: Option<String>,
     faults: Faults,
     requests: requests::Requests,
+    tokens: auth::Tokens,
     store: Arc<Store>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -420,6 +450,17 @@ impl EmulatorHandle {
     /// discovery and `/_emulator` excluded).
     pub fn requests(&self) -> BTreeMap<RequestKind, u64> {
         self.requests.snapshot()
+    }
+
+    /// Every `get`, `list` and `watch` served so far, down to the object and whether it asked for
+    /// metadata only (faulted ones included).
+    pub fn reads(&self) -> BTreeMap<Read, u64> {
+        self.requests.reads()
+    }
+
+    /// Makes `TokenReview` authenticate `token` as `user` from now on.
+    pub fn add_token(&self, token: impl Into<String>, user: UserInfo) {
+        self.tokens.insert(token.into(), user);
     }
 
     /// Creates or replaces every object of a multi-document YAML/JSON manifest (any served kind;

@@ -1,7 +1,8 @@
 //! Just enough of Kubernetes' protobuf encoding to accept what `kubectl create namespace`,
-//! `kubectl create configmap` and `kubectl create secret generic` send (kubectl's typed clients
-//! write protobuf): the `k8s\0` + `runtime.Unknown` envelope, `ObjectMeta`'s common fields, and
-//! the three kinds' data fields. Everything else in protobuf is refused with 415.
+//! `kubectl create configmap`, `kubectl create secret generic` and `kubectl create
+//! role|clusterrole|rolebinding|clusterrolebinding` send (kubectl's typed clients write
+//! protobuf): the `k8s\0` + `runtime.Unknown` envelope, `ObjectMeta`'s common fields, and those
+//! kinds' own fields. Everything else in protobuf is refused with 415.
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
@@ -100,7 +101,55 @@ fn object_meta(b: &[u8]) -> Option<Value> {
     Some(Value::Object(m))
 }
 
-/// Decodes a protobuf-encoded Namespace, ConfigMap or Secret into its JSON form.
+/// The fields of `b` that are strings, by field number, as JSON arrays (repeated strings) or
+/// strings (`single` fields).
+fn strings_of(b: &[u8], names: &[(u64, &str)], single: bool) -> Option<Value> {
+    let mut m = Map::new();
+    for (n, w) in fields(b)? {
+        let (Some((_, name)), Wire::Bytes(x)) = (names.iter().find(|(k, _)| *k == n), w) else {
+            continue;
+        };
+        let value = string(x)?;
+        if single {
+            m.insert((*name).into(), value);
+        } else if let Value::Array(items) = m.entry(*name).or_insert_with(|| json!([])) {
+            items.push(value);
+        }
+    }
+    Some(Value::Object(m))
+}
+
+/// rbac.authorization.k8s.io/v1 `PolicyRule`.
+fn policy_rule(b: &[u8]) -> Option<Value> {
+    strings_of(
+        b,
+        &[
+            (1, "verbs"),
+            (2, "apiGroups"),
+            (3, "resources"),
+            (4, "resourceNames"),
+            (5, "nonResourceURLs"),
+        ],
+        false,
+    )
+}
+
+/// rbac.authorization.k8s.io/v1 `Subject`.
+fn subject(b: &[u8]) -> Option<Value> {
+    strings_of(
+        b,
+        &[(1, "kind"), (2, "apiGroup"), (3, "name"), (4, "namespace")],
+        true,
+    )
+}
+
+/// rbac.authorization.k8s.io/v1 `RoleRef`.
+fn role_ref(b: &[u8]) -> Option<Value> {
+    strings_of(b, &[(1, "apiGroup"), (2, "kind"), (3, "name")], true)
+}
+
+/// Decodes a protobuf-encoded Namespace, ConfigMap, Secret, Role, ClusterRole, RoleBinding or
+/// ClusterRoleBinding into its JSON form.
 pub(crate) fn decode(body: &[u8]) -> Option<Value> {
     let envelope = body.strip_prefix(b"k8s\0")?;
     let (mut api_version, mut kind, mut raw) = (String::new(), String::new(), None);
@@ -125,6 +174,7 @@ pub(crate) fn decode(body: &[u8]) -> Option<Value> {
     obj.insert("apiVersion".into(), json!(api_version));
     obj.insert("kind".into(), json!(kind));
     let (mut data, mut binary, mut string_data) = (Map::new(), Map::new(), Map::new());
+    let (mut rules, mut subjects) = (Vec::new(), Vec::new());
     for (n, w) in fields(raw?)? {
         match (kind.as_str(), n, w) {
             (_, 1, Wire::Bytes(x)) => _ = obj.insert("metadata".into(), object_meta(x)?),
@@ -138,8 +188,20 @@ pub(crate) fn decode(body: &[u8]) -> Option<Value> {
             ("Secret", 3, Wire::Bytes(x)) => _ = obj.insert("type".into(), string(x)?),
             ("Secret", 4, Wire::Bytes(x)) => string_data.extend(map_entry(x, false)),
             ("ConfigMap" | "Secret", _, _) => {}
+            ("Role" | "ClusterRole", 2, Wire::Bytes(x)) => rules.push(policy_rule(x)?),
+            ("RoleBinding" | "ClusterRoleBinding", 2, Wire::Bytes(x)) => subjects.push(subject(x)?),
+            ("RoleBinding" | "ClusterRoleBinding", 3, Wire::Bytes(x)) => {
+                _ = obj.insert("roleRef".into(), role_ref(x)?)
+            }
+            ("Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding", _, _) => {}
             _ => return None,
         }
+    }
+    if matches!(kind.as_str(), "Role" | "ClusterRole") {
+        obj.insert("rules".into(), Value::Array(rules));
+    }
+    if !subjects.is_empty() {
+        obj.insert("subjects".into(), Value::Array(subjects));
     }
     for (key, map) in [
         ("data", data),

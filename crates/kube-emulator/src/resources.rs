@@ -17,6 +17,10 @@ pub(crate) enum Builtin {
     StatefulSet,
     Lease,
     Crd,
+    /// Roles, ClusterRoles and their bindings (stored; `SubjectAccessReview` evaluates them).
+    Rbac,
+    /// `TokenReview` and `SubjectAccessReview`: create only, answered and never stored.
+    Review,
     /// A custom resource served from a CRD.
     Custom,
 }
@@ -98,6 +102,9 @@ impl ResourceDef {
         ];
         if self.builtin == Builtin::Namespace {
             verbs.retain(|v| *v != "deletecollection");
+        }
+        if self.builtin == Builtin::Review {
+            verbs.retain(|v| *v == "create");
         }
         verbs
     }
@@ -266,6 +273,78 @@ pub(crate) fn builtins() -> Vec<ResourceDef> {
             true,
             false,
             Crd,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            true,
+            &[],
+            &[],
+            false,
+            false,
+            Rbac,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            &[],
+            &[],
+            false,
+            false,
+            Rbac,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            &[],
+            &[],
+            false,
+            false,
+            Rbac,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            &[],
+            &[],
+            false,
+            false,
+            Rbac,
+        ),
+        builtin(
+            "authentication.k8s.io",
+            "v1",
+            "TokenReview",
+            "tokenreviews",
+            false,
+            &[],
+            &[],
+            false,
+            false,
+            Review,
+        ),
+        builtin(
+            "authorization.k8s.io",
+            "v1",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            false,
+            &[],
+            &[],
+            false,
+            false,
+            Review,
         ),
     ]
 }

@@ -31,6 +31,7 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<Store>,
     pub(crate) faults: Faults,
     pub(crate) requests: crate::requests::Requests,
+    pub(crate) tokens: crate::auth::Tokens,
     pub(crate) bookmark_interval: Duration,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -253,6 +254,20 @@ pub(crate) async fn handle(
             .map(|s| format!("/{s}"))
             .unwrap_or_default();
         let resource = format!("{}/{}{sub}", t.def.group, t.def.plural);
+        if matches!(verb, "get" | "list" | "watch") {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or_default();
+            shared.requests.record_read(crate::requests::Read {
+                verb: verb.to_owned(),
+                resource: resource.clone(),
+                namespace: t.ns.clone(),
+                name: t.name.clone().unwrap_or_default(),
+                metadata_only: render_of(accept) == Render::Metadata,
+            });
+        }
         shared.requests.record(verb, resource);
     }
     let (latency, fault) = shared.faults.check(verb, &path);
@@ -378,6 +393,19 @@ async fn resource(
     }
     let store = &shared.store;
     let def = t.def.clone();
+    if def.builtin == Builtin::Review {
+        if verb != "create" || t.name.is_some() {
+            return Err(ApiError::method_not_allowed());
+        }
+        let review = parse_json_or_yaml(&read_body(req).await?)?;
+        check_type(&def, &review)?;
+        let answer = if def.kind == "TokenReview" {
+            crate::auth::token_review(&shared.tokens, &review)?
+        } else {
+            crate::auth::subject_access_review(store, &review)?
+        };
+        return Ok(json_response(StatusCode::CREATED, &answer));
+    }
     match verb {
         "list" => list(store, &t, &q, render),
         "watch" => crate::watches::watch_resp(shared, &t, &q, render),

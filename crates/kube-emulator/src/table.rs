@@ -73,6 +73,7 @@ fn columns(def: &ResourceDef) -> Vec<Col> {
         ],
         Builtin::Lease => vec![name(), col("Holder", "string", "", 0), age()],
         Builtin::Crd => vec![name(), col("Created At", "date", "", 0)],
+        Builtin::Rbac | Builtin::Review => vec![name(), age()],
         Builtin::Custom if def.columns.is_empty() => vec![name(), age()],
         Builtin::Custom => std::iter::once(name())
             .chain(def.columns.iter().map(|c| Col {
@@ -246,6 +247,7 @@ fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
         ],
         Builtin::Lease => vec![name, json!(s(obj, "/spec/holderIdentity")), age()],
         Builtin::Crd => vec![name, json!(s(obj, "/metadata/creationTimestamp"))],
+        Builtin::Rbac | Builtin::Review => vec![name, age()],
         Builtin::Custom if def.columns.is_empty() => vec![name, age()],
         Builtin::Custom => std::iter::once(name)
             .chain(def.columns.iter().map(|c| {

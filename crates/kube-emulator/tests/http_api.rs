@@ -493,3 +493,101 @@ spec:
         emulator.shutdown().await;
     }
 }
+
+/// A metadata-only watch of Secrets carries no data, and the read log tells it apart from a full
+/// list and records each GET by object.
+#[tokio::test]
+async fn secret_metadata_watches_carry_no_data_and_reads_are_logged_per_object() {
+    use k8s_openapi::api::core::v1::Secret;
+    use promscaler_kube_emulator::Read;
+
+    let emulator = start().await;
+    emulator
+        .apply_yaml(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: default}\nstringData: {token: s3cret}\n",
+        )
+        .unwrap();
+    let c = client(&emulator);
+    let metas: Api<PartialObjectMeta<Secret>> = Api::namespaced(c.clone(), "default");
+    let mut stream = watcher(metas, watcher::Config::default().any_semantic()).boxed();
+    loop {
+        match within(stream.try_next()).await.unwrap().unwrap() {
+            watcher::Event::InitApply(o) => assert_eq!(o.metadata.name.as_deref(), Some("creds")),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    // The same list on the wire: metadata only, no `data`.
+    let raw = get_json(
+        &c,
+        "/api/v1/namespaces/default/secrets",
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+    )
+    .await;
+    assert_eq!(raw["kind"], "PartialObjectMetadataList");
+    assert!(raw["items"][0].get("data").is_none(), "{raw}");
+    assert_eq!(raw["items"][0]["metadata"]["name"], "creds");
+    let secrets: Api<Secret> = Api::namespaced(c, "default");
+    within(secrets.get("creds")).await.unwrap();
+
+    let read = |verb: &str, name: &str, metadata_only: bool| Read {
+        verb: verb.into(),
+        resource: "/secrets".into(),
+        namespace: "default".into(),
+        name: name.into(),
+        metadata_only,
+    };
+    let reads = emulator.reads();
+    assert_eq!(reads.get(&read("list", "", true)), Some(&2), "{reads:?}");
+    assert_eq!(
+        reads.get(&read("get", "creds", false)),
+        Some(&1),
+        "{reads:?}"
+    );
+    assert_eq!(reads.get(&read("list", "", false)), None, "{reads:?}");
+    emulator.shutdown().await;
+}
+
+/// `POST /_emulator/tokens` adds a token that TokenReviews then authenticate; a body without a
+/// token or user name is refused with what to send.
+#[tokio::test]
+async fn tokens_added_over_the_admin_api_authenticate() {
+    let emulator = start().await;
+    let c = client(&emulator);
+    let post = |path: &'static str, body: Value| {
+        let c = c.clone();
+        async move {
+            let req = Request::post(path)
+                .header("content-type", "application/json")
+                .body(body.to_string().into_bytes())
+                .unwrap();
+            within(c.request_text(req)).await
+        }
+    };
+    let refused = post("/_emulator/tokens", json!({"token": "t"}))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("username"), "{refused}");
+    post(
+        "/_emulator/tokens",
+        json!({"token": "t0k3n", "username": "carol", "groups": ["ops"]}),
+    )
+    .await
+    .unwrap();
+    let review: Value = serde_json::from_str(
+        &post(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "t0k3n"}}),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(review["status"]["authenticated"], true);
+    assert_eq!(review["status"]["user"]["username"], "carol");
+    assert_eq!(
+        review["status"]["user"]["groups"],
+        json!(["ops", "system:authenticated"])
+    );
+    emulator.shutdown().await;
+}

@@ -456,3 +456,161 @@ async fn kubectl_create_generators_that_send_protobuf_work() {
     assert!(!ok && out.contains("unknown format"), "{out}");
     emulator.shutdown().await;
 }
+
+/// RBAC objects made by kubectl's generators (protobuf) decide SubjectAccessReviews, and
+/// TokenReviews authenticate the tokens given to the emulator.
+#[tokio::test]
+async fn kubectl_made_rbac_decides_access_reviews_and_tokens_authenticate() {
+    use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    use promscaler_kube_emulator::UserInfo;
+
+    let emulator = start().await;
+    emulator.add_token(
+        "alice-token",
+        UserInfo {
+            username: "alice".into(),
+            uid: "1".into(),
+            groups: vec!["devs".into()],
+        },
+    );
+    let kubectl = Kubectl::new(&emulator);
+    kubectl.run(&["create", "namespace", "team-a"]).await;
+    kubectl
+        .run(&[
+            "create",
+            "clusterrole",
+            "editor",
+            "--verb=get,patch",
+            "--resource=deployments.apps,configmaps",
+        ])
+        .await;
+    kubectl
+        .run(&[
+            "-n",
+            "team-a",
+            "create",
+            "rolebinding",
+            "devs-edit",
+            "--clusterrole=editor",
+            "--group=devs",
+            "--serviceaccount=team-a:deployer",
+        ])
+        .await;
+    let shown = kubectl
+        .run(&[
+            "-n",
+            "team-a",
+            "get",
+            "rolebinding",
+            "devs-edit",
+            "-o",
+            "yaml",
+        ])
+        .await;
+    assert!(
+        shown.contains("name: devs") && shown.contains("kind: ClusterRole"),
+        "{shown}"
+    );
+
+    let c = client(&emulator);
+    let tokens: Api<TokenReview> = Api::all(c.clone());
+    let review = |token: &str| TokenReview {
+        spec: TokenReviewSpec {
+            token: Some(token.into()),
+            audiences: None,
+        },
+        ..Default::default()
+    };
+    let answer = within(tokens.create(&Default::default(), &review("alice-token")))
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(answer.authenticated, Some(true));
+    let user = answer.user.unwrap();
+    assert_eq!(user.username.as_deref(), Some("alice"));
+    assert_eq!(
+        user.groups.unwrap(),
+        vec!["devs".to_owned(), "system:authenticated".to_owned()]
+    );
+    let answer = within(tokens.create(&Default::default(), &review("forged")))
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(answer.authenticated, Some(false));
+
+    let access: Api<SubjectAccessReview> = Api::all(c);
+    let allowed = |user: &'static str,
+                   groups: &'static [&'static str],
+                   verb: &'static str,
+                   ns: &'static str,
+                   group: &'static str,
+                   resource: &'static str| {
+        let access = access.clone();
+        async move {
+            let review = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: Some(user.into()),
+                    groups: Some(groups.iter().map(|g| (*g).to_owned()).collect()),
+                    resource_attributes: Some(ResourceAttributes {
+                        namespace: Some(ns.into()),
+                        verb: Some(verb.into()),
+                        group: Some(group.into()),
+                        resource: Some(resource.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            within(access.create(&Default::default(), &review))
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .allowed
+        }
+    };
+    assert!(allowed("alice", &["devs"], "patch", "team-a", "apps", "deployments").await);
+    assert!(allowed("alice", &["devs"], "get", "team-a", "", "configmaps").await);
+    assert!(
+        !allowed(
+            "alice",
+            &["devs"],
+            "delete",
+            "team-a",
+            "apps",
+            "deployments"
+        )
+        .await
+    );
+    assert!(
+        !allowed(
+            "alice",
+            &["devs"],
+            "patch",
+            "default",
+            "apps",
+            "deployments"
+        )
+        .await
+    );
+    assert!(!allowed("alice", &["devs"], "patch", "team-a", "", "deployments").await);
+    assert!(!allowed("bob", &[], "get", "team-a", "", "configmaps").await);
+    assert!(
+        allowed(
+            "system:serviceaccount:team-a:deployer",
+            &[],
+            "get",
+            "team-a",
+            "",
+            "configmaps"
+        )
+        .await
+    );
+    emulator.shutdown().await;
+}

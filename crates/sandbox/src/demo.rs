@@ -280,6 +280,9 @@ impl Sandbox {
                 NAMESPACE,
                 "--identity",
                 identity,
+                // A local sandbox on loopback: promscalerctl and the soak call ActuatorService
+                // with no Kubernetes identity (docs/operations.md, "Security model").
+                "--grpc-authz=false",
             ]
             .iter()
             .map(|s| (*s).to_owned())

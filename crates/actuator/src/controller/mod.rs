@@ -1,7 +1,8 @@
 //! The PromScaler controller: watch caches, one shared scheduler, leader-gated ticks.
 //!
-//! Watches ([`watches`]) keep PromScalers, PromScalerAuthentications, Secrets, Deployments and
-//! StatefulSets in memory, so a tick reads everything it needs without a GET. One loop
+//! Watches ([`watches`]) keep PromScalers, PromScalerAuthentications, Deployments and
+//! StatefulSets in memory, so a tick reads them without a GET; Secrets are watched as metadata
+//! only, and the keys a tick needs are read with a GET when they changed ([`secrets`]). One loop
 //! ([`run`]) owns the index (`index.rs`) of every PromScaler's lifecycle: a PromScaler is due
 //! every `pollingInterval`, at once when its spec changes, after a backoff when a tick failed.
 //! Due ticks ([`tick`]) run concurrently up to a limit, never two for the same PromScaler. Only
@@ -9,6 +10,7 @@
 //! from the state persisted in status.
 
 mod index;
+pub mod secrets;
 pub mod target;
 pub mod tick;
 pub mod watches;
@@ -16,10 +18,7 @@ pub mod watches;
 use std::{fmt, sync::Arc, time::Duration};
 
 use futures::{StreamExt as _, stream::FuturesUnordered};
-use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
-    core::v1::Secret,
-};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::{
     Client, Resource as _,
     runtime::{events::Recorder, reflector::Store, watcher},
@@ -68,6 +67,8 @@ pub struct Settings {
     pub controller_name: String,
     /// This replica's name in Events (`reportingInstance`) and the Lease.
     pub instance: String,
+    /// Most Secrets whose referenced keys are kept in memory (see [`secrets`]).
+    pub secret_cache_size: usize,
 }
 
 /// Clients of the two peer services, with trace-context injection.
@@ -80,7 +81,7 @@ pub struct Context {
     pub(crate) client: Client,
     pub(crate) scalers: Store<PromScaler>,
     pub(crate) auths: Store<PromScalerAuthentication>,
-    pub(crate) secrets: Store<Secret>,
+    pub(crate) secrets: secrets::Secrets,
     pub(crate) deployments: Store<Workload<Deployment>>,
     pub(crate) statefulsets: Store<Workload<StatefulSet>>,
     pub(crate) fetcher: FetcherClient,
@@ -156,6 +157,7 @@ pub fn context(
         controller: settings.controller_name.clone(),
         instance: Some(settings.instance.clone()),
     };
+    let client_for_secrets = client.clone();
     Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         targets: target::Targets::new(client.clone()),
@@ -163,7 +165,11 @@ pub fn context(
         client,
         scalers: watches.scalers.clone(),
         auths: watches.auths.clone(),
-        secrets: watches.secrets.clone(),
+        secrets: secrets::Secrets::new(
+            client_for_secrets,
+            watches.secrets.clone(),
+            settings.secret_cache_size,
+        ),
         deployments: watches.deployments.clone(),
         statefulsets: watches.statefulsets.clone(),
         fetcher,

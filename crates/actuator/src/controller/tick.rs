@@ -67,6 +67,10 @@ pub enum TickError {
     /// The target's replicas could not be read.
     #[error("{0}")]
     Target(#[source] TargetError),
+    /// A Secret an authentication refers to could not be read (the API failed; a missing Secret
+    /// is [`TickError::Invalid`]).
+    #[error("cannot read a Secret of the PromScaler's authentication: {0}")]
+    Secret(#[source] kube::Error),
     /// The metrics-fetcher or the decision service failed or timed out.
     #[error("{message}")]
     Peer {
@@ -103,7 +107,9 @@ impl TickError {
             Self::Target(TargetError::NotScalable { .. }) => {
                 Some(reason::SCALE_TARGET_NOT_SCALABLE)
             }
-            Self::Target(TargetError::Api(_)) => Some(reason::KUBERNETES_API_ERROR),
+            Self::Target(TargetError::Api(_)) | Self::Secret(_) => {
+                Some(reason::KUBERNETES_API_ERROR)
+            }
             Self::Peer {
                 peer: Peer::Fetcher,
                 ..
@@ -118,7 +124,7 @@ impl TickError {
     /// Whether the spec had been validated when this happened.
     fn spec_valid(&self) -> bool {
         match self {
-            Self::Finalize(_) | Self::AddFinalizer(_) | Self::Invalid(_) => false,
+            Self::Finalize(_) | Self::AddFinalizer(_) | Self::Invalid(_) | Self::Secret(_) => false,
             Self::Target(_) | Self::Peer { .. } | Self::Scale { .. } => true,
         }
     }
@@ -130,6 +136,7 @@ impl TickError {
             Self::Finalize(_)
             | Self::AddFinalizer(_)
             | Self::Target(_)
+            | Self::Secret(_)
             | Self::Peer { .. }
             | Self::Scale { .. } => Outcome::Error,
         }
@@ -215,7 +222,14 @@ async fn decide_and_act(
             TickError::AddFinalizer(error)
         })?;
     }
-    let evaluated = spec::evaluate(scaler, &ctx.auths, &ctx.secrets).map_err(TickError::Invalid)?;
+    let refs = spec::secret_refs(scaler, &ctx.auths);
+    let refs: Vec<(&str, &str)> = refs.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect();
+    let secrets = ctx
+        .secrets
+        .read(&key.namespace, &refs)
+        .await
+        .map_err(TickError::Secret)?;
+    let evaluated = spec::evaluate(scaler, &ctx.auths, &secrets).map_err(TickError::Invalid)?;
     let replicas = ctx
         .targets
         .replicas(

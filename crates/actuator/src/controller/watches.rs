@@ -1,6 +1,7 @@
 //! The watch caches: kube-runtime reflectors over PromScalers, PromScalerAuthentications,
-//! Secrets, Deployments and StatefulSets, trimmed of what no tick reads, and the changes to
-//! credentials that make their readers due at once.
+//! Secrets (metadata only: their data is read with a GET when a tick needs it, see
+//! [`super::secrets`]), Deployments and StatefulSets, trimmed of what no tick reads, and the
+//! changes to credentials that make their readers due at once.
 
 use std::fmt;
 
@@ -11,6 +12,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
+    core::PartialObjectMeta,
     runtime::{
         WatchStreamExt as _,
         reflector::{self, Store},
@@ -28,8 +30,8 @@ pub struct Watches {
     pub scalers: Store<PromScaler>,
     /// PromScalerAuthentications.
     pub auths: Store<PromScalerAuthentication>,
-    /// Secrets.
-    pub secrets: Store<Secret>,
+    /// Secrets: metadata only (names, resourceVersions), never data. The type cannot hold data.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Deployments (replica counts only).
     pub deployments: Store<Workload<Deployment>>,
     /// StatefulSets (replica counts only).
@@ -151,8 +153,10 @@ impl Watches {
             strip_metadata,
             Some((changes.clone(), AuthChange::Authentication)),
         );
+        // `Api<PartialObjectMeta<_>>` lists and watches with `as=PartialObjectMetadata`: the API
+        // server sends metadata only.
         let (secrets, secret_driver) = reflect(
-            api::<Secret>(client, namespace),
+            api::<PartialObjectMeta<Secret>>(client, namespace),
             all().fields(&format!("type!={HELM_RELEASE_SECRET}")),
             strip_metadata,
             Some((changes, AuthChange::Secret)),
@@ -237,4 +241,38 @@ pub(crate) fn readers_of(
         })
         .map(|s| ScalerKey::of(s))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Secret metadata the watch caches keeps neither data (the type has no field for it)
+    /// nor kubectl's last-applied annotation, which holds a copy of a Secret's data.
+    #[test]
+    fn cached_secret_metadata_drops_the_last_applied_copy_of_the_data() {
+        let mut meta: PartialObjectMeta<Secret> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadata",
+            "metadata": {
+                "name": "creds", "namespace": "ns", "resourceVersion": "7",
+                "annotations": {
+                    LAST_APPLIED: r#"{"apiVersion":"v1","kind":"Secret","data":{"token":"czNjcmV0"}}"#,
+                    "team": "a",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            },
+        }))
+        .unwrap();
+        strip_metadata(&mut meta);
+        let cached = serde_json::to_value(&meta).unwrap();
+        assert_eq!(
+            cached["metadata"],
+            serde_json::json!({
+                "name": "creds", "namespace": "ns", "resourceVersion": "7",
+                "annotations": {"team": "a"},
+            })
+        );
+        assert!(!cached.to_string().contains("czNjcmV0"));
+    }
 }

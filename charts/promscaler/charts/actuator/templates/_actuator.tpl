@@ -54,9 +54,11 @@ PromScalers, PromScalerAuthentications, Secrets, Deployments, StatefulSets). */ 
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
-# Secrets referenced by PromScalerAuthentications (secretTargetRef), read only; their values
-# travel to the fetcher inside the request and are never logged. Install with watchNamespace to
-# confine this (and everything above) to one namespace.
+# Secrets referenced by PromScalerAuthentications (secretTargetRef), read only. The actuator
+# lists and watches Secrets as metadata only (RBAC cannot tell that apart from a full read) and
+# GETs only the Secrets a PromScalerAuthentication in use refers to; their values travel to the
+# fetcher inside the request and are never logged. Install with watchNamespace to confine this
+# (and everything above) to one namespace.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]

@@ -274,6 +274,7 @@ async fn rig(world: World) -> Rig {
             namespace: Some("ns".into()),
             controller_name: "promscaler-actuator".into(),
             instance: "test".into(),
+            secret_cache_size: 16,
         },
         clock,
     );
@@ -441,6 +442,11 @@ fn each_tick_error_knows_its_condition_and_how_it_is_counted() {
         ),
         (
             TickError::Target(api()),
+            Some(reason::KUBERNETES_API_ERROR),
+            Outcome::Error,
+        ),
+        (
+            TickError::Secret(kube::Error::Service("boom".into())),
             Some(reason::KUBERNETES_API_ERROR),
             Outcome::Error,
         ),
