@@ -53,6 +53,25 @@ fn a_whole_migration_converts_what_it_can_and_says_what_it_cannot() {
         expected.split_once('\n').unwrap().1
     );
     ctl(&["validate", out]).ok();
+    // -o json: an array of the same documents.
+    let run = ctl(&[
+        "-o",
+        "json",
+        "import-adapter",
+        &data("adapter/adapter-config.yaml"),
+        &data("adapter/hpas.yaml"),
+        "--server-address",
+        SERVER,
+        "--authentication-ref",
+        "amp",
+    ])
+    .ok();
+    let docs: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(docs.as_array().unwrap().len(), 1);
+    assert_eq!(
+        docs[0]["spec"]["triggers"][2]["authenticationRef"]["name"],
+        "amp"
+    );
 }
 
 #[test]

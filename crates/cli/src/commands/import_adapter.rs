@@ -769,9 +769,23 @@ impl Template {
         let mut pieces = Vec::new();
         let mut rest = text;
         let mut offset = 0;
+        // Go's trim markers: `<<- ` drops the whitespace before the action, ` ->>` after it.
+        let mut trim_next = false;
+        let space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
         while let Some(open) = rest.find("<<") {
-            if open > 0 {
-                pieces.push(Piece::Text(rest[..open].to_owned()));
+            let raw = rest[..rest.find(">>").filter(|c| *c > open).unwrap_or(rest.len())]
+                .get(open + 2..)
+                .unwrap_or("");
+            let trim_before = raw.starts_with('-') && raw[1..].starts_with(space);
+            let mut text = &rest[..open];
+            if std::mem::take(&mut trim_next) {
+                text = text.trim_start_matches(space);
+            }
+            if trim_before {
+                text = text.trim_end_matches(space);
+            }
+            if !text.is_empty() {
+                pieces.push(Piece::Text(text.to_owned()));
             }
             let after = &rest[open + 2..];
             let close = after.find(">>").ok_or_else(|| {
@@ -780,7 +794,14 @@ impl Template {
                     offset + open
                 )
             })?;
-            let action = after[..close].trim();
+            let mut action = after[..close].trim_matches(space);
+            if trim_before {
+                action = action[1..].trim_start_matches(space);
+            }
+            if action.ends_with('-') && action[..action.len() - 1].ends_with(space) {
+                action = action[..action.len() - 1].trim_end_matches(space);
+                trim_next = true;
+            }
             let at = offset + open;
             let field = action.strip_prefix('.').filter(|f| {
                 !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -809,6 +830,11 @@ impl Template {
             offset += open + 2 + close + 2;
             rest = &after[close + 2..];
         }
+        let rest = if trim_next {
+            rest.trim_start_matches(space)
+        } else {
+            rest
+        };
         if !rest.is_empty() {
             pieces.push(Piece::Text(rest.to_owned()));
         }

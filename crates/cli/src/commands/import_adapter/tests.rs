@@ -63,6 +63,19 @@ fn templates_expand_fields_and_reject_everything_else() {
 }
 
 #[test]
+fn go_trim_markers_drop_the_whitespace_around_actions() {
+    let t = Template::parse(
+        "sum( <<- .Series ->> {x} ) by (<<.GroupBy ->>\n )",
+        QUERY_FIELDS,
+    )
+    .unwrap();
+    assert_eq!(
+        t.expand(&|f| Some(f.to_owned())).unwrap(),
+        "sum(Series{x} ) by (GroupBy)"
+    );
+}
+
+#[test]
 fn template_expansion_is_bounded() {
     let big = "<<.Series>>".repeat(1000);
     let t = Template::parse(&big, QUERY_FIELDS).unwrap();
@@ -347,6 +360,46 @@ rules:
         "{:?}",
         out.warnings
     );
+}
+
+#[test]
+fn unnamespaced_external_rules_and_the_default_min_replicas() {
+    let c = Config::parse(
+        r#"
+externalRules:
+- seriesQuery: '{__name__="depth",queue!=""}'
+  resources: {namespaced: false}
+  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>})'
+"#,
+    )
+    .unwrap();
+    let h = hpa(r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: worker, namespace: jobs}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: StatefulSet, name: worker}
+  maxReplicas: 3
+  metrics:
+  - type: External
+    external:
+      metric: {name: depth, selector: {matchLabels: {namespace: queues, queue: q1}}}
+      target: {type: Value, value: "7"}
+"#);
+    let out = convert_hpa(&c, &h, &options());
+    let doc = out.document.unwrap();
+    // The HPA's namespace is not added: the selector chooses the queue's namespace.
+    assert_eq!(
+        trigger(&doc, 0),
+        (
+            "Value",
+            r#"sum(max(depth{namespace="queues",queue="q1"}))"#,
+            "7"
+        )
+    );
+    assert_eq!(doc["spec"]["minReplicaCount"], 1);
+    assert_eq!(doc["spec"]["scaleTargetRef"]["kind"], "StatefulSet");
+    assert!(doc["spec"].get("advanced").is_none());
 }
 
 #[test]
