@@ -45,6 +45,8 @@ const MAX_HPAS: usize = 5_000;
 const MAX_TEMPLATE_BYTES: usize = 16 << 10;
 /// Longest query a template may expand to.
 const MAX_QUERY_BYTES: usize = 64 << 10;
+/// Most bytes of queries one run writes (the sum over every converted metric).
+const MAX_TOTAL_QUERY_BYTES: usize = 16 << 20;
 /// Compiled size limit of one regex from the config.
 const MAX_REGEX_BYTES: usize = 1 << 20;
 
@@ -141,6 +143,7 @@ pub(crate) fn run(args: Args, cx: &Context) -> Result<(), Error> {
         authentication_ref: args.authentication_ref.clone(),
         series: args.series.iter().cloned().collect(),
         allow_partial: args.allow_partial,
+        query_budget: std::cell::Cell::new(MAX_TOTAL_QUERY_BYTES),
     };
     let mut docs = Vec::new();
     for hpa in &hpas {
@@ -332,6 +335,8 @@ impl Config {
         let raw: RawConfig = serde_yaml::from_str(&text).map_err(|e| {
             format!("is not a prometheus-adapter config (rules, externalRules, resourceRules): {e}")
         })?;
+        // resourceRules serve the resource metrics API (CPU, memory): the HPAs' Resource
+        // metrics are reported per metric instead.
         let _ = raw.resource_rules;
         if raw.rules.len() + raw.external_rules.len() > MAX_RULES {
             return Err(format!(
@@ -773,9 +778,7 @@ impl Template {
         let mut trim_next = false;
         let space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
         while let Some(open) = rest.find("<<") {
-            let raw = rest[..rest.find(">>").filter(|c| *c > open).unwrap_or(rest.len())]
-                .get(open + 2..)
-                .unwrap_or("");
+            let raw = &rest[open + 2..];
             let trim_before = raw.starts_with('-') && raw[1..].starts_with(space);
             let mut text = &rest[..open];
             if std::mem::take(&mut trim_next) {
@@ -949,6 +952,8 @@ struct Options {
     /// `--series`: metric name → series name.
     series: BTreeMap<String, String>,
     allow_partial: bool,
+    /// Query bytes this run may still produce (bounds the output whatever the inputs).
+    query_budget: std::cell::Cell<usize>,
 }
 
 /// One HPA's result.
@@ -1302,6 +1307,15 @@ fn convert_metric(
         parts.push(matcher(&label, "=", obj_name));
         (expand_query(rule, series, &parts, &label)?, metric_type)
     };
+    let left = options.query_budget.get();
+    if query.len() > left {
+        options.query_budget.set(0);
+        return Err(format!(
+            "the converted queries exceed {} MiB in all; convert the HPAs in batches",
+            MAX_TOTAL_QUERY_BYTES >> 20
+        ));
+    }
+    options.query_budget.set(left - query.len());
     Ok((
         Trigger {
             name: metric.to_owned(),

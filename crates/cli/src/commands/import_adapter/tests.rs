@@ -34,6 +34,7 @@ fn options() -> Options {
         authentication_ref: None,
         series: BTreeMap::new(),
         allow_partial: false,
+        query_budget: std::cell::Cell::new(MAX_TOTAL_QUERY_BYTES),
     }
 }
 
@@ -418,4 +419,37 @@ fn hpa_lists_and_other_documents() {
     assert!(notes[1].contains("Service"), "{notes:?}");
     let err = read_hpas("f.yaml", "a: [").unwrap_err();
     assert!(err.contains("document 1") && err.contains("line"), "{err}");
+}
+
+#[test]
+fn the_queries_of_a_run_are_bounded_in_all() {
+    // Each query expands to ~56 KiB (under the per-query bound); 400 of them exceed the total.
+    let refs = "<<.LabelMatchers>>,".repeat(700);
+    let c = Config::parse(&format!(
+        "externalRules:\n- seriesQuery: 'q{{a!=\"\"}}'\n  resources: {{namespaced: false}}\n  metricsQuery: 'x{{{refs}}}'\n"
+    ))
+    .unwrap();
+    let value = "v".repeat(70);
+    let mut yaml = HPA_HEAD.to_owned();
+    for _ in 0..400 {
+        yaml.push_str(&format!(
+            "  - {{type: External, external: {{metric: {{name: q, selector: {{matchLabels: {{a: {value}}}}}}}, target: {{type: Value, value: '1'}}}}}}\n"
+        ));
+    }
+    let out = convert_hpa(&c, &hpa(&yaml), &options());
+    assert!(out.document.is_none());
+    let over: Vec<&String> = out
+        .warnings
+        .iter()
+        .filter(|w| w.contains("exceed 16 MiB in all"))
+        .collect();
+    // The budget ran out part-way, and everything after it was refused.
+    assert!(!over.is_empty() && over.len() < 400, "{}", over.len());
+    // Only the metrics after it: 400 metrics, the failed ones, and the "not converted" line.
+    assert_eq!(out.warnings.len(), over.len() + 1);
+    let last = &out.warnings[out.warnings.len() - 2];
+    assert!(
+        last.starts_with("spec.metrics[399]: not translated: the converted queries exceed"),
+        "{last}"
+    );
 }
