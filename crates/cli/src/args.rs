@@ -6,7 +6,9 @@ use promscaler_runtime::args::parse_duration;
 
 use crate::Error;
 use crate::clients::Clients;
-use crate::commands::{check, cost, decide, import_keda, simulate, status, validate, watch};
+use crate::commands::{
+    check, cost, decide, import_adapter, import_keda, simulate, status, validate, watch,
+};
 use crate::output::Format;
 
 /// promscalerctl: check queries, explain and replay decisions, import KEDA ScaledObjects and
@@ -103,6 +105,8 @@ pub enum Command {
     Simulate(simulate::Args),
     /// Converts KEDA ScaledObjects/TriggerAuthentications into PromScalers.
     ImportKeda(import_keda::Args),
+    /// Converts prometheus-adapter rules and the HPAs using them into PromScalers.
+    ImportAdapter(import_adapter::Args),
     /// PromScalers as the actuator sees them (like `kubectl get so`).
     Status(status::Args),
     /// Streams the actuator's decisions, one line each.
@@ -141,6 +145,7 @@ impl Cli {
             Command::Decide(a) => decide::run(a, &cx).await,
             Command::Simulate(a) => simulate::run(a, &cx).await,
             Command::ImportKeda(a) => import_keda::run(a, &cx),
+            Command::ImportAdapter(a) => import_adapter::run(a, &cx),
             Command::Status(a) => status::run(a, &cx).await,
             Command::Watch(a) => watch::run(a, &cx).await,
             Command::Validate(a) => validate::run(a, &cx),

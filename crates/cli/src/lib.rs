@@ -3,8 +3,9 @@
 //!
 //! Every command that needs a service calls it over gRPC with the generated clients
 //! (`MetricsFetcherService`, `DecisionService`, `ActuatorService`); nothing of the services'
-//! logic is copied here. Offline commands (`validate`, `import-keda`) and the reading of
-//! PromScaler files reuse `promscaler-api`, the same parser and validation the actuator uses.
+//! logic is copied here. Offline commands (`validate`, `import-keda`, `import-adapter`) and the
+//! reading of PromScaler files reuse `promscaler-api`, the same parser and validation the
+//! actuator uses.
 //! Commands build small serde view structs from the proto messages and print them as a table
 //! (the default), JSON or YAML ([`output`]).
 

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod cost;
 pub mod decide;
+pub mod import_adapter;
 pub mod import_keda;
 pub mod simulate;
 pub mod status;
