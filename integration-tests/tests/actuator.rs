@@ -91,7 +91,7 @@ async fn seed_scenario_scales_2_to_3_records_an_event_and_reports_ready_active()
         &format!("promscaler_actuator_scaler_upstream_samples_total{{{scaler}}}"),
     );
     assert!(samples.is_some_and(|n| n > 0.0), "{metrics}");
-    let mut client = ActuatorServiceClient::new(system.actuators[0].channel()?);
+    let mut client = system.actuator_client(0)?;
     let reference = ScalerRef {
         namespace: NS.into(),
         name: SCALER.into(),
