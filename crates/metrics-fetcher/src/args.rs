@@ -7,6 +7,7 @@ use promscaler_runtime::args::parse_duration;
 use promscaler_runtime::{ServerArgs, Service};
 
 use crate::aws::{CredentialStore, env_region};
+use crate::fusion::FusionConfig;
 use crate::metrics::Metrics;
 use crate::pacing::Budget;
 use crate::policy::{HostPattern, NamespacePolicy, Policy};
@@ -122,6 +123,20 @@ pub struct FetcherArgs {
     /// Largest QueryBatch.
     #[arg(long, env = "PROMSCALER_MAX_BATCH", default_value_t = 1000)]
     pub max_batch: usize,
+
+    /// Fuse look-alike queries (equal apart from one label's value) into one upstream query
+    /// grouped by that label; "false" sends every query as it is.
+    #[arg(long, env = "PROMSCALER_FUSION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fusion: bool,
+
+    /// How long a fused query waits for more look-alikes after the first, e.g. "20ms"
+    /// (members of one QueryBatch always meet).
+    #[arg(long, env = "PROMSCALER_FUSION_WINDOW", default_value = "20ms", value_parser = parse_duration)]
+    pub fusion_window: Duration,
+
+    /// Most distinct label values (members) per fused query, at least 2.
+    #[arg(long, env = "PROMSCALER_FUSION_MAX_MEMBERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    pub fusion_max_members: u32,
 }
 
 impl FetcherArgs {
@@ -177,6 +192,11 @@ impl FetcherArgs {
             cache_retention: self.cache_retention,
             max_query_timeout: self.max_query_timeout,
             cache_max_bytes: self.cache_max_bytes,
+            fusion: FusionConfig {
+                enabled: self.fusion,
+                window: self.fusion_window,
+                max_members: self.fusion_max_members as usize,
+            },
             ..Config::default()
         })
     }
@@ -245,6 +265,10 @@ mod tests {
         assert_eq!(policy.operator_identity_namespaces, None);
         assert_eq!(args.fetcher.config().unwrap().max_batch, 1000);
         assert_eq!(args.fetcher.budget(), Ok(None), "no budget: unlimited");
+        let fusion = args.fetcher.config().unwrap().fusion;
+        assert!(fusion.enabled);
+        assert_eq!(fusion.window, Duration::from_millis(20));
+        assert_eq!(fusion.max_members, 100);
     }
 
     #[test]
@@ -329,6 +353,24 @@ mod tests {
         let args = Args::try_parse_from(["promscaler-metrics-fetcher", "--sts-session-tags=false"])
             .unwrap();
         assert!(!args.fetcher.sts_session_tags);
+    }
+
+    #[test]
+    fn fusion_flags_parse_and_bound_the_members() {
+        let args = Args::try_parse_from([
+            "promscaler-metrics-fetcher",
+            "--fusion=false",
+            "--fusion-window=150ms",
+            "--fusion-max-members=7",
+        ])
+        .unwrap();
+        let fusion = args.fetcher.config().unwrap().fusion;
+        assert!(!fusion.enabled);
+        assert_eq!(fusion.window, Duration::from_millis(150));
+        assert_eq!(fusion.max_members, 7);
+        let err = Args::try_parse_from(["promscaler-metrics-fetcher", "--fusion-max-members=1"])
+            .unwrap_err();
+        assert!(err.to_string().contains("fusion-max-members"), "{err}");
     }
 
     #[test]

@@ -133,6 +133,40 @@ pub struct Limits {
     pub max_bytes: usize,
 }
 
+/// A result on its way ([`Coalescer::begin`]); dropping it gives up this caller's interest.
+pub struct Pending<V>(PendingState<V>);
+
+enum PendingState<V> {
+    Ready(Outcome<V>),
+    Waiting {
+        shared: Shared<BoxFuture<'static, Outcome<V>>>,
+        served: Served,
+        _waiter: Waiter<V>,
+    },
+}
+
+impl<V: Clone> Pending<V> {
+    /// The result and how it was obtained.
+    pub async fn wait(self) -> (Outcome<V>, Served) {
+        match self.0 {
+            PendingState::Ready(v) => (v, Served::Cache),
+            PendingState::Waiting {
+                shared,
+                served,
+                _waiter,
+            } => (shared.await, served),
+        }
+    }
+
+    /// How the result will be obtained.
+    pub fn served(&self) -> Served {
+        match &self.0 {
+            PendingState::Ready(_) => Served::Cache,
+            PendingState::Waiting { served, .. } => *served,
+        }
+    }
+}
+
 /// Coalesces identical in-flight requests and keeps recent results.
 pub struct Coalescer<V> {
     inner: Arc<Mutex<Inner<V>>>,
@@ -212,86 +246,106 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
     where
         F: Future<Output = Outcome<V>> + Send + 'static,
     {
-        let (shared, served, _waiter) = {
-            let mut inner = self.lock();
-            if !max_age.is_zero()
-                && let Some(e) = inner.done.get_mut(&key)
-                && e.at.elapsed() <= max_age.min(self.limits.retention)
+        self.begin(key, max_age, || fetch).wait().await
+    }
+
+    /// [`Coalescer::get`] in two steps: this one decides, synchronously, how the result will be
+    /// obtained (calling `make_fetch` only when a new upstream request is needed, under the
+    /// store's lock: it must be quick and must not use this store); [`Pending::wait`] gets it.
+    pub fn begin<F>(
+        &self,
+        key: Key,
+        max_age: Duration,
+        make_fetch: impl FnOnce() -> F,
+    ) -> Pending<V>
+    where
+        F: Future<Output = Outcome<V>> + Send + 'static,
+    {
+        let mut inner = self.lock();
+        if !max_age.is_zero()
+            && let Some(e) = inner.done.get_mut(&key)
+            && e.at.elapsed() <= max_age.min(self.limits.retention)
+        {
+            e.used = Instant::now();
+            return Pending(PendingState::Ready(Ok(e.value.clone())));
+        }
+        if let Some(f) = inner.inflight.get_mut(&key) {
+            f.waiters += 1;
+            let waiter = Waiter {
+                state: self.inner.clone(),
+                key,
+                id: f.id,
+            };
+            return Pending(PendingState::Waiting {
+                shared: f.shared.clone(),
+                served: Served::Coalesced,
+                _waiter: waiter,
+            });
+        }
+        let fetch = make_fetch();
+        let state = self.inner.clone();
+        let (limits, weigh, store) = (self.limits, self.weigh, !max_age.is_zero());
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let guard = FlightGuard {
+            state: state.clone(),
+            key,
+            id,
+        };
+        // Spawned while holding the lock, so the task's removal of the in-flight entry
+        // cannot run before its insertion below.
+        let handle = tokio::spawn(async move {
+            let _guard = guard;
+            let result = fetch.await;
+            if store
+                && let Ok(v) = &result
+                && let bytes = weigh(v)
+                && bytes <= limits.max_bytes
             {
-                e.used = Instant::now();
-                return (Ok(e.value.clone()), Served::Cache);
-            }
-            if let Some(f) = inner.inflight.get_mut(&key) {
-                f.waiters += 1;
-                let waiter = Waiter {
-                    state: self.inner.clone(),
+                let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                inner.remove_done(&key);
+                inner.done.insert(
                     key,
-                    id: f.id,
-                };
-                (f.shared.clone(), Served::Coalesced, waiter)
-            } else {
-                let state = self.inner.clone();
-                let (limits, weigh, store) = (self.limits, self.weigh, !max_age.is_zero());
-                let id = inner.next_id;
-                inner.next_id += 1;
-                let guard = FlightGuard {
-                    state: state.clone(),
-                    key,
-                    id,
-                };
-                // Spawned while holding the lock, so the task's removal of the in-flight entry
-                // cannot run before its insertion below.
-                let handle = tokio::spawn(async move {
-                    let _guard = guard;
-                    let result = fetch.await;
-                    if store
-                        && let Ok(v) = &result
-                        && let bytes = weigh(v)
-                        && bytes <= limits.max_bytes
-                    {
-                        let mut inner = state.lock().unwrap_or_else(|e| e.into_inner());
-                        let now = Instant::now();
-                        inner.remove_done(&key);
-                        inner.done.insert(
-                            key,
-                            Stored {
-                                at: now,
-                                used: now,
-                                bytes,
-                                value: v.clone(),
-                            },
-                        );
-                        inner.bytes += bytes;
-                        inner.evict(now, limits);
-                    }
-                    result
-                });
-                let abort = handle.abort_handle();
-                let shared = async move {
-                    handle
-                        .await
-                        .unwrap_or_else(|e| Err(Error::Internal(format!("query task: {e}"))))
-                }
-                .boxed()
-                .shared();
-                inner.inflight.insert(
-                    key,
-                    Flight {
-                        id,
-                        shared: shared.clone(),
-                        waiters: 1,
-                        abort,
+                    Stored {
+                        at: now,
+                        used: now,
+                        bytes,
+                        value: v.clone(),
                     },
                 );
-                let waiter = Waiter {
-                    state: self.inner.clone(),
-                    key,
-                    id,
-                };
-                (shared, Served::Upstream, waiter)
+                inner.bytes += bytes;
+                inner.evict(now, limits);
             }
+            result
+        });
+        let abort = handle.abort_handle();
+        let shared = async move {
+            handle
+                .await
+                .unwrap_or_else(|e| Err(Error::Internal(format!("query task: {e}"))))
+        }
+        .boxed()
+        .shared();
+        inner.inflight.insert(
+            key,
+            Flight {
+                id,
+                shared: shared.clone(),
+                waiters: 1,
+                abort,
+            },
+        );
+        let waiter = Waiter {
+            state: self.inner.clone(),
+            key,
+            id,
         };
-        (shared.await, served)
+        Pending(PendingState::Waiting {
+            shared,
+            served: Served::Upstream,
+            _waiter: waiter,
+        })
     }
 
     /// Drops stored results older than the retention (called periodically).

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
+
 use crate::Error;
 use crate::aws::CredentialStore;
-use crate::cache::{Coalescer, Key, Limits, Served};
+use crate::cache::{Coalescer, Key, Limits, Pending, Served};
 use crate::check::{CheckReport, diagnose};
+use crate::fusion::{Fuser, FusionConfig, Member, Scope};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::prometheus::{Answer, Upstream, UpstreamConfig, Value, reduce_instant, reduce_range};
@@ -32,6 +35,8 @@ pub struct Config {
     /// Largest accepted `source.timeout`; a larger one is rejected (INVALID_ARGUMENT), so one
     /// caller cannot hold per-server slots for an hour.
     pub max_query_timeout: Duration,
+    /// Query fusion.
+    pub fusion: FusionConfig,
 }
 
 impl Default for Config {
@@ -43,6 +48,7 @@ impl Default for Config {
             cache_entries: 10_000,
             cache_max_bytes: 64 * 1024 * 1024,
             max_query_timeout: Duration::from_secs(30),
+            fusion: FusionConfig::default(),
         }
     }
 }
@@ -64,6 +70,7 @@ pub struct Fetcher {
     config: Config,
     upstream: Arc<Upstream>,
     cache: Coalescer<Arc<Answer>>,
+    fuser: Arc<Fuser>,
     policy: Policy,
     metrics: Metrics,
 }
@@ -81,7 +88,9 @@ impl Fetcher {
             credentials,
             metrics.clone(),
         ));
+        let fuser = Arc::new(Fuser::new(config.fusion, upstream.clone(), metrics.clone()));
         Self {
+            fuser,
             cache: Coalescer::new(
                 Limits {
                     retention: config.cache_retention,
@@ -102,6 +111,11 @@ impl Fetcher {
         &self.policy
     }
 
+    /// The query fuser.
+    pub fn fuser(&self) -> &Fuser {
+        &self.fuser
+    }
+
     /// Largest accepted batch.
     pub fn max_batch(&self) -> usize {
         self.config.max_batch
@@ -115,9 +129,42 @@ impl Fetcher {
     }
 
     /// Runs one instant query and reduces it to one value.
-    #[tracing::instrument(skip_all, fields(namespace = %q.caller.namespace, name = %q.caller.name, server = %q.source.host))]
     pub async fn query(&self, q: &InstantQuery) -> QueryOutcome {
-        let (data, served) = self.instant_data(q).await;
+        let pending = self.begin(q, &Scope::none());
+        self.finish(q, pending).await
+    }
+
+    /// Runs queries concurrently (bounded per server by the upstream's semaphores); results in
+    /// request order. Look-alike queries of the batch are fused (every one of them reaches its
+    /// family's bucket before the bucket's window starts).
+    pub async fn query_batch(&self, queries: &[InstantQuery]) -> Result<Vec<QueryOutcome>, Error> {
+        if queries.len() > self.config.max_batch {
+            return Err(Error::BatchTooLarge {
+                len: queries.len(),
+                max: self.config.max_batch,
+            });
+        }
+        let scope = self.fuser.scope();
+        let pending: Vec<_> = queries.iter().map(|q| self.begin(q, &scope)).collect();
+        drop(scope);
+        Ok(
+            futures::future::join_all(queries.iter().zip(pending).map(|(q, p)| self.finish(q, p)))
+                .await,
+        )
+    }
+
+    #[tracing::instrument(skip_all, fields(namespace = %q.caller.namespace, name = %q.caller.name, server = %q.source.host))]
+    async fn finish(
+        &self,
+        q: &InstantQuery,
+        pending: Result<Pending<Arc<Answer>>, Error>,
+    ) -> QueryOutcome {
+        let (data, served) = match pending {
+            Ok(p) => self.wait(p).await,
+            Err(e) => (Err(e), Served::Upstream),
+        };
+        // A request is charged to the caller that sent it; cached and coalesced answers cost
+        // nothing (a fused member's share is in its answer, see crate::fusion).
         let samples = match (&data, served) {
             (Ok(answer), Served::Upstream) => answer.samples,
             (Ok(_), Served::Coalesced | Served::Cache) => Some(0),
@@ -138,18 +185,6 @@ impl Fetcher {
         }
     }
 
-    /// Runs queries concurrently (bounded per server by the upstream's semaphores); results in
-    /// request order.
-    pub async fn query_batch(&self, queries: &[InstantQuery]) -> Result<Vec<QueryOutcome>, Error> {
-        if queries.len() > self.config.max_batch {
-            return Err(Error::BatchTooLarge {
-                len: queries.len(),
-                max: self.config.max_batch,
-            });
-        }
-        Ok(futures::future::join_all(queries.iter().map(|q| self.query(q))).await)
-    }
-
     /// Runs a range query that must yield one series.
     #[tracing::instrument(skip_all, fields(namespace = %q.caller.namespace, name = %q.caller.name, server = %q.source.host))]
     pub async fn query_range(&self, q: &RangeQuery) -> Result<Vec<Value>, Error> {
@@ -168,28 +203,61 @@ impl Fetcher {
     }
 
     async fn instant_data(&self, q: &InstantQuery) -> (Result<Arc<Answer>, Error>, Served) {
-        if let Err(e) = self.deny_unless_allowed(&q.source, &q.caller) {
-            return (Err(e), Served::Upstream);
+        match self.begin(q, &Scope::none()) {
+            Ok(p) => self.wait(p).await,
+            Err(e) => (Err(e), Served::Upstream),
         }
+    }
+
+    /// Decides synchronously how `q` is answered: from the cache, by joining an identical
+    /// request in flight, or by a new upstream request — fused with look-alikes when its shape
+    /// allows (it then joins its family's bucket now, so a batch's members meet).
+    fn begin(&self, q: &InstantQuery, scope: &Scope) -> Result<Pending<Arc<Answer>>, Error> {
+        self.deny_unless_allowed(&q.source, &q.caller)?;
         if q.query.trim().is_empty() {
-            return (
-                Err(Error::invalid("query", "empty; give a PromQL expression")),
-                Served::Upstream,
-            );
+            return Err(Error::invalid("query", "empty; give a PromQL expression"));
         }
         let key = Key::for_instant(q);
-        let upstream = self.upstream.clone();
-        let (source, query, time) = (q.source.clone(), q.query.clone(), q.time);
-        let (result, served) = self
-            .cache
-            .get(key, q.max_age, async move {
-                // Only the bounded summary outlives the request (and is cached).
-                upstream
-                    .instant(&source, &query, time)
-                    .await
-                    .map(|a| Arc::new(a.summary()))
-            })
-            .await;
+        Ok(self.cache.begin(key, q.max_age, || {
+            let (source, query, time) = (q.source.clone(), q.query.clone(), q.time);
+            // Only the bounded summary outlives the request (and is cached).
+            match self.fuser.analyse(&q.query) {
+                Some(fusable) => {
+                    let answer = self.fuser.submit(
+                        Member {
+                            source,
+                            query,
+                            time,
+                            fusable,
+                        },
+                        scope,
+                    );
+                    async move {
+                        answer
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(Error::Internal("the fused query was dropped".into()))
+                            })
+                            .map(|a| Arc::new(a.summary()))
+                    }
+                    .boxed()
+                }
+                None => {
+                    let upstream = self.upstream.clone();
+                    async move {
+                        upstream
+                            .instant(&source, &query, time)
+                            .await
+                            .map(|a| Arc::new(a.summary()))
+                    }
+                    .boxed()
+                }
+            }
+        }))
+    }
+
+    async fn wait(&self, pending: Pending<Arc<Answer>>) -> (Result<Arc<Answer>, Error>, Served) {
+        let (result, served) = pending.wait().await;
         match served {
             Served::Cache => self.metrics.cache_hit(),
             Served::Coalesced => self.metrics.coalesced(),

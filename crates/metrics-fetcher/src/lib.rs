@@ -4,7 +4,7 @@
 //! Requests arrive over gRPC (`MetricsFetcherService`, [`grpc`]), usually from the actuator's
 //! `QueryBatch` once per polling interval. Each query is checked against the [`policy`],
 //! coalesced with identical in-flight queries and served from recent results when the caller
-//! allows ([`cache`]), sent over HTTP ([`prometheus`], clients per TLS configuration in
+//! allows ([`cache`]), fused with look-alike queries into one grouped query ([`fusion`]), sent over HTTP ([`prometheus`], clients per TLS configuration in
 //! [`auth`]) — signed with SigV4 for AMP ([`sigv4`], credentials from IRSA/Pod
 //! Identity/static keys in [`aws`]) — and reduced to one value the way KEDA's prometheus scaler
 //! does. Failures come back in-band with a `QueryErrorKind`; [`check`] explains unusable
@@ -17,6 +17,7 @@ pub mod cache;
 pub mod check;
 mod error;
 pub mod fetcher;
+pub mod fusion;
 pub mod grpc;
 pub mod metrics;
 pub mod pacing;

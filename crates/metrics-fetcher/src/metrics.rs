@@ -39,6 +39,10 @@ pub struct Metrics {
     policy_denials: Counter,
     queue_wait: Family<Labels, Histogram, fn() -> Histogram>,
     queue_refusals: Family<Labels, Counter>,
+    fused_requests: Counter,
+    fused_members: Histogram,
+    fusion_fallbacks: Counter,
+    unfusable: Family<Labels, Counter>,
     servers: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -55,6 +59,11 @@ impl Default for Metrics {
             policy_denials: Counter::default(),
             queue_wait: Family::new_with_constructor(new_histogram),
             queue_refusals: Family::default(),
+            fused_requests: Counter::default(),
+            // 2 .. 1024 members.
+            fused_members: Histogram::new(exponential_buckets(2.0, 2.0, 10)),
+            fusion_fallbacks: Counter::default(),
+            unfusable: Family::default(),
             servers: Arc::new(Mutex::new(HashSet::new())),
         }
     }
@@ -122,6 +131,26 @@ impl Metrics {
             "upstream_queue_refusals",
             "Requests refused because their server's budget queue was longer than --upstream-max-queue-wait, by server host",
             self.queue_refusals.clone(),
+        );
+        r.register(
+            "fused_requests",
+            "Upstream requests that answered several look-alike queries at once (query fusion)",
+            self.fused_requests.clone(),
+        );
+        r.register(
+            "fused_request_members",
+            "Distinct label values (members) per fused upstream request",
+            self.fused_members.clone(),
+        );
+        r.register(
+            "fusion_fallbacks",
+            "Fused requests (or members of one) sent again as each member's own query: the fused query failed for a reason that depends on the query, or its answer could not be split",
+            self.fusion_fallbacks.clone(),
+        );
+        r.register(
+            "unfusable_queries",
+            "Queries sent upstream unfused because of their shape, by reason",
+            self.unfusable.clone(),
         );
     }
 
@@ -208,6 +237,41 @@ impl Metrics {
     /// A policy denial.
     pub fn policy_denial(&self) {
         self.policy_denials.inc();
+    }
+
+    /// One fused upstream request for `members` distinct values.
+    pub fn fused_request(&self, members: usize) {
+        self.fused_requests.inc();
+        self.fused_members.observe(members as f64);
+    }
+
+    /// A fused request (or some of its members) sent again unfused.
+    pub fn fusion_fallback(&self) {
+        self.fusion_fallbacks.inc();
+    }
+
+    /// A query that cannot be fused, by [`crate::fusion::Reason`] label.
+    pub fn unfusable(&self, reason: &'static str) {
+        self.unfusable
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// Fused requests so far (tests).
+    pub fn fused_request_count(&self) -> u64 {
+        self.fused_requests.get()
+    }
+
+    /// Fallbacks so far (tests).
+    pub fn fusion_fallback_count(&self) -> u64 {
+        self.fusion_fallbacks.get()
+    }
+
+    /// Unfusable queries of `reason` so far (tests).
+    pub fn unfusable_count(&self, reason: &'static str) -> u64 {
+        self.unfusable
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .get()
     }
 
     /// Credential refreshes so far, all kinds (tests).

@@ -398,9 +398,25 @@ struct BoundedSeries {
     total: usize,
 }
 
-impl<'de> Deserialize<'de> for BoundedSeries {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
+impl BoundedSeries {
+    /// Reads a JSON list of series, keeping the first `keep`.
+    fn read(json: &str, keep: usize) -> Result<Self, serde_json::Error> {
+        use serde::de::DeserializeSeed as _;
+        let mut de = serde_json::Deserializer::from_str(json);
+        let out = Keep(keep).deserialize(&mut de)?;
+        de.end()?;
+        Ok(out)
+    }
+}
+
+/// How many series [`BoundedSeries`] keeps.
+struct Keep(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Keep {
+    type Value = BoundedSeries;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<BoundedSeries, D::Error> {
+        struct Visit(usize);
         impl<'de> serde::de::Visitor<'de> for Visit {
             type Value = BoundedSeries;
 
@@ -415,7 +431,7 @@ impl<'de> Deserialize<'de> for BoundedSeries {
                 let mut kept = Vec::new();
                 let mut total = 0;
                 loop {
-                    let more = if kept.len() < MAX_KEPT_SERIES {
+                    let more = if kept.len() < self.0 {
                         seq.next_element::<WireSeries>()?.map(|s| kept.push(s))
                     } else {
                         seq.next_element::<serde::de::IgnoredAny>()?.map(|_| ())
@@ -428,7 +444,7 @@ impl<'de> Deserialize<'de> for BoundedSeries {
                 Ok(BoundedSeries { kept, total })
             }
         }
-        d.deserialize_seq(Visit)
+        d.deserialize_seq(Visit(self.0))
     }
 }
 
@@ -448,6 +464,18 @@ pub fn interpret(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
+) -> Result<Answer, Error> {
+    interpret_keeping(host, status, headers, body, MAX_KEPT_SERIES)
+}
+
+/// [`interpret`] keeping the first `keep` series instead of [`MAX_KEPT_SERIES`] (a fused
+/// query's answer has one series per member).
+pub fn interpret_keeping(
+    host: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    keep: usize,
 ) -> Result<Answer, Error> {
     let envelope: Option<Envelope<'_>> = serde_json::from_slice(body).ok();
     let code = status.as_u16();
@@ -540,7 +568,7 @@ pub fn interpret(
     };
     let series = |raw: &serde_json::value::RawValue| -> Result<Answer, Error> {
         let wire: BoundedSeries =
-            serde_json::from_str(raw.get()).map_err(|e| malformed(&e.to_string()))?;
+            BoundedSeries::read(raw.get(), keep).map_err(|e| malformed(&e.to_string()))?;
         let kept: Vec<Series> = wire
             .kept
             .into_iter()
@@ -847,6 +875,18 @@ impl Upstream {
         query: &str,
         time: Option<SystemTime>,
     ) -> Result<Answer, Error> {
+        self.instant_keeping(source, query, time, MAX_KEPT_SERIES)
+            .await
+    }
+
+    /// [`Upstream::instant`] keeping the first `keep` series of the answer.
+    pub async fn instant_keeping(
+        &self,
+        source: &Source,
+        query: &str,
+        time: Option<SystemTime>,
+        keep: usize,
+    ) -> Result<Answer, Error> {
         let mut params = vec![("query", query.to_owned())];
         if let Some(t) = time {
             params.push(("time", format_time(t)));
@@ -854,7 +894,7 @@ impl Upstream {
         if self.config.query_stats {
             params.push(("stats", "all".to_owned()));
         }
-        self.execute(source, "/api/v1/query", &params).await
+        self.execute(source, "/api/v1/query", &params, keep).await
     }
 
     /// `GET /api/v1/query_range`.
@@ -872,7 +912,8 @@ impl Upstream {
             ("end", format_time(end)),
             ("step", format!("{}", step.as_secs_f64())),
         ];
-        self.execute(source, "/api/v1/query_range", &params).await
+        self.execute(source, "/api/v1/query_range", &params, MAX_KEPT_SERIES)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(server = %source.host))]
@@ -881,6 +922,7 @@ impl Upstream {
         source: &Source,
         path: &str,
         params: &[(&str, String)],
+        keep: usize,
     ) -> Result<Answer, Error> {
         // Queueing for the budget is the fetcher's own wait, not the server's latency: it is
         // measured apart and is not part of the request's timeout.
@@ -888,7 +930,7 @@ impl Upstream {
         let started = Instant::now();
         let mut redactor = redactor_for(source);
         let result = self
-            .execute_inner(source, path, params, &mut redactor)
+            .execute_inner(source, path, params, keep, &mut redactor)
             .await
             .map_err(|e| e.redacted(&redactor));
         let host_label = self.metrics.host_label(&source.host);
@@ -905,6 +947,7 @@ impl Upstream {
         source: &Source,
         path: &str,
         params: &[(&str, String)],
+        keep: usize,
         redactor: &mut Redactor,
     ) -> Result<Answer, Error> {
         let throttle_key = throttle_key(source);
@@ -938,7 +981,7 @@ impl Upstream {
         }
         let client = self.clients.client(&source.tls_settings())?;
         // The timeout covers waiting for a per-server slot, the exchange and the body.
-        let mut result = tokio::time::timeout(source.timeout, self.send(client, req, source))
+        let mut result = tokio::time::timeout(source.timeout, self.send(client, req, source, keep))
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Timeout {
@@ -988,6 +1031,7 @@ impl Upstream {
         client: crate::auth::HttpClient,
         req: Request<Full<Bytes>>,
         source: &Source,
+        keep: usize,
     ) -> Result<Answer, Error> {
         let semaphore = self.semaphore(&source.host);
         let _permit = semaphore
@@ -1030,7 +1074,7 @@ impl Upstream {
                 }
             })?
             .to_bytes();
-        interpret(&source.host, parts.status, &parts.headers, &body)
+        interpret_keeping(&source.host, parts.status, &parts.headers, &body, keep)
     }
 
     /// Forgets what no request needs any more: per-host slots nobody holds or waits for,

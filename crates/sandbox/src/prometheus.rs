@@ -57,7 +57,8 @@ impl Prometheus {
     /// YAML) every second; alerts are on [`Prometheus::firing_alerts`].
     pub async fn with_rules(targets: &[SocketAddr], rules: &str) -> Result<Self> {
         let target_list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        Self::configured(
+        Self::in_dir(
+            Self::tempdir()?,
             &format!(
                 "    static_configs:\n      - targets: [{}]\n",
                 target_list.join(", ")
@@ -88,19 +89,50 @@ impl Prometheus {
         Ok(firing)
     }
 
-    /// `discovery` is the YAML of one scrape job's target discovery.
-    async fn with_scrape_config(discovery: &str) -> Result<Self> {
-        Self::configured(discovery, None).await
+    /// Starts Prometheus over the history in `openmetrics` (OpenMetrics text, timestamps in
+    /// seconds, ending with `# EOF`), loaded with `promtool tsdb create-blocks-from openmetrics`
+    /// before the start; it scrapes nothing, so its answers for times within that history never
+    /// change.
+    pub async fn with_history(openmetrics: &str) -> Result<Self> {
+        let dir = Self::tempdir()?;
+        let promtool = which("promtool").context(
+            "promtool is not on the PATH (it comes with Debian's prometheus package, which \
+             cargo xtask test installs)",
+        )?;
+        let input = dir.path().join("history.om");
+        std::fs::write(&input, openmetrics)?;
+        let output = Command::new(promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(dir.path().join("data"))
+            .output()
+            .context("running promtool")?;
+        if !output.status.success() {
+            bail!(
+                "promtool tsdb create-blocks-from openmetrics failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Self::in_dir(dir, "", None).await
     }
 
-    async fn configured(discovery: &str, rules: Option<&str>) -> Result<Self> {
+    fn tempdir() -> Result<tempfile::TempDir> {
+        Ok(tempfile::Builder::new()
+            .prefix("promscaler-prom-")
+            .tempdir()?)
+    }
+
+    /// `discovery` is the YAML of one scrape job's target discovery.
+    async fn with_scrape_config(discovery: &str) -> Result<Self> {
+        Self::in_dir(Self::tempdir()?, discovery, None).await
+    }
+
+    async fn in_dir(dir: tempfile::TempDir, discovery: &str, rules: Option<&str>) -> Result<Self> {
         let binary = which("prometheus").context(
             "the prometheus binary is not on the PATH: `apt-get update && apt-get install -y \
              --no-install-recommends prometheus` (cargo xtask test installs it)",
         )?;
-        let dir = tempfile::Builder::new()
-            .prefix("promscaler-prom-")
-            .tempdir()?;
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let mut config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - \
@@ -187,7 +219,18 @@ impl Prometheus {
 
     /// Runs an instant query directly and returns the JSON body.
     pub async fn query(&self, query: &str) -> Result<String> {
-        let body = format!("query={}", form_encode(query));
+        self.query_form(&format!("query={}", form_encode(query)))
+            .await
+    }
+
+    /// Runs an instant query directly at `time` (Unix seconds) and returns the JSON body.
+    pub async fn query_at(&self, query: &str, time: f64) -> Result<String> {
+        self.query_form(&format!("query={}&time={time}", form_encode(query)))
+            .await
+    }
+
+    async fn query_form(&self, body: &str) -> Result<String> {
+        let body = body.to_owned();
         let (status, text) = http(self.addr, "POST", "/api/v1/query", &body).await?;
         if status != 200 {
             bail!("prometheus answered {status}: {text}");
