@@ -9,10 +9,14 @@ use kube::{
     ResourceExt as _,
     runtime::reflector::{ObjectRef, Store},
 };
-use promscaler_api::{PromScaler, PromScalerAuthentication, resolve_auth};
+use promscaler_api::{
+    PromScaler, PromScalerAuthentication, WORKLOAD_ROLE_PARAMETER, needs_workload_role,
+    resolve_auth,
+};
 use promscaler_proto::v1::{Pause, QueryRequest, ScalingPolicy};
 
 use crate::{
+    identity::{self, WorkloadCaches},
     reason,
     types::{HELM_RELEASE_SECRET, TargetRef},
 };
@@ -54,11 +58,13 @@ pub fn target_ref(scaler: &PromScaler) -> TargetRef {
     scaler.spec.scale_target_ref.with_defaults().into()
 }
 
-/// Validates `scaler` and resolves its authentication from the watch caches.
+/// Validates `scaler` and resolves its authentication from the watch caches (for
+/// `identityOwner: workload`, the role of the target's ServiceAccount from `workloads`).
 pub fn evaluate(
     scaler: &PromScaler,
     auths: &Store<PromScalerAuthentication>,
     secrets: &Store<Secret>,
+    workloads: WorkloadCaches<'_>,
 ) -> Result<Evaluated, Invalid> {
     let validated = scaler.validate().map_err(|errors| Invalid {
         reason: reason::SCALED_OBJECT_CHECK_FAILED,
@@ -103,6 +109,16 @@ pub fn evaluate(
                     })?;
                 params.insert(parameter.to_owned(), value);
             }
+        }
+        if needs_workload_role(&trigger.prometheus, auth.as_ref().map(|a| &a.spec), &params) {
+            // KEDA's resolver: the workload's role replaces any awsRoleArn parameter.
+            let target = TargetRef::from(validated.target.clone());
+            let role =
+                identity::workload_role(&namespace, &target, workloads).map_err(|e| Invalid {
+                    reason: e.reason,
+                    message: format!("{path}: {}", e.message),
+                })?;
+            params.insert(WORKLOAD_ROLE_PARAMETER.to_owned(), role);
         }
         let upstream = resolve_auth(
             &trigger.prometheus,

@@ -1,7 +1,7 @@
 //! The PromScaler controller: watch caches, one shared scheduler, leader-gated ticks.
 //!
-//! Watches ([`watches`]) keep PromScalers, PromScalerAuthentications, Secrets, Deployments and
-//! StatefulSets in memory, so a tick reads everything it needs without a GET. One loop
+//! Watches ([`watches`]) keep PromScalers, PromScalerAuthentications, Secrets, Deployments,
+//! StatefulSets and ServiceAccounts in memory, so a tick reads everything it needs without a GET. One loop
 //! ([`run`]) owns the index (`index.rs`) of every PromScaler's lifecycle: a PromScaler is due
 //! every `pollingInterval`, at once when its spec changes, after a backoff when a tick failed.
 //! Due ticks ([`tick`]) run concurrently up to a limit, never two for the same PromScaler. Only
@@ -18,7 +18,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use futures::{StreamExt as _, stream::FuturesUnordered};
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
-    core::v1::Secret,
+    core::v1::{Secret, ServiceAccount},
 };
 use kube::{
     Client, Resource as _,
@@ -39,6 +39,7 @@ pub use watches::{AuthChange, Watches};
 use crate::{
     clock::Clock,
     error::Error,
+    identity::{self, WorkloadCaches},
     metrics::Metrics,
     readiness::Gate,
     scheduler::Scheduler,
@@ -83,6 +84,7 @@ pub struct Context {
     pub(crate) secrets: Store<Secret>,
     pub(crate) deployments: Store<Workload<Deployment>>,
     pub(crate) statefulsets: Store<Workload<StatefulSet>>,
+    pub(crate) service_accounts: Store<ServiceAccount>,
     pub(crate) fetcher: FetcherClient,
     pub(crate) decision: DecisionClient,
     pub(crate) recorder: Recorder,
@@ -92,6 +94,17 @@ pub struct Context {
     pub(crate) settings: Settings,
     pub(crate) targets: target::Targets,
     pub(crate) clock: Clock,
+}
+
+impl Context {
+    /// What `identityOwner: workload` reads.
+    pub(crate) fn workload_caches(&self) -> WorkloadCaches<'_> {
+        WorkloadCaches {
+            deployments: &self.deployments,
+            statefulsets: &self.statefulsets,
+            service_accounts: &self.service_accounts,
+        }
+    }
 }
 
 impl fmt::Debug for Context {
@@ -166,6 +179,7 @@ pub fn context(
         secrets: watches.secrets.clone(),
         deployments: watches.deployments.clone(),
         statefulsets: watches.statefulsets.clone(),
+        service_accounts: watches.service_accounts.clone(),
         fetcher,
         decision,
         views,
@@ -196,6 +210,7 @@ pub async fn run(
         secrets,
         deployments,
         statefulsets,
+        service_accounts,
         mut scaler_events,
         mut auth_changes,
         drivers,
@@ -207,6 +222,7 @@ pub async fn run(
         let _ = secrets.wait_until_ready().await;
         let _ = deployments.wait_until_ready().await;
         let _ = statefulsets.wait_until_ready().await;
+        let _ = service_accounts.wait_until_ready().await;
         let _ = scaler_store.wait_until_ready().await;
     }));
     let mut is_synced = false;
@@ -241,7 +257,14 @@ pub async fn run(
                 }
             },
             Some(change) = auth_changes.recv(), if is_synced => index.credentials_changed(
-                watches::readers_of(&ctx.scalers, &ctx.auths, &change),
+                match &change {
+                    AuthChange::ServiceAccount(namespace, name) => {
+                        identity::readers_of_service_account(
+                            &ctx.scalers, &ctx.auths, ctx.workload_caches(), namespace, name,
+                        )
+                    }
+                    _ => watches::readers_of(&ctx.scalers, &ctx.auths, &change),
+                },
             ),
             changed = leading.changed() => match changed {
                 Ok(()) => on_leadership(&ctx, &mut index, *leading.borrow_and_update()),

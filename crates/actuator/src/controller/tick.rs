@@ -214,7 +214,8 @@ async fn decide_and_act(
             TickError::AddFinalizer(error)
         })?;
     }
-    let evaluated = spec::evaluate(scaler, &ctx.auths, &ctx.secrets).map_err(TickError::Invalid)?;
+    let evaluated = spec::evaluate(scaler, &ctx.auths, &ctx.secrets, ctx.workload_caches())
+        .map_err(TickError::Invalid)?;
     let replicas = ctx
         .targets
         .replicas(
