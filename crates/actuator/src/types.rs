@@ -82,8 +82,8 @@ impl Shard {
     }
 }
 
-/// What the watch cache keeps of a Deployment or StatefulSet (`K`): its metadata and the
-/// replica counts a tick reads, nothing else. List and watch responses deserialize straight
+/// What the watch cache keeps of a Deployment or StatefulSet (`K`): its metadata, the replica
+/// counts a tick reads and its pod template's ServiceAccount name, nothing else. List and watch responses deserialize straight
 /// into it, so pod templates, conditions and the rest are skipped by the parser instead of
 /// being allocated and kept for every workload in the cluster (at 10,000 Deployments the full
 /// objects were most of the actuator's memory).
