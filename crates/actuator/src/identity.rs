@@ -65,10 +65,10 @@ pub fn strip_service_account(account: &mut ServiceAccount) {
 }
 
 /// The ServiceAccount the target's pods run as, for Deployments and StatefulSets.
-fn service_account_of<'a>(
+fn service_account_of(
     namespace: &str,
     target: &TargetRef,
-    caches: WorkloadCaches<'a>,
+    caches: WorkloadCaches<'_>,
 ) -> Result<String, Invalid> {
     let found = if target.is("apps/v1", "Deployment") {
         caches
