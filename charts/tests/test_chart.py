@@ -318,6 +318,14 @@ def check_rbac(docs: list[dict], values: dict) -> None:
                 not (set(rule.get("resources", [])) & {"secrets"} and set(rule["verbs"]) - {"get", "list", "watch"}),
                 f"{role['kind']} {name} may write Secrets: {rule}",
             )
+            require(
+                not (set(rule.get("resources", [])) & {"serviceaccounts", "serviceaccounts/token"} and set(rule["verbs"]) - {"get", "list", "watch"}),
+                f"{role['kind']} {name} may write ServiceAccounts or mint their tokens: {rule}",
+            )
+            require(
+                "serviceaccounts/token" not in rule.get("resources", []),
+                f"{role['kind']} {name} may mint ServiceAccount tokens: {rule}",
+            )
             require("nonResourceURLs" not in rule, f"{role['kind']} {name} grants nonResourceURLs")
     bindings = by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding")
     require(bindings, "no RBAC bindings rendered for the actuator")
@@ -368,6 +376,12 @@ def check_rbac(docs: list[dict], values: dict) -> None:
         require(granted(group, "events", "create"), f"actuator cannot create events in '{group}'")
     for verb in ("get", "list", "watch"):
         require(granted("", "secrets", verb), f"actuator cannot {verb} Secrets (it watches their metadata and reads referenced ones)")
+        require(
+            granted("", "serviceaccounts", verb),
+            f"actuator cannot {verb} ServiceAccounts (it watches them for identityOwner: workload)",
+        )
+    for verb in ("create", "update", "patch", "delete"):
+        require(not granted("", "serviceaccounts", verb), f"actuator may {verb} ServiceAccounts: it only reads them")
     # The in-pod promscalerctl authenticates as the actuator's ServiceAccount: its RBAC must allow
     # what ActuatorService checks (get/list/watch, and patch for Pause/Resume/Reconcile).
     for verb in ("get", "list", "watch", "patch"):

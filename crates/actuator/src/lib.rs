@@ -13,6 +13,7 @@ pub mod error;
 pub mod reason;
 pub mod types;
 
+pub mod identity;
 pub mod metrics;
 pub mod spec;
 pub mod status;

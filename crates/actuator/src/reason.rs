@@ -7,6 +7,13 @@ pub const SCALED_OBJECT_CHECK_FAILED: &str = "ScaledObjectCheckFailed";
 pub const AUTHENTICATION_NOT_FOUND: &str = "PromScalerAuthenticationNotFound";
 /// A PromScalerAuthentication names a Secret (or a key) that does not exist.
 pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+/// `identityOwner: workload`, and the ServiceAccount has no usable `eks.amazonaws.com/role-arn`
+/// annotation (or the target's kind has no pod template the actuator reads).
+pub const WORKLOAD_IDENTITY_NOT_FOUND: &str = "WorkloadIdentityNotFound";
+/// `identityOwner: workload`, and the ServiceAccount the scale target's pods run as does not
+/// exist (a reason of its own: the fix differs, and a status is rewritten when its reason
+/// changes, not its message).
+pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
 /// The scale target does not exist (yet).
 pub const SCALE_TARGET_NOT_FOUND: &str = "ScaleTargetNotFound";
 /// The target's kind is not served or has no `/scale` subresource.

@@ -8,10 +8,14 @@ use kube::{
     ResourceExt as _,
     runtime::reflector::{ObjectRef, Store},
 };
-use promscaler_api::{PromScaler, PromScalerAuthentication, resolve_auth};
+use promscaler_api::{
+    PromScaler, PromScalerAuthentication, WORKLOAD_ROLE_PARAMETER, needs_workload_role,
+    resolve_auth,
+};
 use promscaler_proto::v1::{Pause, QueryRequest, ScalingPolicy};
 
 use crate::{
+    identity::{self, WorkloadCaches},
     reason,
     types::{HELM_RELEASE_SECRET, TargetRef},
 };
@@ -122,12 +126,14 @@ pub fn secret_refs(
     refs
 }
 
-/// Validates `scaler` and resolves its authentication from the watch cache and the Secret values
-/// read for it (see [`secret_refs`]).
+/// Validates `scaler` and resolves its authentication from the watch cache, the Secret values
+/// read for it (see [`secret_refs`]) and, for `identityOwner: workload`, the role of the
+/// target's ServiceAccount from `workloads`.
 pub fn evaluate(
     scaler: &PromScaler,
     auths: &Store<PromScalerAuthentication>,
     secrets: &SecretValues,
+    workloads: WorkloadCaches<'_>,
 ) -> Result<Evaluated, Invalid> {
     let validated = scaler.validate().map_err(|errors| Invalid {
         reason: reason::SCALED_OBJECT_CHECK_FAILED,
@@ -174,6 +180,16 @@ pub fn evaluate(
                 };
                 params.insert(parameter.to_owned(), value);
             }
+        }
+        if needs_workload_role(&trigger.prometheus, auth.as_ref().map(|a| &a.spec), &params) {
+            // KEDA's resolver: the workload's role replaces any awsRoleArn parameter.
+            let target = TargetRef::from(validated.target.clone());
+            let role =
+                identity::workload_role(&namespace, &target, workloads).map_err(|e| Invalid {
+                    reason: e.reason,
+                    message: format!("{path}: {}", e.message),
+                })?;
+            params.insert(WORKLOAD_ROLE_PARAMETER.to_owned(), role);
         }
         let upstream = resolve_auth(
             &trigger.prometheus,

@@ -82,8 +82,8 @@ impl Shard {
     }
 }
 
-/// What the watch cache keeps of a Deployment or StatefulSet (`K`): its metadata and the
-/// replica counts a tick reads, nothing else. List and watch responses deserialize straight
+/// What the watch cache keeps of a Deployment or StatefulSet (`K`): its metadata, the replica
+/// counts a tick reads and its pod template's ServiceAccount name, nothing else. List and watch responses deserialize straight
 /// into it, so pod templates, conditions and the rest are skipped by the parser instead of
 /// being allocated and kept for every workload in the cluster (at 10,000 Deployments the full
 /// objects were most of the actuator's memory).
@@ -107,6 +107,39 @@ pub struct WorkloadSpec {
     /// Desired replicas; absent = 1 (the API server's default).
     #[serde(default)]
     pub replicas: Option<i32>,
+    /// `template.spec.serviceAccountName` (else the deprecated `serviceAccount`): whose AWS
+    /// role `identityOwner: workload` assumes. The rest of the pod template is skipped.
+    #[serde(
+        default,
+        rename = "template",
+        deserialize_with = "service_account_of_template"
+    )]
+    pub service_account_name: Option<String>,
+}
+
+/// Reads only the ServiceAccount name out of a pod template.
+fn service_account_of_template<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Template {
+        #[serde(default)]
+        spec: Option<PodSpec>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PodSpec {
+        #[serde(default)]
+        service_account_name: Option<String>,
+        #[serde(default)]
+        service_account: Option<String>,
+    }
+    let template = Option::<Template>::deserialize(deserializer)?;
+    Ok(template.and_then(|t| t.spec).and_then(|s| {
+        s.service_account_name
+            .filter(|n| !n.is_empty())
+            .or(s.service_account.filter(|n| !n.is_empty()))
+    }))
 }
 
 /// The part of a workload's status the actuator reads.
@@ -134,6 +167,15 @@ impl<K> Workload<K> {
         meta.resource_version = None;
         meta.creation_timestamp = None;
         meta.generation = None;
+    }
+
+    /// The ServiceAccount its pods run as: the pod template's, else `default` (the API
+    /// server's default).
+    pub fn service_account(&self) -> &str {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.as_deref())
+            .unwrap_or("default")
     }
 
     /// The replica counts a tick reads (the API server's defaults when absent).

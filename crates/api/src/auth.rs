@@ -71,7 +71,9 @@ pub struct PodIdentity {
     /// Role to assume on top of the fetcher's identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    /// `keda` (default: the fetcher's identity); `workload` is not supported.
+    /// `keda` (default: the fetcher's identity, with `roleArn` assumed on top) or `workload`
+    /// (the role in the `eks.amazonaws.com/role-arn` annotation of the scale target's
+    /// ServiceAccount, assumed on top of the fetcher's identity; `roleArn` must then be unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_owner: Option<String>,
 }

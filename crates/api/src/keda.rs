@@ -314,13 +314,16 @@ impl Cx {
             );
             match str_at(pi, &["provider"]).unwrap_or("") {
                 "aws" | "none" | "" => {}
-                "aws-eks" | "aws-kiam" => self.problem(id, "spec.podIdentity.provider", "is deprecated in KEDA; use provider: aws (the metrics-fetcher's IRSA / EKS Pod Identity) with roleArn if a role must be assumed"),
+                "aws-eks" | "aws-kiam" => self.problem(id, "spec.podIdentity.provider", "is deprecated in KEDA; use provider: aws (the metrics-fetcher's IRSA / EKS Pod Identity) with identityOwner: workload to assume the workload's ServiceAccount role (what aws-eks did), or roleArn to assume a given role"),
                 other => self.problem(id, "spec.podIdentity.provider", &format!("{other:?} is not supported: promscaler signs only AWS requests; use secretTargetRef credentials instead")),
             }
-            if let Some(owner) = str_at(pi, &["identityOwner"])
-                && owner != "keda"
-            {
-                self.problem(id, "spec.podIdentity.identityOwner", &format!("{owner:?} is not supported: requests are signed by the metrics-fetcher, so use keda and set roleArn to the workload's role"));
+            match str_at(pi, &["identityOwner"]) {
+                None | Some("keda") => {}
+                Some("workload") if str_at(pi, &["roleArn"]).is_some_and(|r| !r.trim().is_empty()) => {
+                    self.problem(id, "spec.podIdentity.roleArn", "cannot be used with identityOwner: workload (KEDA rejects it too): remove roleArn to assume the role annotated on the workload's ServiceAccount, or set identityOwner: keda");
+                }
+                Some("workload") => {}
+                Some(owner) => self.problem(id, "spec.podIdentity.identityOwner", &format!("{owner:?} is not supported: use keda (the metrics-fetcher's identity, with roleArn to assume a role) or workload (the role annotated on the scale target's ServiceAccount)")),
             }
         }
         if self.problems.len() > before {
@@ -498,6 +501,15 @@ impl Cx {
                             );
                             *v = Value::String(s);
                         }
+                    }
+                    // KEDA's trigger metadata knows only pod and operator, and signs any other
+                    // value (workload too) with its own identity; promscaler's `workload` means
+                    // the workload's ServiceAccount role, so keep KEDA's meaning.
+                    if let Some(owner) = md.get_mut("identityOwner")
+                        && owner.as_str() == Some("workload")
+                    {
+                        *owner = Value::String("operator".to_owned());
+                        self.note(id, &format!("{p}.metadata.identityOwner"), "imported as operator: KEDA signs a trigger's identityOwner: workload with its own identity; set workload in promscaler to assume the role annotated on the scale target's ServiceAccount instead");
                     }
                 }
                 if let Some(ar) = t.get_mut("authenticationRef") {

@@ -69,7 +69,9 @@ pub use auth::{
 pub use error::{Error, FieldError};
 pub use pause::{is_paused, parse_pause, stops_scaling};
 pub use prometheus::{AuthMode, IdentityOwner, PrometheusTrigger};
-pub use resolve::resolve_auth;
+pub use resolve::{
+    WORKLOAD_ROLE_ANNOTATION, WORKLOAD_ROLE_PARAMETER, needs_workload_role, resolve_auth,
+};
 pub use target::{
     DEFAULT_TARGET_API_VERSION, DEFAULT_TARGET_KIND, scale_target_kind, with_target_defaults,
 };

@@ -15,6 +15,11 @@ pub enum IdentityOwner {
     Pod,
     /// `operator`: the metrics-fetcher's own identity (KEDA: the operator's IRSA role).
     Operator,
+    /// `workload`: the role in the `eks.amazonaws.com/role-arn` annotation of the scale
+    /// target's ServiceAccount, assumed by the metrics-fetcher on top of its own identity (what
+    /// KEDA does for `podIdentity.identityOwner: workload`; in trigger metadata KEDA would treat
+    /// it like `operator`).
+    Workload,
 }
 
 /// One of KEDA's `authModes`.
@@ -204,10 +209,11 @@ impl PrometheusTrigger {
             None => None,
             Some("pod") => Some(IdentityOwner::Pod),
             Some("operator") => Some(IdentityOwner::Operator),
+            Some("workload") => Some(IdentityOwner::Workload),
             Some(other) => {
                 errors.push(FieldError::new(
                     field("identityOwner"),
-                    format!("{other:?} is not pod or operator; use operator to sign with the metrics-fetcher's own AWS identity (IRSA), or pod to use the credentials of the authenticationRef"),
+                    format!("{other:?} is not pod, operator or workload; use operator to sign with the metrics-fetcher's own AWS identity (IRSA), workload to assume the role of the scale target's ServiceAccount (its eks.amazonaws.com/role-arn annotation), or pod to use the credentials of the authenticationRef"),
                 ));
                 None
             }

@@ -10,6 +10,45 @@ use promscaler_proto::v1::{self, upstream_auth::Method};
 use crate::prometheus::{AuthMode, IdentityOwner, PrometheusTrigger};
 use crate::{FieldError, PromScalerAuthenticationSpec};
 
+/// The ServiceAccount annotation that names a workload's AWS role (IRSA's, read by EKS's pod
+/// identity webhook); `identityOwner: workload` assumes the role it names.
+pub const WORKLOAD_ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
+/// The parameter the caller fills with the workload's role for `identityOwner: workload` (as
+/// KEDA's resolver does), before calling [`resolve_auth`].
+pub const WORKLOAD_ROLE_PARAMETER: &str = "awsRoleArn";
+
+/// Whether [`resolve_auth`] signs this trigger with the workload's AWS role
+/// (`podIdentity.identityOwner: workload` with `provider: aws`, or trigger metadata
+/// `identityOwner: workload` without pod identity) and no `authModes` take precedence: then the
+/// caller must find the role in the [`WORKLOAD_ROLE_ANNOTATION`] of the scale target's
+/// ServiceAccount and pass it as parameter [`WORKLOAD_ROLE_PARAMETER`].
+pub fn needs_workload_role(
+    trigger: &PrometheusTrigger,
+    auth: Option<&PromScalerAuthenticationSpec>,
+    params: &BTreeMap<String, String>,
+) -> bool {
+    let says_workload = match auth
+        .and_then(|a| a.pod_identity.as_ref())
+        .filter(|p| !matches!(p.provider.as_str(), "" | "none"))
+    {
+        Some(p) => p.provider == "aws" && p.identity_owner.as_deref() == Some("workload"),
+        None => trigger.identity_owner == Some(IdentityOwner::Workload),
+    };
+    says_workload
+        && trigger.auth_modes.is_empty()
+        && params.get("authModes").is_none_or(|m| m.trim().is_empty())
+}
+
+fn workload_role_missing(path: &str, field: &str) -> FieldError {
+    FieldError::new(
+        format!("{path}.{field}"),
+        format!(
+            "identityOwner: workload assumes the role named by the {WORKLOAD_ROLE_ANNOTATION} annotation of the scale target's ServiceAccount, and no role was found; annotate that ServiceAccount (or pass the role as parameter {WORKLOAD_ROLE_PARAMETER})"
+        ),
+    )
+}
+
 impl PromScalerAuthenticationSpec {
     /// The Secrets to read, as `(secret name, key, parameter)` triples: the caller looks each
     /// `key` up in Secret `name` (same namespace) and passes `parameter → value` to
@@ -32,6 +71,8 @@ impl PromScalerAuthenticationSpec {
 ///
 /// AWS: `podIdentity.provider: aws` or `identityOwner: operator` ⇒ the metrics-fetcher's own
 /// identity (empty keys), with `podIdentity.roleArn` / `awsRoleArn` assumed on top;
+/// `identityOwner: workload` (pod identity or trigger metadata) ⇒ the workload's role, which the
+/// caller passes as `awsRoleArn` (see [`needs_workload_role`]), assumed on top;
 /// `awsAccessKeyID` + `awsSecretAccessKey` ⇒ static keys; `awsRegion` (metadata, else
 /// parameter) ⇒ the signing region. Secret values never appear in errors.
 pub fn resolve_auth(
@@ -167,24 +208,37 @@ pub fn resolve_auth(
     }
     let key_id = param("awsAccessKeyID").or_else(|| param("awsAccessKeyId"));
     if let Some(p) = pod_identity {
+        let role_arn = p.role_arn.clone().filter(|r| !r.trim().is_empty());
         match p.identity_owner.as_deref().unwrap_or("") {
             "" | "keda" | "operator" => {}
+            "workload" if role_arn.is_some() => {
+                errors.push(FieldError::new(
+                    format!("{path}.authenticationRef"),
+                    "podIdentity roleArn cannot be used with identityOwner: workload (KEDA rule): the role is the one annotated on the workload's ServiceAccount; remove roleArn, or set identityOwner: keda to assume roleArn",
+                ));
+                return Err(errors);
+            }
+            "workload" => {
+                return match role_param {
+                    Some(role) => Ok(Some(aws(region, Some(role), None))),
+                    None => Err(vec![workload_role_missing(path, "authenticationRef")]),
+                };
+            }
             other => {
                 errors.push(FieldError::new(
                     format!("{path}.authenticationRef"),
-                    format!("podIdentity identityOwner {other:?} is not supported: requests are signed by the metrics-fetcher, so use keda (its own identity) and roleArn to assume the workload's role"),
+                    format!("podIdentity identityOwner {other:?} is not supported: use keda (the metrics-fetcher's own identity, with roleArn to assume a role) or workload (the role of the scale target's ServiceAccount)"),
                 ));
                 return Err(errors);
             }
         }
-        return Ok(Some(aws(
-            region,
-            p.role_arn
-                .clone()
-                .filter(|r| !r.trim().is_empty())
-                .or(role_param),
-            None,
-        )));
+        return Ok(Some(aws(region, role_arn.or(role_param), None)));
+    }
+    if trigger.identity_owner == Some(IdentityOwner::Workload) {
+        return match role_param {
+            Some(role) => Ok(Some(aws(region, Some(role), None))),
+            None => Err(vec![workload_role_missing(path, "metadata.identityOwner")]),
+        };
     }
     // KEDA signs whenever its AWS authorization resolves: always for `identityOwner: operator`;
     // for `pod` (the default) only with awsRoleArn or static keys, and otherwise sends the
@@ -347,6 +401,24 @@ mod tests {
                 aws_auth("ap-northeast-2", "arn:aws:iam::1:role/amp", none),
             ),
             (
+                "pod identity workload assumes the workload's role",
+                trigger(&[region]),
+                Some(pod_identity(None, Some("workload"))),
+                params(&[("awsRoleArn", "arn:aws:iam::1:role/app")]),
+                aws_auth("ap-northeast-2", "arn:aws:iam::1:role/app", none),
+            ),
+            (
+                "trigger identityOwner workload assumes the workload's role, not static keys",
+                trigger(&[region, ("identityOwner", "workload")]),
+                Some(secrets()),
+                params(&[
+                    ("awsRoleArn", "arn:aws:iam::1:role/app"),
+                    ("awsAccessKeyID", "AKIA"),
+                    ("awsSecretAccessKey", "s3"),
+                ]),
+                aws_auth("ap-northeast-2", "arn:aws:iam::1:role/app", none),
+            ),
+            (
                 "static keys from secrets",
                 trigger(&[region, ("identityOwner", "pod")]),
                 Some(secrets()),
@@ -473,11 +545,35 @@ mod tests {
                 "pod identity cannot be enabled",
             ),
             (
-                "workload identity owner",
+                "unknown pod identity owner",
+                trigger(&[("awsRegion", "eu-west-1")]),
+                Some(pod_identity(None, Some("pod"))),
+                params(&[]),
+                "not supported",
+            ),
+            (
+                "workload identity owner without the workload's role",
                 trigger(&[("awsRegion", "eu-west-1")]),
                 Some(pod_identity(None, Some("workload"))),
                 params(&[]),
-                "not supported",
+                "eks.amazonaws.com/role-arn annotation of the scale target's ServiceAccount",
+            ),
+            (
+                "trigger identityOwner workload without the workload's role",
+                trigger(&[("awsRegion", "eu-west-1"), ("identityOwner", "workload")]),
+                None,
+                params(&[]),
+                "eks.amazonaws.com/role-arn annotation of the scale target's ServiceAccount",
+            ),
+            (
+                "workload identity owner with its own roleArn",
+                trigger(&[("awsRegion", "eu-west-1")]),
+                Some(pod_identity(
+                    Some("arn:aws:iam::1:role/amp"),
+                    Some("workload"),
+                )),
+                params(&[("awsRoleArn", "arn:aws:iam::1:role/app")]),
+                "cannot be used with identityOwner: workload",
             ),
             (
                 "aws region without credentials",
@@ -506,6 +602,60 @@ mod tests {
                     "{what}: secret leaked"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_workload_role_is_needed_only_when_aws_signs_for_the_workload() {
+        let workload = Some(pod_identity(None, Some("workload")));
+        let keda = Some(pod_identity(None, Some("keda")));
+        let cases: Vec<Case<bool>> = vec![
+            (
+                "pod identity workload",
+                trigger(&[]),
+                workload.clone(),
+                params(&[]),
+                true,
+            ),
+            ("pod identity keda", trigger(&[]), keda, params(&[]), false),
+            (
+                "trigger identityOwner workload",
+                trigger(&[("identityOwner", "workload")]),
+                None,
+                params(&[]),
+                true,
+            ),
+            (
+                "pod identity decides, not the trigger's identityOwner (KEDA)",
+                trigger(&[("identityOwner", "workload")]),
+                Some(pod_identity(None, None)),
+                params(&[]),
+                false,
+            ),
+            (
+                "identityOwner operator",
+                trigger(&[("identityOwner", "operator")]),
+                None,
+                params(&[]),
+                false,
+            ),
+            (
+                "authModes from metadata take precedence",
+                trigger(&[("identityOwner", "workload"), ("authModes", "bearer")]),
+                None,
+                params(&[]),
+                false,
+            ),
+            (
+                "authModes from the authentication take precedence",
+                trigger(&[]),
+                workload,
+                params(&[("authModes", "bearer")]),
+                false,
+            ),
+        ];
+        for (what, t, auth, p, want) in cases {
+            assert_eq!(needs_workload_role(&t, auth.as_ref(), &p), want, "{what}");
         }
     }
 }

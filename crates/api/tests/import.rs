@@ -294,3 +294,63 @@ fn a_document_that_cannot_be_written_back_is_refused_not_a_panic() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn workload_pod_identity_is_imported_and_a_roles_conflict_with_it_refused() {
+    let input = r#"
+apiVersion: keda.sh/v1alpha1
+kind: TriggerAuthentication
+metadata: {name: amp, namespace: x}
+spec:
+  podIdentity: {provider: aws, identityOwner: workload}
+"#;
+    let imported = import_keda(input).unwrap();
+    let auth: PromScalerAuthentication =
+        serde_yaml::from_value(imported.documents[0].clone()).unwrap();
+    let pod_identity = auth.spec.pod_identity.unwrap();
+    assert_eq!(pod_identity.identity_owner.as_deref(), Some("workload"));
+    assert_eq!(pod_identity.role_arn, None);
+
+    // KEDA's webhook rejects roleArn with identityOwner: workload; so does the import.
+    let problems = problems_of(&input.replace(
+        "identityOwner: workload}",
+        "identityOwner: workload, roleArn: \"arn:aws:iam::1:role/r\"}",
+    ));
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0]
+            .contains("spec.podIdentity.roleArn: cannot be used with identityOwner: workload"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn a_triggers_identity_owner_workload_keeps_kedas_meaning_operator() {
+    let input = r#"
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: app, namespace: x}
+spec:
+  scaleTargetRef: {name: app}
+  triggers:
+    - type: prometheus
+      metadata:
+        serverAddress: https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1
+        query: sum(up)
+        threshold: "5"
+        identityOwner: workload
+"#;
+    let imported = import_keda(input).unwrap();
+    assert_eq!(
+        imported.documents[0]["spec"]["triggers"][0]["metadata"]["identityOwner"],
+        Value::from("operator")
+    );
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.contains("spec.triggers[0].metadata.identityOwner: imported as operator")),
+        "{:?}",
+        imported.notes
+    );
+}

@@ -72,6 +72,7 @@ fn columns(def: &ResourceDef) -> Vec<Col> {
             col("Images", "string", "", 1),
         ],
         Builtin::Lease => vec![name(), col("Holder", "string", "", 0), age()],
+        Builtin::ServiceAccount => vec![name(), col("Secrets", "string", "", 0), age()],
         Builtin::Crd => vec![name(), col("Created At", "date", "", 0)],
         Builtin::Rbac | Builtin::Review => vec![name(), age()],
         Builtin::Custom if def.columns.is_empty() => vec![name(), age()],
@@ -246,6 +247,13 @@ fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
             json!(containers(obj, "image")),
         ],
         Builtin::Lease => vec![name, json!(s(obj, "/spec/holderIdentity")), age()],
+        Builtin::ServiceAccount => {
+            let secrets = obj
+                .get("secrets")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            vec![name, json!(secrets), age()]
+        }
         Builtin::Crd => vec![name, json!(s(obj, "/metadata/creationTimestamp"))],
         Builtin::Rbac | Builtin::Review => vec![name, age()],
         Builtin::Custom if def.columns.is_empty() => vec![name, age()],

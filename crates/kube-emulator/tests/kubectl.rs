@@ -614,3 +614,41 @@ async fn kubectl_made_rbac_decides_access_reviews_and_tokens_authenticate() {
     );
     emulator.shutdown().await;
 }
+
+/// What the actuator's `identityOwner: workload` needs: ServiceAccounts created and annotated
+/// with kubectl, read back (annotation included) and listed with kubectl's columns.
+#[tokio::test]
+async fn kubectl_creates_annotates_and_lists_service_accounts() {
+    let emulator = start().await;
+    let kubectl = Kubectl::new(&emulator);
+    kubectl
+        .run(&["create", "serviceaccount", "app-reader"])
+        .await;
+    kubectl
+        .run(&[
+            "annotate",
+            "sa",
+            "app-reader",
+            "eks.amazonaws.com/role-arn=arn:aws:iam::123456789012:role/app",
+        ])
+        .await;
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client(&emulator), "default");
+    let account = within(accounts.get("app-reader")).await.unwrap();
+    assert_eq!(
+        account
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("eks.amazonaws.com/role-arn")
+            .map(String::as_str),
+        Some("arn:aws:iam::123456789012:role/app")
+    );
+    let out = kubectl.run(&["get", "serviceaccounts"]).await;
+    assert_eq!(rows(&out)[0], vec!["NAME", "SECRETS", "AGE"]);
+    assert_eq!(
+        rows(&out)[1][..2],
+        ["app-reader".to_string(), "0".to_string()]
+    );
+    emulator.shutdown().await;
+}

@@ -15,7 +15,10 @@ Gateway-only paths (never forwarded, never signed):
   POST /-/gateway/delay?seconds=S delay every forwarded request by S seconds (slow upstream)
   POST /-/gateway/limit?rps=N     answer 429 ThrottlingException, as AMP does above a
                                   workspace's query rate, to signed requests beyond N per second
-                                  (a token bucket holding one second's worth); 0 = no limit.
+                                  (a token bucket holding two seconds' worth: this process sees
+                                  requests when it gets the CPU, not when they arrive, so on a
+                                  busy machine a paced stream reaches it in bunches); 0 = no
+                                  limit.
                                   Throttled requests count as "throttled" in the stats.
   GET  /-/gateway/ready           200 once serving
 
@@ -66,7 +69,7 @@ class State:
             if self.rps <= 0:
                 return True
             now = time.monotonic()
-            self.tokens = min(self.rps, self.tokens + (now - self.refilled) * self.rps)
+            self.tokens = min(2 * self.rps, self.tokens + (now - self.refilled) * self.rps)
             self.refilled = now
             if self.tokens >= 1.0:
                 self.tokens -= 1.0
@@ -160,7 +163,7 @@ def make_handler(state):
                 rps = float(urllib.parse.parse_qs(parsed.query).get("rps", ["0"])[0])
                 with state.lock:
                     state.rps = rps
-                    state.tokens = rps
+                    state.tokens = 2 * rps
                     state.refilled = time.monotonic()
                 return self.reply(200, json.dumps({"rps": rps}))
             if parsed.path == "/-/gateway/ready":

@@ -100,7 +100,8 @@ impl AmpGateway {
     }
 
     /// Answers 429 ThrottlingException, as AMP does, to requests beyond `rps` per second (a
-    /// bucket of one second's worth); 0 lifts the limit.
+    /// bucket of two seconds' worth, so that a paced stream that reaches the Python process in
+    /// bunches on a busy machine is not mistaken for a burst); 0 lifts the limit.
     pub async fn set_rate_limit(&self, rps: f64) -> Result<()> {
         let path = format!("/-/gateway/limit?rps={rps}");
         let (status, body) = http(self.addr, "POST", &path, "").await?;

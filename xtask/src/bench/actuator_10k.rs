@@ -63,6 +63,9 @@ pub(crate) struct Actuator10kArgs {
     /// would (its per-PromScaler series are built at each scrape); 0s = never.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     scrape_every: Duration,
+    /// A flag for the metrics-fetcher, e.g. `--fetcher-arg=--fusion=false` (repeatable).
+    #[arg(long, allow_hyphen_values = true)]
+    fetcher_arg: Vec<String>,
 }
 
 const METRIC: &str = "bench_load";
@@ -262,7 +265,7 @@ pub(crate) async fn run(root: &Path, args: Actuator10kArgs) -> Result<()> {
         mut fetcher,
         mut decision,
         mut actuator,
-    } = Services::start(root, &kubeconfig, &actuator_args).await?;
+    } = Services::start(root, &kubeconfig, &actuator_args, &args.fetcher_arg).await?;
     let started = Instant::now();
 
     // Warm-up: every PromScaler known and decided at least once, then no write for one interval.
@@ -421,6 +424,27 @@ pub(crate) async fn run(root: &Path, args: Actuator10kArgs) -> Result<()> {
             "  fetcher queries {labels}: {d} = {:.1} per interval",
             d / intervals
         );
+    }
+    let sum = |m: &Metrics| -> f64 {
+        m.series("promscaler_actuator_scaler_upstream_samples_total")
+            .into_iter()
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let samples = sum(&after.actuator) - sum(&before.actuator);
+    println!(
+        "upstream samples processed (Prometheus stats, summed over PromScalers): {samples} = {:.0} per interval",
+        samples / intervals
+    );
+    for (labels, d) in deltas(
+        &before.fetcher,
+        &after.fetcher,
+        "promscaler_fetcher_fused_requests_total",
+    ) {
+        println!("fused upstream requests {labels}: {d} = {:.1} per interval", d / intervals);
+    }
+    if !args.fetcher_arg.is_empty() {
+        println!("fetcher flags: {}", args.fetcher_arg.join(" "));
     }
     println!(
         "decisions: {decisions} = {:.0} per interval (expected {})",

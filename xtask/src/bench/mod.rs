@@ -96,10 +96,17 @@ struct Services {
 impl Services {
     /// Starts the fetcher and the decision service and waits until they are ready, then starts
     /// the actuator against them and the API server of `kubeconfig`, with `actuator_args` added
-    /// (not waited for: the harness decides what "ready" means for its run).
-    async fn start(root: &Path, kubeconfig: &Path, actuator_args: &[String]) -> Result<Self> {
+    /// (not waited for: the harness decides what "ready" means for its run); the fetcher gets
+    /// `fetcher_args`.
+    async fn start(
+        root: &Path,
+        kubeconfig: &Path,
+        actuator_args: &[String],
+        fetcher_args: &[String],
+    ) -> Result<Self> {
         let quiet = [("PROMSCALER_LOG_LEVEL", "info".to_owned())];
-        let mut fetcher = Service::start(root, "promscaler-metrics-fetcher", &[], &quiet)?;
+        let mut fetcher =
+            Service::start(root, "promscaler-metrics-fetcher", fetcher_args, &quiet)?;
         let mut decision = Service::start(root, "promscaler-decision", &[], &quiet)?;
         fetcher.wait_ready(Duration::from_secs(30)).await?;
         decision.wait_ready(Duration::from_secs(30)).await?;

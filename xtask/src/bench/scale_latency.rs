@@ -512,7 +512,7 @@ pub(crate) async fn run(root: &Path, args: ScaleLatencyArgs) -> Result<()> {
         mut fetcher,
         mut decision,
         mut actuator,
-    } = Services::start(root, &kubeconfig, &actuator_args).await?;
+    } = Services::start(root, &kubeconfig, &actuator_args, &[]).await?;
     actuator.wait_ready(Duration::from_secs(60)).await?;
     emulator.apply_yaml(&promscaler(args.interval, &proxy.url()))?;
 

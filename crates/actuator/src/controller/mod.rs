@@ -1,8 +1,9 @@
 //! The PromScaler controller: watch caches, one shared scheduler, leader-gated ticks.
 //!
-//! Watches ([`watches`]) keep PromScalers, PromScalerAuthentications, Deployments and
-//! StatefulSets in memory, so a tick reads them without a GET; Secrets are watched as metadata
-//! only, and the keys a tick needs are read with a GET when they changed ([`secrets`]). One loop
+//! Watches ([`watches`]) keep PromScalers, PromScalerAuthentications, Deployments,
+//! StatefulSets and ServiceAccounts in memory, so a tick reads them without a GET; Secrets are
+//! watched as metadata only, and the keys a tick needs are read with a GET when they changed
+//! ([`secrets`]). One loop
 //! ([`run`]) owns the index (`index.rs`) of every PromScaler's lifecycle: a PromScaler is due
 //! every `pollingInterval`, at once when its spec changes, after a backoff when a tick failed.
 //! Due ticks ([`tick`]) run concurrently up to a limit, never two for the same PromScaler. Only
@@ -18,7 +19,10 @@ pub mod watches;
 use std::{fmt, sync::Arc, time::Duration};
 
 use futures::{StreamExt as _, stream::FuturesUnordered};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::ServiceAccount,
+};
 use kube::{
     Client, Resource as _,
     runtime::{events::Recorder, reflector::Store, watcher},
@@ -38,6 +42,7 @@ pub use watches::{AuthChange, Watches};
 use crate::{
     clock::Clock,
     error::Error,
+    identity::{self, WorkloadCaches},
     metrics::Metrics,
     readiness::Gate,
     scheduler::Scheduler,
@@ -84,6 +89,7 @@ pub struct Context {
     pub(crate) secrets: secrets::Secrets,
     pub(crate) deployments: Store<Workload<Deployment>>,
     pub(crate) statefulsets: Store<Workload<StatefulSet>>,
+    pub(crate) service_accounts: Store<ServiceAccount>,
     pub(crate) fetcher: FetcherClient,
     pub(crate) decision: DecisionClient,
     pub(crate) recorder: Recorder,
@@ -93,6 +99,17 @@ pub struct Context {
     pub(crate) settings: Settings,
     pub(crate) targets: target::Targets,
     pub(crate) clock: Clock,
+}
+
+impl Context {
+    /// What `identityOwner: workload` reads.
+    pub(crate) fn workload_caches(&self) -> WorkloadCaches<'_> {
+        WorkloadCaches {
+            deployments: &self.deployments,
+            statefulsets: &self.statefulsets,
+            service_accounts: &self.service_accounts,
+        }
+    }
 }
 
 impl fmt::Debug for Context {
@@ -172,6 +189,7 @@ pub fn context(
         ),
         deployments: watches.deployments.clone(),
         statefulsets: watches.statefulsets.clone(),
+        service_accounts: watches.service_accounts.clone(),
         fetcher,
         decision,
         views,
@@ -202,6 +220,7 @@ pub async fn run(
         secrets,
         deployments,
         statefulsets,
+        service_accounts,
         mut scaler_events,
         mut auth_changes,
         drivers,
@@ -213,6 +232,7 @@ pub async fn run(
         let _ = secrets.wait_until_ready().await;
         let _ = deployments.wait_until_ready().await;
         let _ = statefulsets.wait_until_ready().await;
+        let _ = service_accounts.wait_until_ready().await;
         let _ = scaler_store.wait_until_ready().await;
     }));
     let mut is_synced = false;
@@ -247,7 +267,14 @@ pub async fn run(
                 }
             },
             Some(change) = auth_changes.recv(), if is_synced => index.credentials_changed(
-                watches::readers_of(&ctx.scalers, &ctx.auths, &change),
+                match &change {
+                    AuthChange::ServiceAccount(namespace, name) => {
+                        identity::readers_of_service_account(
+                            &ctx.scalers, &ctx.auths, ctx.workload_caches(), namespace, name,
+                        )
+                    }
+                    _ => watches::readers_of(&ctx.scalers, &ctx.auths, &change),
+                },
             ),
             changed = leading.changed() => match changed {
                 Ok(()) => on_leadership(&ctx, &mut index, *leading.borrow_and_update()),

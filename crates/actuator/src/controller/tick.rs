@@ -229,7 +229,8 @@ async fn decide_and_act(
         .read(&key.namespace, &refs)
         .await
         .map_err(TickError::Secret)?;
-    let evaluated = spec::evaluate(scaler, &ctx.auths, &secrets).map_err(TickError::Invalid)?;
+    let evaluated = spec::evaluate(scaler, &ctx.auths, &secrets, ctx.workload_caches())
+        .map_err(TickError::Invalid)?;
     let replicas = ctx
         .targets
         .replicas(

@@ -1,14 +1,14 @@
 //! The watch caches: kube-runtime reflectors over PromScalers, PromScalerAuthentications,
 //! Secrets (metadata only: their data is read with a GET when a tick needs it, see
-//! [`super::secrets`]), Deployments and StatefulSets, trimmed of what no tick reads, and the
-//! changes to credentials that make their readers due at once.
+//! [`super::secrets`]), Deployments, StatefulSets and ServiceAccounts, trimmed of what no tick
+//! reads, and the changes to credentials that make their readers due at once.
 
 use std::fmt;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
-    core::v1::Secret,
+    core::v1::{Secret, ServiceAccount},
 };
 use kube::{
     Api, Client,
@@ -36,6 +36,9 @@ pub struct Watches {
     pub deployments: Store<Workload<Deployment>>,
     /// StatefulSets (replica counts only).
     pub statefulsets: Store<Workload<StatefulSet>>,
+    /// ServiceAccounts (the `eks.amazonaws.com/role-arn` annotation only), for
+    /// `identityOwner: workload`.
+    pub service_accounts: Store<ServiceAccount>,
     pub(crate) scaler_events:
         futures::stream::BoxStream<'static, Result<watcher::Event<PromScaler>, watcher::Error>>,
     pub(crate) auth_changes: mpsc::UnboundedReceiver<AuthChange>,
@@ -94,6 +97,9 @@ pub enum AuthChange {
     Authentication(String, String),
     /// A Secret, by namespace and name.
     Secret(String, String),
+    /// A ServiceAccount, by namespace and name (its role annotation; readers:
+    /// [`crate::identity::readers_of_service_account`]).
+    ServiceAccount(String, String),
 }
 
 /// Where a reflector reports changed objects, and how it names them.
@@ -147,6 +153,7 @@ impl Watches {
     pub fn new(client: &Client, namespace: Option<&str>) -> Self {
         let all = watcher::Config::default;
         let (changes, auth_changes) = mpsc::unbounded_channel();
+        let changes_to_accounts = changes.clone();
         let (auths, auth_driver) = reflect(
             api::<PromScalerAuthentication>(client, namespace),
             all(),
@@ -159,7 +166,7 @@ impl Watches {
             api::<PartialObjectMeta<Secret>>(client, namespace),
             all().fields(&format!("type!={HELM_RELEASE_SECRET}")),
             strip_metadata,
-            Some((changes, AuthChange::Secret)),
+            Some((changes.clone(), AuthChange::Secret)),
         );
         let (deployments, deployment_driver) = reflect(
             api::<Workload<Deployment>>(client, namespace),
@@ -172,6 +179,12 @@ impl Watches {
             all(),
             Workload::strip,
             None,
+        );
+        let (service_accounts, service_account_driver) = reflect(
+            api::<ServiceAccount>(client, namespace),
+            all(),
+            crate::identity::strip_service_account,
+            Some((changes_to_accounts, AuthChange::ServiceAccount)),
         );
         let (scalers, writer) = reflector::store();
         let scaler_events = watcher(
@@ -188,6 +201,7 @@ impl Watches {
             secrets,
             deployments,
             statefulsets,
+            service_accounts,
             scaler_events,
             auth_changes,
             drivers: vec![
@@ -195,6 +209,7 @@ impl Watches {
                 secret_driver,
                 deployment_driver,
                 statefulset_driver,
+                service_account_driver,
             ],
         }
     }
@@ -224,6 +239,8 @@ pub(crate) fn readers_of(
                 .filter_map(|a| a.metadata.name.clone())
                 .collect(),
         ),
+        // Read through the workloads' pod templates: `identity::readers_of_service_account`.
+        AuthChange::ServiceAccount(..) => return Vec::new(),
     };
     if auth_names.is_empty() {
         return Vec::new();

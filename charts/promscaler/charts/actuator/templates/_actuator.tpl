@@ -62,4 +62,10 @@ PromScalers, PromScalerAuthentications, Secrets, Deployments, StatefulSets). */ 
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
+# ServiceAccounts, read only: for identityOwner: workload, the eks.amazonaws.com/role-arn
+# annotation of the ServiceAccount a scale target's pods run as names the role the fetcher
+# assumes (only that annotation is kept in memory).
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "list", "watch"]
 {{- end -}}

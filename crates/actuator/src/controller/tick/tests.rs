@@ -394,6 +394,31 @@ async fn an_invalid_spec_is_reported_and_never_acted_on() {
     assert_eq!(status["scaleTargetKind"], serde_json::Value::Null);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_workload_identity_without_its_service_account_holds_and_says_what_to_create() {
+    let mut world = World::new();
+    world.scaler["spec"]["triggers"][0]["metadata"]["identityOwner"] = "workload".into();
+    world.scaler["spec"]["triggers"][0]["metadata"]["awsRegion"] = "us-east-1".into();
+    let rig = rig(world).await;
+    let TickOutcome::Failed { event } = tick(&rig.ctx, &key()).await else {
+        panic!("not a failure");
+    };
+    // The Deployment's template names no ServiceAccount: its pods run as `default`.
+    assert!(
+        event.error.contains(
+            "spec.triggers[0]: identityOwner: workload: ServiceAccount ns/default (the ServiceAccount of Deployment ns/app) not found"
+        ),
+        "{}",
+        event.error
+    );
+    assert!(rig.decided.lock().unwrap().is_empty(), "no Decide");
+    assert!(rig.writes_to("/scale").is_empty(), "replicas are held");
+    let status = rig.writes_to("/promscalers/s/status");
+    let ready = &status[0].body["status"]["conditions"][0];
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], reason::SERVICE_ACCOUNT_NOT_FOUND);
+}
+
 #[test]
 fn each_tick_error_knows_its_condition_and_how_it_is_counted() {
     let invalid = || spec::Invalid {
