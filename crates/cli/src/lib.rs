@@ -9,7 +9,6 @@
 //! (the default), JSON or YAML ([`output`]).
 
 pub mod args;
-pub mod chart;
 mod clients;
 pub mod commands;
 mod error;

@@ -9,13 +9,13 @@ use std::time::{Duration, SystemTime};
 
 use promscaler_api::proto::{
     Observation, QueryError, QueryErrorKind, QueryRangeRequest, Replicas, SimulateRequest,
-    SimulationStep, observation,
+    SimulatedStep, SimulationStep, observation,
 };
+use promscaler_core::chart::{Chart, Series};
 use serde::Serialize;
 
 use crate::Error;
 use crate::args::Context;
-use crate::chart::{Chart, Series};
 use crate::input::{duration, key_value, load_scaler, parse_time, timestamp};
 use crate::output::{Render, Table, emit, fields};
 use crate::views::{error_kind, time};
@@ -192,6 +192,53 @@ fn from_millis(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// "HH:MM" (UTC) of unix milliseconds, with the date when the range spans days.
+fn clock(ms: i64, with_date: bool) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    if with_date {
+        format!("{} {}", &s[5..10], &s[11..16])
+    } else {
+        s[11..16].to_owned()
+    }
+}
+
+/// The chart of a replay over `[start_ms, end_ms)`: the triggers' values, the desired replicas
+/// and the fallback of each step, six clock times along the x axis.
+fn chart(
+    title: String,
+    (start_ms, end_ms): (i64, i64),
+    values: Vec<Series>,
+    steps: Vec<(i64, &SimulatedStep)>,
+    max_replicas: i32,
+) -> Chart {
+    let days = end_ms - start_ms > 86_400_000;
+    Chart {
+        title,
+        start: start_ms as f64,
+        end: end_ms as f64,
+        x_ticks: (0..=5)
+            .map(|k| {
+                let ms = start_ms + (end_ms - start_ms) * k / 5;
+                (ms as f64, clock(ms, days))
+            })
+            .collect(),
+        x_unit: "UTC".to_owned(),
+        value_axis: "value".to_owned(),
+        values,
+        replicas_name: "desired replicas".to_owned(),
+        replicas: steps
+            .iter()
+            .map(|(at, x)| (*at as f64, x.desired_replicas))
+            .collect(),
+        fallback: steps
+            .iter()
+            .map(|(at, x)| (*at as f64, x.fallback_active))
+            .collect(),
+        max_replicas,
     }
 }
 
@@ -397,31 +444,23 @@ pub(crate) async fn run(args: Args, cx: &Context) -> Result<(), Error> {
     }
 
     if let Some(path) = &args.chart {
-        let chart = Chart {
-            title: format!("{} — {} .. {}", summary.scaler, summary.from, summary.to),
-            start_ms: at.first().copied().unwrap_or_default(),
-            end_ms: at.last().copied().unwrap_or_default() + step_ms,
-            values: s
-                .triggers
+        let chart = chart(
+            format!("{} — {} .. {}", summary.scaler, summary.from, summary.to),
+            (
+                at.first().copied().unwrap_or_default(),
+                at.last().copied().unwrap_or_default() + step_ms,
+            ),
+            s.triggers
                 .iter()
                 .zip(&samples)
                 .map(|(t, m)| Series {
                     name: t.name.clone(),
-                    points: m.iter().map(|(k, v)| (*k, *v)).collect(),
+                    points: m.iter().map(|(k, v)| (*k as f64, *v)).collect(),
                 })
                 .collect(),
-            replicas: at
-                .iter()
-                .zip(out)
-                .map(|(a, x)| (*a, x.desired_replicas))
-                .collect(),
-            fallback: at
-                .iter()
-                .zip(out)
-                .map(|(a, x)| (*a, x.fallback_active))
-                .collect(),
-            max_replicas: max,
-        };
+            at.iter().zip(out).map(|(a, x)| (*a, x)).collect(),
+            max,
+        );
         std::fs::write(path, chart.svg()).map_err(|source| Error::Write {
             path: path.clone(),
             source,
