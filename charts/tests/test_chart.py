@@ -661,6 +661,18 @@ def shared_templates_are_one_library_chart() -> None:
     require(not twice, f"named templates defined more than once: {twice}")
 
 
+def no_file_is_copied_across_subcharts() -> None:
+    """Each subchart's files are its own: none is byte-identical to a file of another subchart or
+    of the library chart (shared templates are named templates of the library, included by an
+    entry template that names the component's parts)."""
+    seen: dict[bytes, list[str]] = {}
+    for chart in (LIBRARY, *(CHART / "charts" / c for c in SUBCHARTS)):
+        for f in sorted(p for p in chart.rglob("*") if p.is_file() and "charts" not in p.relative_to(chart).parts):
+            seen.setdefault(f.read_bytes(), []).append(str(f.relative_to(ROOT)))
+    copies = [fs for fs in seen.values() if len(fs) > 1]
+    require(not copies, f"files copied across subcharts: {copies}")
+
+
 def charts_lint_alone() -> None:
     """helm lint --strict on the library chart and on each subchart on its own (dependencies
     built), as a subchart is also installable by itself."""
@@ -1004,6 +1016,7 @@ GROUPS: dict[str, list[Callable[[], None]]] = {
         schema_rejects_typos,
         schemas_are_generated,
         shared_templates_are_one_library_chart,
+        no_file_is_copied_across_subcharts,
         charts_lint_alone,
         subcharts_render_alone,
         irsa_values_are_keda_compatible,

@@ -1,3 +1,25 @@
+{{- /* The metrics-fetcher's own parts; the shared ones are in the library chart promscaler-common. */ -}}
+
+{{- define "promscaler.fetcher.deployment" -}}
+{{- $args := list }}
+{{- with .Values.allowedServers }}
+{{- $args = append $args (printf "--allowed-servers=%s" (join "," .)) }}
+{{- end }}
+{{- $args = append $args (printf "--operator-identity-namespaces=%s" (join "," .Values.operatorIdentityNamespaces)) }}
+{{- $env := list }}
+{{- with .Values.aws.region }}
+{{- $env = append $env (dict "name" "AWS_REGION" "value" .) }}
+{{- end }}
+{{ include "promscaler.deployment" (dict
+  "ctx" .
+  "name" (include "promscaler.fullname" .)
+  "args" $args
+  "env" $env
+  "automountToken" false
+  "autoscaled" .Values.autoscaling.enabled) }}
+{{- end -}}
+
+{{- define "promscaler.fetcher.serviceAccount" -}}
 {{- if .Values.serviceAccount.create }}
 {{- $irsa := .Values.podIdentity.aws.irsa }}
 {{- if and $irsa.enabled (not $irsa.roleArn) }}
@@ -31,3 +53,4 @@ metadata:
 # identity webhook still projects the AWS web identity token (its own volume, audience above).
 automountServiceAccountToken: false
 {{- end }}
+{{- end -}}
