@@ -115,7 +115,29 @@ pub(crate) struct Preconditions {
     pub(crate) resource_version: Option<String>,
 }
 
-type Objects = BTreeMap<(String, String), Arc<Value>>;
+type Objects = BTreeMap<ObjectKey, Arc<Value>>;
+
+/// An object's place among its resource's objects: (namespace, name), with an empty namespace
+/// for cluster-scoped kinds.
+type ObjectKey = (String, String);
+
+/// The key of `ns`/`name` of `def` (the namespace dropped for cluster-scoped kinds).
+fn object_key(def: &ResourceDef, ns: &str, name: &str) -> ObjectKey {
+    let ns = if def.namespaced { ns } else { "" };
+    (ns.to_owned(), name.to_owned())
+}
+
+/// The 409 of a `uid` precondition that does not match the stored object.
+fn uid_conflict(want: &str, cur: &Value) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "Conflict",
+        format!(
+            "Precondition failed: UID in precondition: {want}, UID in object meta: {}",
+            meta_str(cur, "uid")
+        ),
+    )
+}
 
 /// The start of a watch: events to replay, the live receiver, and the resourceVersion it starts at.
 pub(crate) type WatchStart = (
@@ -132,6 +154,17 @@ struct State {
     history_cap: usize,
     /// Every event with a resourceVersion above this is still in `history`.
     history_start: u64,
+}
+
+impl State {
+    /// The stored object at `key` of `def`, or 404 naming it.
+    fn stored(&self, def: &ResourceDef, key: &ObjectKey) -> Result<Arc<Value>, ApiError> {
+        self.data
+            .get(&def.storage_key())
+            .and_then(|objs| objs.get(key))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &key.1))
+    }
 }
 
 /// The store. Cheap operations under one mutex; serialization happens outside it.
@@ -398,12 +431,7 @@ impl Store {
         ns: &str,
         name: &str,
     ) -> Result<Arc<Value>, ApiError> {
-        let st = self.lock();
-        st.data
-            .get(&def.storage_key())
-            .and_then(|objs| objs.get(&(ns.to_string(), name.to_string())))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))
+        self.lock().stored(def, &object_key(def, ns, name))
     }
 
     /// Lists in key order (namespace, name). `continue` tokens carry the last key: a continued
@@ -417,7 +445,7 @@ impl Store {
         limit: Option<usize>,
         continue_token: Option<&str>,
     ) -> Result<ListResult, ApiError> {
-        let start: Option<(String, String)> = match continue_token.filter(|t| !t.is_empty()) {
+        let start: Option<ObjectKey> = match continue_token.filter(|t| !t.is_empty()) {
             Some(t) => {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(t)
@@ -576,14 +604,7 @@ impl Store {
         {
             return Err(ApiError::not_found("", "namespaces", ns));
         }
-        let key = (
-            if def.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.clone(),
-        );
+        let key = object_key(def, ns, &name);
         let storage = def.storage_key();
         if st
             .data
@@ -637,22 +658,10 @@ impl Store {
         dry_run: bool,
         f: impl FnOnce(&Value) -> Result<Value, ApiError>,
     ) -> Result<Arc<Value>, ApiError> {
-        let key = (
-            if def.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = object_key(def, ns, name);
         let storage = def.storage_key();
         let mut st = self.lock();
-        let cur = st
-            .data
-            .get(&storage)
-            .and_then(|o| o.get(&key))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))?;
+        let cur = st.stored(def, &key)?;
         let mut new = f(&cur)?;
         if !new.is_object() {
             return Err(ApiError::bad_request(
@@ -675,14 +684,7 @@ impl Store {
         }
         let new_uid = meta_str(&new, "uid");
         if !new_uid.is_empty() && new_uid != meta_str(&cur, "uid") {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!(
-                    "Precondition failed: UID in precondition: {new_uid}, UID in object meta: {}",
-                    meta_str(&cur, "uid")
-                ),
-            ));
+            return Err(uid_conflict(new_uid, &cur));
         }
         let new_name = meta_str(&new, "name");
         if !new_name.is_empty() && new_name != name {
@@ -819,13 +821,7 @@ impl Store {
 
     /// Removes an object for good (rv already bumped), with its cascade: a CRD's custom
     /// resources, a namespace's objects.
-    fn remove_locked(
-        &self,
-        st: &mut State,
-        def: &ResourceDef,
-        key: &(String, String),
-        last: Arc<Value>,
-    ) {
+    fn remove_locked(&self, st: &mut State, def: &ResourceDef, key: &ObjectKey, last: Arc<Value>) {
         let storage = def.storage_key();
         if let Some(objs) = st.data.get_mut(&storage) {
             objs.remove(key);
@@ -859,7 +855,7 @@ impl Store {
             let Some(objs) = st.data.get_mut(&storage) else {
                 continue;
             };
-            let victims: Vec<(String, String)> = objs
+            let victims: Vec<ObjectKey> = objs
                 .keys()
                 .filter(|(n, _)| ns.as_ref().is_none_or(|want| n == want))
                 .cloned()
@@ -890,30 +886,11 @@ impl Store {
         pre: &Preconditions,
         dry_run: bool,
     ) -> Result<Deleted, ApiError> {
-        let key = (
-            if def.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = object_key(def, ns, name);
         let mut st = self.lock();
-        let cur = st
-            .data
-            .get(&def.storage_key())
-            .and_then(|o| o.get(&key))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))?;
+        let cur = st.stored(def, &key)?;
         if let Some(uid) = pre.uid.as_deref().filter(|u| *u != meta_str(&cur, "uid")) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(&cur, "uid")
-                ),
-            ));
+            return Err(uid_conflict(uid, &cur));
         }
         if let Some(rv) = pre
             .resource_version
