@@ -240,7 +240,7 @@ impl KubeArgs {
 
 impl ControllerArgs {
     /// The loop's settings (tolerant: 0 concurrent ticks run 1, backoffs are ordered).
-    fn settings(self, shard: Shard, namespace: Option<String>, instance: String) -> Settings {
+    fn settings(self, shard: Shard, instance: String) -> Settings {
         Settings {
             rpc_timeout: self.rpc_timeout,
             kube_timeout: Duration::from_secs(10),
@@ -248,7 +248,6 @@ impl ControllerArgs {
             min_backoff: self.min_backoff.max(Duration::from_millis(100)),
             max_backoff: self.max_backoff.max(self.min_backoff),
             shard,
-            namespace,
             controller_name: SERVICE.name.to_owned(),
             instance,
         }
@@ -351,9 +350,7 @@ impl Args {
 
         let watches = Watches::new(&client, self.watch_namespace.as_deref());
         let identity = identity(self.leader.identity.as_deref());
-        let settings = self
-            .controller
-            .settings(shard, self.watch_namespace, identity.clone());
+        let settings = self.controller.settings(shard, identity.clone());
         let views = Arc::new(Views::default());
         let (decisions, _) = broadcast::channel(1024);
         let (leading_tx, leading) = watch::channel(!self.leader.leader_elect);
@@ -483,7 +480,7 @@ mod tests {
         .unwrap();
         let settings = args
             .controller
-            .settings(Shard { index: 0, count: 1 }, None, "me".into());
+            .settings(Shard { index: 0, count: 1 }, "me".into());
         assert_eq!(settings.max_concurrent_ticks, 1);
         assert_eq!(settings.min_backoff, Duration::from_millis(100));
     }

@@ -19,7 +19,7 @@ use crate::{
 
 /// Everything a tick needs from a valid PromScaler.
 #[derive(Debug, Clone)]
-pub struct Evaluated {
+pub(crate) struct Evaluated {
     /// The policy for Decide.
     pub policy: ScalingPolicy,
     /// One query per trigger, in trigger order.
@@ -42,7 +42,7 @@ pub struct Evaluated {
 
 /// Why a PromScaler cannot be acted on.
 #[derive(Debug, Clone)]
-pub struct Invalid {
+pub(crate) struct Invalid {
     /// Condition reason (one of [`crate::reason`]).
     pub reason: &'static str,
     /// What to fix, naming the fields.
@@ -50,12 +50,12 @@ pub struct Invalid {
 }
 
 /// The target with KEDA's defaults (`promscaler_api`'s rule, shared with validation and the CLI).
-pub fn target_ref(scaler: &PromScaler) -> TargetRef {
+pub(crate) fn target_ref(scaler: &PromScaler) -> TargetRef {
     scaler.spec.scale_target_ref.with_defaults().into()
 }
 
 /// Validates `scaler` and resolves its authentication from the watch caches.
-pub fn evaluate(
+pub(crate) fn evaluate(
     scaler: &PromScaler,
     auths: &Store<PromScalerAuthentication>,
     secrets: &Store<Secret>,
