@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Offline checks of promscaler's Helm charts, Dockerfile and deployment guide (issue 8).
+"""Offline checks of promscaler's Helm charts, Dockerfile and deployment guide (docs/deploy.md).
 
 Run by `integration-tests/tests/chart.rs` (so `cargo xtask test` and nextest report them) with
 the test virtualenv's python, which has `helm-python-sdk` (the Helm SDK as a library: lint and
@@ -43,8 +43,8 @@ RELEASE = "promscaler"
 NAMESPACE = "promscaler"
 BIN = Path(sys.executable).parent
 
-# The flags each binary accepts (DESIGN.md §3 and the service owners' flag lists). The chart
-# must pass nothing else: a renamed flag makes a pod crash-loop on start.
+# The flags each binary accepts (each binary's --help; docs/operations.md "Flags", docs/fetcher.md
+# "Other flags"). The chart must pass nothing else: a renamed flag makes a pod crash-loop on start.
 COMMON_FLAGS = {
     "--grpc-addr",
     "--admin-addr",
@@ -321,7 +321,7 @@ def check_rbac(docs: list[dict], values: dict) -> None:
         if comp != "actuator":
             require(pod.get("automountServiceAccountToken") is False, f"{d['metadata']['name']}: mounts an API token")
 
-    # What the actuator needs (issue 8 item 3), wherever the rules live.
+    # What the actuator needs (docs/operations.md, "Security model"), wherever the rules live.
     rules = [r for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role") for r in role["rules"]]
 
     def granted(group: str, resource: str, verb: str) -> bool:

@@ -34,7 +34,8 @@ pub(crate) enum BenchCmd {
     /// The actuator with thousands of PromScalers against the Kubernetes API emulator.
     #[command(name = "actuator-10k")]
     Actuator10k(actuator_10k::Actuator10kArgs),
-    /// Threshold crossing in Prometheus to the /scale PATCH, after the polling wait (issue #7).
+    /// Threshold crossing in Prometheus to the /scale PATCH, after the polling wait
+    /// (docs/BENCHMARKS.md, "Threshold crossing to /scale PATCH").
     ScaleLatency(scale_latency::ScaleLatencyArgs),
 }
 
