@@ -167,6 +167,118 @@ impl State {
     }
 }
 
+/// The preconditions of an update of `cur` to `new`: a matching resourceVersion (required when
+/// `require_rv`) and uid, and the name and namespace of the URL.
+fn check_preconditions(
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    require_rv: bool,
+    cur: &Value,
+    new: &Value,
+) -> Result<(), ApiError> {
+    let cur_rv = meta_str(cur, "resourceVersion");
+    let new_rv = meta_str(new, "resourceVersion");
+    if new_rv.is_empty() {
+        if require_rv {
+            return Err(ApiError::invalid(
+                &def.group,
+                &def.kind,
+                name,
+                "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+            ));
+        }
+    } else if new_rv != cur_rv {
+        return Err(ApiError::conflict(&def.group, &def.plural, name));
+    }
+    let new_uid = meta_str(new, "uid");
+    if !new_uid.is_empty() && new_uid != meta_str(cur, "uid") {
+        return Err(uid_conflict(new_uid, cur));
+    }
+    let new_name = meta_str(new, "name");
+    if !new_name.is_empty() && new_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({new_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let new_ns = meta_str(new, "namespace");
+    if def.namespaced && !new_ns.is_empty() && new_ns != ns {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(())
+}
+
+/// `new` with what an update does not change taken from `cur`: the status (or, for the status
+/// subresource, everything but the status and managedFields), the type, and the identity and
+/// lifecycle metadata.
+fn carried_over(
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    mode: UpdateMode,
+    cur: &Value,
+    mut new: Value,
+) -> Value {
+    match mode {
+        UpdateMode::Main if def.status => {
+            let o = new.as_object_mut().expect("checked above");
+            match cur.get("status") {
+                Some(s) => o.insert("status".into(), s.clone()),
+                None => o.remove("status"),
+            };
+        }
+        UpdateMode::Status => {
+            let mut only_status = cur.clone();
+            let o = only_status
+                .as_object_mut()
+                .expect("stored objects are maps");
+            match new.get("status") {
+                Some(s) => o.insert("status".into(), s.clone()),
+                None => o.remove("status"),
+            };
+            if let Some(mf) = new.pointer("/metadata/managedFields") {
+                meta_mut(&mut only_status).insert("managedFields".into(), mf.clone());
+            }
+            new = only_status;
+        }
+        _ => {}
+    }
+    {
+        let o = new.as_object_mut().expect("checked above");
+        o.insert("apiVersion".into(), json!(def.api_version()));
+        o.insert("kind".into(), json!(def.kind));
+    }
+    let cur_meta = cur.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    {
+        let meta = meta_mut(&mut new);
+        meta.insert("name".into(), json!(name));
+        if def.namespaced {
+            meta.insert("namespace".into(), json!(ns));
+        }
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ] {
+            match cur_meta.get(k) {
+                Some(v) => meta.insert(k.into(), v.clone()),
+                None => meta.remove(k),
+            };
+        }
+        if !meta.contains_key("managedFields")
+            && let Some(mf) = cur_meta.get("managedFields")
+        {
+            meta.insert("managedFields".into(), mf.clone());
+        }
+    }
+    new
+}
+
 /// The store. Cheap operations under one mutex; serialization happens outside it.
 pub(crate) struct Store {
     state: Mutex<State>,
@@ -662,97 +774,15 @@ impl Store {
         let storage = def.storage_key();
         let mut st = self.lock();
         let cur = st.stored(def, &key)?;
-        let mut new = f(&cur)?;
+        let new = f(&cur)?;
         if !new.is_object() {
             return Err(ApiError::bad_request(
                 "the body of the request must be an object",
             ));
         }
-        let cur_rv = meta_str(&cur, "resourceVersion");
-        let new_rv = meta_str(&new, "resourceVersion");
-        if new_rv.is_empty() {
-            if require_rv {
-                return Err(ApiError::invalid(
-                    &def.group,
-                    &def.kind,
-                    name,
-                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
-                ));
-            }
-        } else if new_rv != cur_rv {
-            return Err(ApiError::conflict(&def.group, &def.plural, name));
-        }
-        let new_uid = meta_str(&new, "uid");
-        if !new_uid.is_empty() && new_uid != meta_str(&cur, "uid") {
-            return Err(uid_conflict(new_uid, &cur));
-        }
-        let new_name = meta_str(&new, "name");
-        if !new_name.is_empty() && new_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({new_name}) does not match the name on the URL ({name})"
-            )));
-        }
-        let new_ns = meta_str(&new, "namespace");
-        if def.namespaced && !new_ns.is_empty() && new_ns != ns {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
-        match mode {
-            UpdateMode::Main if def.status => {
-                let o = new.as_object_mut().expect("checked above");
-                match cur.get("status") {
-                    Some(s) => o.insert("status".into(), s.clone()),
-                    None => o.remove("status"),
-                };
-            }
-            UpdateMode::Status => {
-                let mut only_status = (*cur).clone();
-                let o = only_status
-                    .as_object_mut()
-                    .expect("stored objects are maps");
-                match new.get("status") {
-                    Some(s) => o.insert("status".into(), s.clone()),
-                    None => o.remove("status"),
-                };
-                if let Some(mf) = new.pointer("/metadata/managedFields") {
-                    meta_mut(&mut only_status).insert("managedFields".into(), mf.clone());
-                }
-                new = only_status;
-            }
-            _ => {}
-        }
-        {
-            let o = new.as_object_mut().expect("checked above");
-            o.insert("apiVersion".into(), json!(def.api_version()));
-            o.insert("kind".into(), json!(def.kind));
-        }
+        check_preconditions(def, ns, name, require_rv, &cur, &new)?;
+        let mut new = carried_over(def, ns, name, mode, &cur, new);
         let cur_meta = cur.get("metadata").cloned().unwrap_or_else(|| json!({}));
-        {
-            let meta = meta_mut(&mut new);
-            meta.insert("name".into(), json!(name));
-            if def.namespaced {
-                meta.insert("namespace".into(), json!(ns));
-            }
-            for k in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "generation",
-                "resourceVersion",
-            ] {
-                match cur_meta.get(k) {
-                    Some(v) => meta.insert(k.into(), v.clone()),
-                    None => meta.remove(k),
-                };
-            }
-            if !meta.contains_key("managedFields")
-                && let Some(mf) = cur_meta.get("managedFields")
-            {
-                meta.insert("managedFields".into(), mf.clone());
-            }
-        }
         if self.prune
             && let Some(schema) = &def.schema
         {
