@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Offline checks of promscaler's Helm charts, Dockerfile and deployment guide (issue 8).
+"""Offline checks of promscaler's Helm charts, Dockerfile and deployment guide (docs/deploy.md).
 
 Run by `integration-tests/tests/chart.rs` (so `cargo xtask test` and nextest report them) with
 the test virtualenv's python, which has `helm-python-sdk` (the Helm SDK as a library: lint and
@@ -43,8 +43,8 @@ RELEASE = "promscaler"
 NAMESPACE = "promscaler"
 BIN = Path(sys.executable).parent
 
-# The flags each binary accepts (DESIGN.md §3 and the service owners' flag lists). The chart
-# must pass nothing else: a renamed flag makes a pod crash-loop on start.
+# The flags each binary accepts (each binary's --help; docs/operations.md "Flags", docs/fetcher.md
+# "Other flags"). The chart must pass nothing else: a renamed flag makes a pod crash-loop on start.
 COMMON_FLAGS = {
     "--grpc-addr",
     "--admin-addr",
@@ -355,7 +355,7 @@ def check_rbac(docs: list[dict], values: dict) -> None:
         if comp != "actuator":
             require(pod.get("automountServiceAccountToken") is False, f"{d['metadata']['name']}: mounts an API token")
 
-    # What the actuator needs (issue 8 item 3), wherever the rules live.
+    # What the actuator needs (docs/operations.md, "Security model"), wherever the rules live.
     rules = [r for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role") for r in role["rules"]]
 
     def granted(group: str, resource: str, verb: str) -> bool:
@@ -721,6 +721,18 @@ def shared_templates_are_one_library_chart() -> None:
                 defined.setdefault(name, []).append(str(f.relative_to(ROOT)))
     twice = {n: fs for n, fs in defined.items() if len(fs) > 1}
     require(not twice, f"named templates defined more than once: {twice}")
+
+
+def no_file_is_copied_across_subcharts() -> None:
+    """Each subchart's files are its own: none is byte-identical to a file of another subchart or
+    of the library chart (shared templates are named templates of the library, included by an
+    entry template that names the component's parts)."""
+    seen: dict[bytes, list[str]] = {}
+    for chart in (LIBRARY, *(CHART / "charts" / c for c in SUBCHARTS)):
+        for f in sorted(p for p in chart.rglob("*") if p.is_file() and "charts" not in p.relative_to(chart).parts):
+            seen.setdefault(f.read_bytes(), []).append(str(f.relative_to(ROOT)))
+    copies = [fs for fs in seen.values() if len(fs) > 1]
+    require(not copies, f"files copied across subcharts: {copies}")
 
 
 def charts_lint_alone() -> None:
@@ -1173,6 +1185,7 @@ GROUPS: dict[str, list[Callable[[], None]]] = {
         schemas_are_generated,
         monitoring_renders_on_and_off,
         shared_templates_are_one_library_chart,
+        no_file_is_copied_across_subcharts,
         charts_lint_alone,
         subcharts_render_alone,
         irsa_values_are_keda_compatible,

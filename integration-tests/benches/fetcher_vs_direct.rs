@@ -1,5 +1,6 @@
 //! Queries per second through the metrics-fetcher versus directly against the same Prometheus
-//! (issue 4 item 10): the fetcher's overhead ratio. A plain harness (no criterion): it starts a
+//! (docs/BENCHMARKS.md, "Queries per second: through the fetcher vs directly"): the fetcher's
+//! overhead ratio. A plain harness (no criterion): it starts a
 //! real Prometheus scraping the seed's app and the fetcher binary, then runs the same number of
 //! distinct instant queries (distinct so the fetcher cannot coalesce them) both ways at a few
 //! concurrency levels, over kept-alive connections in both cases.

@@ -153,4 +153,4 @@ impl Cluster {
 }
 
 /// A Deployment like the seed's `sample-app` (the sandbox's).
-pub use promscaler_sandbox::demo::sample_app_deployment;
+pub use promscaler_sandbox::seed::sample_app_deployment;

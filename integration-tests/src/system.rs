@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use promscaler_proto::v1::actuator_service_client::ActuatorServiceClient;
 use promscaler_sandbox::prometheus::{Prometheus, SEED_QUERY, ScrapeTarget};
+use promscaler_sandbox::seed::SeedScaler;
 use tonic::{
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
@@ -222,34 +223,18 @@ impl System {
 /// The seed's PromScaler (AverageValue 50, activation 0, min 1, max 5) against `server`, with
 /// a 1 s polling interval and no scale-down stabilization so tests run in seconds.
 pub fn seed_promscaler(namespace: &str, server: &str, query: &str, min: i32) -> String {
-    format!(
-        r#"apiVersion: promscaler.io/v1alpha1
-kind: PromScaler
-metadata:
-  name: sample-app-prometheus-scaler
-  namespace: {namespace}
-spec:
-  scaleTargetRef:
-    name: sample-app
-  minReplicaCount: {min}
-  maxReplicaCount: 5
-  pollingInterval: 1
-  cooldownPeriod: 2
-  advanced:
-    horizontalPodAutoscalerConfig:
-      behavior:
-        scaleDown:
-          stabilizationWindowSeconds: 0
-  triggers:
-    - type: prometheus
-      name: connections
-      metadata:
-        serverAddress: {server}
-        query: '{query}'
-        threshold: "50"
-        activationThreshold: "0"
-"#
-    )
+    SeedScaler {
+        namespace,
+        server,
+        query,
+        min_replicas: min,
+        polling_interval: 1,
+        cooldown_period: 2,
+        scale_down_stabilization: 0,
+        fallback: None,
+        aws_region: None,
+    }
+    .yaml()
 }
 
 /// Adds `authorization: Bearer <token>` to every call.

@@ -645,28 +645,13 @@ async fn deleting_restores_the_original_replica_count() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflict_on_scale_is_retried_until_it_lands() -> Result<()> {
     let mut system = System::start(&[70.0, 70.0]).await?;
-    system
-        .prometheus
-        .wait_for_value(SEED_QUERY, 140.0, WAIT)
-        .await?;
-    system.cluster.apply(&sample_app_deployment(NS, 2))?;
+    // Only the actuator patches /scale, and it starts inside scale_seed_to_three.
     system
         .cluster
         .emulator()
         .faults()
         .fail_next(FailRule::new("/scale", 409).verb("patch").times(2));
-    system.start_actuator("actuator-a").await?;
-    system.cluster.apply(&seed_promscaler(
-        NS,
-        &system.prometheus.url(),
-        SEED_QUERY,
-        1,
-    ))?;
-    system
-        .cluster
-        .wait_replicas(NS, "sample-app", 3, WAIT)
-        .await
-        .with_context(|| system.logs())?;
+    system.scale_seed_to_three(|yaml| yaml).await?;
     assert_eq!(system.cluster.emulator().faults().injected(), 2);
     Ok(())
 }
@@ -679,23 +664,7 @@ async fn one_tick_is_one_trace_across_the_three_services() -> Result<()> {
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
     ];
     let mut system = System::start_with_env(&[70.0, 70.0], env).await?;
-    system
-        .prometheus
-        .wait_for_value(SEED_QUERY, 140.0, WAIT)
-        .await?;
-    system.cluster.apply(&sample_app_deployment(NS, 2))?;
-    system.start_actuator("actuator-a").await?;
-    system.cluster.apply(&seed_promscaler(
-        NS,
-        &system.prometheus.url(),
-        SEED_QUERY,
-        1,
-    ))?;
-    system
-        .cluster
-        .wait_replicas(NS, "sample-app", 3, WAIT)
-        .await
-        .with_context(|| system.logs())?;
+    system.scale_seed_to_three(|yaml| yaml).await?;
 
     // Some trace holds the actuator's tick, the fetcher's QueryBatch and the decision's Decide,
     // and the two server spans are children of spans in the actuator.

@@ -1,4 +1,4 @@
-//! The Helm charts, the Dockerfile and the deployment guide, checked offline (issue 8 item 6).
+//! The Helm charts, the Dockerfile and the deployment guide, checked offline (docs/deploy.md is the guide).
 //!
 //! The checks are Python (`charts/tests/test_chart.py`) because the tools are Python packages:
 //! `helm-python-sdk` (the Helm SDK as a library: lint and render without a cluster or a `helm`

@@ -1,4 +1,4 @@
-//! End-to-end tests of `promscaler-metrics-fetcher` over real parts (issue 4 item 9):
+//! End-to-end tests of `promscaler-metrics-fetcher` over real parts (docs/fetcher.md, "Tests"):
 //! a real Prometheus scraping the seed's app, moto's server as STS, an AMP-like gateway that
 //! verifies SigV4 with botocore against the credentials moto issued, and the fetcher binary as
 //! a child process with IRSA environment variables — all on 127.0.0.1.

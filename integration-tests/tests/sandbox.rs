@@ -20,9 +20,10 @@ use promscaler_integration_tests::cluster::repo_root;
 use promscaler_proto::v1::{
     DecisionEvent, ScalerRef, WatchDecisionsRequest, actuator_service_client::ActuatorServiceClient,
 };
-use promscaler_sandbox::demo::{NAMESPACE, SCALER, Sandbox, SandboxConfig};
+use promscaler_sandbox::harness::{Sandbox, SandboxConfig};
 use promscaler_sandbox::process::poll_until;
 use promscaler_sandbox::prometheus::SEED_MULTI_SERIES_QUERY;
+use promscaler_sandbox::seed::{NAMESPACE, SCALER};
 use tokio::time::Instant;
 
 const STEP: Duration = Duration::from_secs(30);

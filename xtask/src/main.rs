@@ -6,7 +6,7 @@
 //!   cargo-nextest, two minutes of the fault soak, and the quick fuzz target for 30 s
 //!   (`--fuzz-seconds`; `cargo xtask fuzz` runs every target).
 //! - `cargo xtask sandbox`: the whole system on one machine and a load curve (see
-//!   `promscaler_sandbox::demo`).
+//!   `promscaler_sandbox::view`).
 //! - `cargo xtask bench`: the benchmarks recorded in docs/BENCHMARKS.md (criterion by default;
 //!   `bench decide-grpc`, `bench actuator-10k` and `bench scale-latency` run the release binaries
 //!   as processes).
@@ -307,7 +307,7 @@ fn sandbox(
     if !no_build {
         build_bins(root)?;
     }
-    let options = promscaler_sandbox::demo::DemoOptions {
+    let options = promscaler_sandbox::view::DemoOptions {
         root: root.to_path_buf(),
         scenario,
         speed,
@@ -316,5 +316,5 @@ fn sandbox(
         chart: target_dir(root).join("sandbox/sandbox-chart.svg"),
         venv_python: target_dir(root).join("promscaler-venv/bin/python"),
     };
-    tokio::runtime::Runtime::new()?.block_on(promscaler_sandbox::demo::run(options))
+    tokio::runtime::Runtime::new()?.block_on(promscaler_sandbox::view::run(options))
 }

@@ -4,7 +4,8 @@ Helpers shared by the three promscaler subcharts (metrics-fetcher, decision, act
 The one copy: each subchart declares this library chart as a dependency
 (repository: file://../../../promscaler-common) and includes these templates with its own
 context, so .Chart and .Values are the subchart's. Component-specific parts (flags, RBAC, the
-ServiceAccount) live in each subchart's own templates.
+ServiceAccount) live in each subchart's own _<component>.tpl; each subchart has one entry
+template, templates/<component>.yaml, that names its parts for promscaler.manifests.
 */ -}}
 
 {{- /* Name prefix of every object: global.fullnameOverride or the release name. 36 characters
@@ -498,4 +499,47 @@ spec:
     {{- with $np.extraIngress }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+{{- end -}}
+
+{{- /* Every manifest of a component: (dict "ctx" $ "parts" (list "promscaler.services" ...)),
+each part a named template rendered with the subchart's context, one after the other as YAML
+documents. A part whose feature is off renders nothing and leaves no document; a part that
+renders several documents (the actuator's shards) starts with its own separator. */ -}}
+{{- define "promscaler.manifests" -}}
+{{- range .parts }}
+{{- $part := include . $.ctx | trim | trimPrefix "---" | trim }}
+{{- if $part }}
+---
+{{ $part }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- /* The parts that switch themselves on from the component's values. */ -}}
+{{- define "promscaler.part.serviceMonitor" -}}
+{{- if .Values.serviceMonitor.enabled }}
+{{ include "promscaler.serviceMonitor" . }}
+{{- end }}
+{{- end -}}
+
+{{- define "promscaler.part.hpa" -}}
+{{- if .Values.autoscaling.enabled }}
+{{ include "promscaler.hpa" . }}
+{{- end }}
+{{- end -}}
+
+{{- /* One PodDisruptionBudget over the component's pods (the actuator's shards have their own). */ -}}
+{{- define "promscaler.part.pdb" -}}
+{{- if .Values.podDisruptionBudget.enabled }}
+{{ include "promscaler.pdb" (dict "ctx" . "name" (include "promscaler.fullname" .)) }}
+{{- end }}
+{{- end -}}
+
+{{- /* gRPC from this release's actuator pods (and labelled clients): the fetcher and the
+decision service are called by the actuator only. */ -}}
+{{- define "promscaler.part.networkPolicyFromActuator" -}}
+{{- if .Values.networkPolicy.enabled }}
+{{- $actuator := dict "podSelector" (dict "matchLabels" (include "promscaler.componentSelectorLabels" (dict "ctx" . "component" "actuator") | fromYaml)) }}
+{{ include "promscaler.networkPolicy" (dict "ctx" . "grpcFrom" (list $actuator)) }}
+{{- end }}
 {{- end -}}

@@ -110,7 +110,7 @@ pub struct AuthzArgs {
 
 impl AuthzArgs {
     /// The authorizer these flags describe, reviewing through `client`.
-    pub fn authz(&self, client: &kube::Client, metrics: &Metrics) -> crate::authz::Authz {
+    pub(crate) fn authz(&self, client: &kube::Client, metrics: &Metrics) -> crate::authz::Authz {
         if !self.grpc_authz {
             tracing::warn!(
                 "--grpc-authz=false: every ActuatorService caller may list, pause and resume every PromScaler"
@@ -287,7 +287,7 @@ impl KubeArgs {
 
 impl ControllerArgs {
     /// The loop's settings (tolerant: 0 concurrent ticks run 1, backoffs are ordered).
-    fn settings(self, shard: Shard, namespace: Option<String>, instance: String) -> Settings {
+    fn settings(self, shard: Shard, instance: String) -> Settings {
         Settings {
             rpc_timeout: self.rpc_timeout,
             kube_timeout: Duration::from_secs(10),
@@ -295,7 +295,6 @@ impl ControllerArgs {
             min_backoff: self.min_backoff.max(Duration::from_millis(100)),
             max_backoff: self.max_backoff.max(self.min_backoff),
             shard,
-            namespace,
             controller_name: SERVICE.name.to_owned(),
             instance,
             secret_cache_size: self.secret_cache_size as usize,
@@ -400,9 +399,7 @@ impl Args {
 
         let watches = Watches::new(&client, self.watch_namespace.as_deref());
         let identity = identity(self.leader.identity.as_deref());
-        let settings = self
-            .controller
-            .settings(shard, self.watch_namespace, identity.clone());
+        let settings = self.controller.settings(shard, identity.clone());
         let views = Arc::new(Views::default());
         let (decisions, _) = broadcast::channel(1024);
         let (leading_tx, leading) = watch::channel(!self.leader.leader_elect);
@@ -533,7 +530,7 @@ mod tests {
         .unwrap();
         let settings = args
             .controller
-            .settings(Shard { index: 0, count: 1 }, None, "me".into());
+            .settings(Shard { index: 0, count: 1 }, "me".into());
         assert_eq!(settings.max_concurrent_ticks, 1);
         assert_eq!(settings.min_backoff, Duration::from_millis(100));
     }

@@ -30,16 +30,16 @@ use tonic::metadata::MetadataMap;
 use crate::metrics::{AuthzResult, Metrics, ReviewKind};
 
 /// The API group of PromScalers (the CRD's, in `promscaler-api`).
-pub const GROUP: &str = "promscaler.io";
+pub(crate) const GROUP: &str = "promscaler.io";
 /// The resource reviews ask about.
-pub const RESOURCE: &str = "promscalers";
+pub(crate) const RESOURCE: &str = "promscalers";
 
 /// How a caller passes its token, for the messages that ask for one.
 const HOW_TO_AUTHENTICATE: &str = "send a Kubernetes bearer token in the `authorization: Bearer <token>` metadata (promscalerctl: --token, --token-file, $PROMSCALER_TOKEN or $PROMSCALER_TOKEN_FILE; inside a pod the ServiceAccount token is used; e.g. --token \"$(kubectl create token <serviceaccount>)\")";
 
 /// A caller as the API server authenticated it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// `user.username`.
     pub username: String,
     /// `user.uid`.
@@ -52,7 +52,7 @@ pub struct Caller {
 
 /// A Kubernetes verb on promscalers in a namespace ("" = all namespaces).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Access<'a> {
+pub(crate) struct Access<'a> {
     /// `get`, `list`, `watch` or `patch`.
     pub verb: &'static str,
     /// The namespace ("" = cluster-wide).
@@ -103,7 +103,7 @@ fn describe_name(name: &str) -> String {
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The two questions asked of the API server (a seam: the Kubernetes API, or a test double).
-pub trait Reviewer: Send + Sync + fmt::Debug {
+pub(crate) trait Reviewer: Send + Sync + fmt::Debug {
     /// Who `token` is (`None`: not a valid token).
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<Caller>, String>>;
     /// Whether `caller` may do `access`.
@@ -117,11 +117,11 @@ pub trait Reviewer: Send + Sync + fmt::Debug {
 /// [`Reviewer`] over the Kubernetes API: `TokenReview` and `SubjectAccessReview` creates (the
 /// actuator's ClusterRole has `create` on both, like `system:auth-delegator`).
 #[derive(Clone)]
-pub struct KubeReviewer(kube::Client);
+pub(crate) struct KubeReviewer(kube::Client);
 
 impl KubeReviewer {
     /// Reviews through `client`.
-    pub fn new(client: kube::Client) -> Self {
+    pub(crate) fn new(client: kube::Client) -> Self {
         Self(client)
     }
 }
@@ -254,6 +254,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         entries.insert(key, (Instant::now(), value));
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -264,7 +265,7 @@ type DecisionKey = (Arc<Caller>, &'static str, String, String);
 
 /// Authentication and authorization of ActuatorService calls.
 #[derive(Clone)]
-pub struct Authz {
+pub(crate) struct Authz {
     inner: Option<Arc<Inner>>,
     metrics: Option<Metrics>,
 }
@@ -286,11 +287,11 @@ impl fmt::Debug for Authz {
 
 /// Who made a call: a reviewed caller, or anyone when authorization is off.
 #[derive(Debug, Clone)]
-pub struct Identity(Option<Arc<Caller>>);
+pub(crate) struct Identity(Option<Arc<Caller>>);
 
 impl Identity {
     /// The user name, for logs ("" when authorization is off).
-    pub fn username(&self) -> &str {
+    pub(crate) fn username(&self) -> &str {
         self.0.as_deref().map_or("", |c| c.username.as_str())
     }
 }
@@ -298,7 +299,7 @@ impl Identity {
 impl Authz {
     /// Reviews every call through `reviewer`, caching answers for `ttl`, at most `capacity`
     /// tokens and `capacity` decisions.
-    pub fn new(reviewer: Arc<dyn Reviewer>, ttl: Duration, capacity: usize) -> Self {
+    pub(crate) fn new(reviewer: Arc<dyn Reviewer>, ttl: Duration, capacity: usize) -> Self {
         Self {
             inner: Some(Arc::new(Inner {
                 reviewer,
@@ -310,7 +311,7 @@ impl Authz {
     }
 
     /// Lets every caller do everything (`--grpc-authz=false`).
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Self {
             inner: None,
             metrics: None,
@@ -319,7 +320,7 @@ impl Authz {
 
     /// Counts checks and reviews in `metrics` (`promscaler_actuator_grpc_authz_total`,
     /// `promscaler_actuator_authz_reviews_total`).
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
         self
     }
@@ -337,7 +338,7 @@ impl Authz {
     }
 
     /// Who sent `metadata`'s bearer token.
-    pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Identity, AuthError> {
+    pub(crate) async fn authenticate(&self, metadata: &MetadataMap) -> Result<Identity, AuthError> {
         let answer = self.authenticate_uncounted(metadata).await;
         match &answer {
             Ok(_) => {}
@@ -375,7 +376,7 @@ impl Authz {
     }
 
     /// Whether `identity` may do `access` (always, when authorization is off).
-    pub async fn allowed(
+    pub(crate) async fn allowed(
         &self,
         identity: &Identity,
         access: Access<'_>,
@@ -411,7 +412,11 @@ impl Authz {
     }
 
     /// Fails with [`AuthError::Denied`] unless `identity` may do `access`.
-    pub async fn require(&self, identity: &Identity, access: Access<'_>) -> Result<(), AuthError> {
+    pub(crate) async fn require(
+        &self,
+        identity: &Identity,
+        access: Access<'_>,
+    ) -> Result<(), AuthError> {
         if self.allowed(identity, access).await? {
             Ok(())
         } else {
@@ -424,8 +429,9 @@ impl Authz {
         }
     }
 
-    /// How many answers are cached (tokens, decisions).
-    pub fn cached(&self) -> (usize, usize) {
+    /// How many answers are cached (tokens, decisions; tests).
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> (usize, usize) {
         self.inner
             .as_ref()
             .map_or((0, 0), |i| (i.tokens.len(), i.decisions.len()))

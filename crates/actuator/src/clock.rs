@@ -8,27 +8,28 @@ use k8s_openapi::jiff;
 /// Where "now" comes from: the system clock in production, or tokio's clock (which a test
 /// pauses and advances) anchored at a chosen wall time.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Clock {
+pub(crate) struct Clock {
     /// `None` = the system clock; else a wall time and the tokio instant it was taken at.
     anchor: Option<(SystemTime, tokio::time::Instant)>,
 }
 
 impl Clock {
     /// The system clock.
-    pub fn system() -> Self {
+    pub(crate) fn system() -> Self {
         Self::default()
     }
 
     /// A clock that reads `start` now and then moves with tokio's clock: under
     /// `tokio::time::pause()` it stands still until the test advances it.
-    pub fn tokio_from(start: SystemTime) -> Self {
+    #[cfg(test)]
+    pub(crate) fn tokio_from(start: SystemTime) -> Self {
         Self {
             anchor: Some((start, tokio::time::Instant::now())),
         }
     }
 
     /// The current wall time.
-    pub fn now(&self) -> SystemTime {
+    pub(crate) fn now(&self) -> SystemTime {
         match self.anchor {
             None => SystemTime::now(),
             Some((wall, at)) => wall + tokio::time::Instant::now().saturating_duration_since(at),
@@ -36,12 +37,12 @@ impl Clock {
     }
 
     /// [`Self::now`] as a protobuf timestamp (decisions, events).
-    pub fn timestamp(&self) -> prost_types::Timestamp {
+    pub(crate) fn timestamp(&self) -> prost_types::Timestamp {
         prost_types::Timestamp::from(self.now())
     }
 
     /// [`Self::now`] as a Kubernetes time (conditions, Leases).
-    pub fn jiff(&self) -> jiff::Timestamp {
+    pub(crate) fn jiff(&self) -> jiff::Timestamp {
         let since = self
             .now()
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -35,11 +35,11 @@ use crate::{
 };
 
 /// Annotation set by `Pause` (KEDA's `autoscaling.keda.sh/paused` works the same).
-pub const PAUSED_ANNOTATION: &str = "promscaler.io/paused";
+pub(crate) const PAUSED_ANNOTATION: &str = "promscaler.io/paused";
 
 /// The ActuatorService handlers.
 #[derive(Clone)]
-pub struct ActuatorGrpc {
+pub(crate) struct ActuatorGrpc {
     client: kube::Client,
     scalers: Store<PromScaler>,
     views: Arc<Views>,
@@ -60,7 +60,7 @@ impl std::fmt::Debug for ActuatorGrpc {
 impl ActuatorGrpc {
     /// Handlers over the controller's cache, memory and command handle; every call is
     /// authorized by `authz` ([`Authz::disabled`] lets anyone do anything).
-    pub fn new(
+    pub(crate) fn new(
         client: kube::Client,
         scalers: Store<PromScaler>,
         views: Arc<Views>,
@@ -142,7 +142,7 @@ impl ActuatorGrpc {
     }
 
     /// Reads the leader's identity from `leader` (see [`crate::leader::LeaderElector::run`]).
-    pub fn with_leader(mut self, leader: watch::Receiver<String>) -> Self {
+    pub(crate) fn with_leader(mut self, leader: watch::Receiver<String>) -> Self {
         self.leader = leader;
         self
     }

@@ -24,11 +24,11 @@ use crate::{
 
 /// The longest IAM role ARN (IAM's limit); a longer annotation is cut to one character more
 /// than this before it is cached, and reported as too long.
-pub const MAX_ROLE_ARN_LEN: usize = 2048;
+pub(crate) const MAX_ROLE_ARN_LEN: usize = 2048;
 
 /// The caches the workload's role is read from.
 #[derive(Debug, Clone, Copy)]
-pub struct WorkloadCaches<'a> {
+pub(crate) struct WorkloadCaches<'a> {
     /// Deployments (replicas and the pod template's ServiceAccount name).
     pub deployments: &'a Store<Workload<Deployment>>,
     /// StatefulSets (the same).
@@ -39,7 +39,7 @@ pub struct WorkloadCaches<'a> {
 
 /// Trims a ServiceAccount before it enters the watch cache: its name, namespace and the role
 /// annotation (cut to [`MAX_ROLE_ARN_LEN`] + 1 characters) are all a tick reads.
-pub fn strip_service_account(account: &mut ServiceAccount) {
+pub(crate) fn strip_service_account(account: &mut ServiceAccount) {
     account.secrets = None;
     account.image_pull_secrets = None;
     account.automount_service_account_token = None;
@@ -102,7 +102,7 @@ fn service_account_of(
 /// `target`: the [`WORKLOAD_ROLE_ANNOTATION`] of its pod template's ServiceAccount (`default`
 /// when the template names none). Missing anywhere ⇒ an [`Invalid`] that says which annotation
 /// to add on which ServiceAccount.
-pub fn workload_role(
+pub(crate) fn workload_role(
     namespace: &str,
     target: &TargetRef,
     caches: WorkloadCaches<'_>,

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 
 /// Lease timing (client-go's defaults are 15 s / 10 s / 2 s).
 #[derive(Debug, Clone, Copy)]
-pub struct LeaseTiming {
+pub(crate) struct LeaseTiming {
     /// How long a Lease stays valid after its last renewal.
     pub lease_duration: Duration,
     /// How often the holder renews and candidates retry.
@@ -37,7 +37,7 @@ impl Default for LeaseTiming {
 
 /// Campaigns for one Lease and publishes whether this process holds it.
 #[derive(Debug, Clone)]
-pub struct LeaderElector {
+pub(crate) struct LeaderElector {
     api: Api<Lease>,
     name: String,
     identity: String,
@@ -56,7 +56,7 @@ enum Attempt {
 
 impl LeaderElector {
     /// An elector for Lease `name` in the namespace of `api`, as `identity` (usually the pod name).
-    pub fn new(
+    pub(crate) fn new(
         api: Api<Lease>,
         name: impl Into<String>,
         identity: impl Into<String>,
@@ -72,7 +72,8 @@ impl LeaderElector {
     }
 
     /// Reads the time written into the Lease (and compared with its renewals) from `clock`.
-    pub fn with_clock(mut self, clock: Clock) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
@@ -82,7 +83,7 @@ impl LeaderElector {
     /// taken it by then). At shutdown a held Lease is released so a standby takes over at once.
     /// `holder` carries the current holder's identity while another replica leads (empty while
     /// this one does, or nobody is known to).
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         leading: watch::Sender<bool>,
         holder: watch::Sender<String>,

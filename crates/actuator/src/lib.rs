@@ -3,32 +3,34 @@
 //! The only component with Kubernetes write rights. For each PromScaler it reads the target's
 //! scale from watch caches, asks the metrics-fetcher (`QueryBatch`) and the decision service
 //! (`Decide`) over gRPC, patches `/scale`, records Events and writes status when something a
-//! user or a successor needs changed ([`controller`]). Leadership comes from a Lease
-//! ([`leader`]); ActuatorService serves what the controller knows ([`grpc`]).
+//! user or a successor needs changed (`controller`). Leadership comes from a Lease
+//! (`leader`); ActuatorService serves what the controller knows (`grpc`). [`args::Args`] is
+//! the binary's entry point.
 
 // Layers, each importing only from the ones above it (see `types` for the picture):
 // plain data first, then what is built from a PromScaler, then the loop, then the wiring.
-pub mod clock;
-pub mod error;
-pub mod reason;
-pub mod types;
+// Only `args` (the binary's entry point) is public: no other crate uses the rest.
+mod clock;
+mod error;
+mod reason;
+mod types;
 
-pub mod identity;
-pub mod metrics;
-pub mod spec;
-pub mod status;
-pub mod views;
+mod identity;
+mod metrics;
+mod spec;
+mod status;
+mod views;
 
-pub mod controller;
-pub mod ratelimit;
-pub mod readiness;
-pub mod scheduler;
+mod controller;
+mod ratelimit;
+mod readiness;
+mod scheduler;
 
 pub mod args;
-pub mod authz;
-pub mod grpc;
-pub mod leader;
-pub mod peers;
+mod authz;
+mod grpc;
+mod leader;
+mod peers;
 
 /// Identity and default ports of this service.
 pub const SERVICE: promscaler_runtime::ServiceInfo = promscaler_runtime::ServiceInfo {

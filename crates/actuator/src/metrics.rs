@@ -125,7 +125,7 @@ struct ReviewLabels {
 
 /// The actuator's metrics.
 #[derive(Debug, Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     scalers: Gauge,
     leader: Gauge,
     tick_seconds: Histogram,
@@ -138,7 +138,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Creates the metrics and registers them in `registry` under `actuator_`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             scalers: Gauge::default(),
             leader: Gauge::default(),
@@ -190,27 +190,27 @@ impl Metrics {
     }
 
     /// Records one ActuatorService authorization check.
-    pub fn authz(&self, result: AuthzResult) {
+    pub(crate) fn authz(&self, result: AuthzResult) {
         self.authz.get_or_create(&AuthzLabels { result }).inc();
     }
 
     /// Records one review sent to the Kubernetes API.
-    pub fn review(&self, kind: ReviewKind) {
+    pub(crate) fn review(&self, kind: ReviewKind) {
         self.reviews.get_or_create(&ReviewLabels { kind }).inc();
     }
 
     /// Sets the number of PromScalers evaluated.
-    pub fn set_scalers(&self, count: usize) {
+    pub(crate) fn set_scalers(&self, count: usize) {
         self.scalers.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Sets leadership.
-    pub fn set_leader(&self, leading: bool) {
+    pub(crate) fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
     }
 
     /// Records one tick.
-    pub fn tick(&self, outcome: Outcome, seconds: f64) {
+    pub(crate) fn tick(&self, outcome: Outcome, seconds: f64) {
         self.tick_seconds.observe(seconds);
         self.decisions
             .get_or_create(&OutcomeLabels { outcome })
@@ -218,14 +218,14 @@ impl Metrics {
     }
 
     /// Records one Kubernetes write.
-    pub fn write(&self, kind: WriteKind, result: WriteResult) {
+    pub(crate) fn write(&self, kind: WriteKind, result: WriteResult) {
         self.writes
             .get_or_create(&WriteLabels { kind, result })
             .inc();
     }
 
     /// Records a failed peer call.
-    pub fn peer_error(&self, peer: Peer) {
+    pub(crate) fn peer_error(&self, peer: Peer) {
         self.peer_errors.get_or_create(&PeerLabels { peer }).inc();
     }
 }
@@ -235,14 +235,18 @@ impl Metrics {
 /// `keda_scaler_active` and `keda_scaled_object_errors`. Only the leader exports them: a standby
 /// has no current decisions, and a former leader's would be stale.
 #[derive(Debug)]
-pub struct ScalerCollector {
+pub(crate) struct ScalerCollector {
     views: Arc<Views>,
     leading: watch::Receiver<bool>,
 }
 
 impl ScalerCollector {
     /// Registers the collector in `registry` under `actuator_`.
-    pub fn register(registry: &mut Registry, views: Arc<Views>, leading: watch::Receiver<bool>) {
+    pub(crate) fn register(
+        registry: &mut Registry,
+        views: Arc<Views>,
+        leading: watch::Receiver<bool>,
+    ) {
         registry
             .sub_registry_with_prefix("actuator")
             .register_collector(Box::new(Self { views, leading }));

@@ -14,7 +14,7 @@ use tonic_health::pb::{
 
 /// One peer service.
 #[derive(Debug, Clone)]
-pub struct Peer {
+pub(crate) struct Peer {
     name: &'static str,
     service: &'static str,
     channel: Channel,
@@ -22,7 +22,7 @@ pub struct Peer {
 
 impl Peer {
     /// A peer called `name` in logs, serving the gRPC `service` on `channel`.
-    pub fn new(name: &'static str, service: &'static str, channel: Channel) -> Self {
+    pub(crate) fn new(name: &'static str, service: &'static str, channel: Channel) -> Self {
         Self {
             name,
             service,
@@ -31,7 +31,7 @@ impl Peer {
     }
 
     /// Whether the peer reports SERVING for its service within `timeout`.
-    pub async fn is_serving(&self, timeout: Duration) -> Result<(), String> {
+    pub(crate) async fn is_serving(&self, timeout: Duration) -> Result<(), String> {
         let mut client = HealthClient::new(self.channel.clone());
         let request = HealthCheckRequest {
             service: self.service.to_owned(),
@@ -56,16 +56,16 @@ impl Peer {
 
 /// The set of peers, checked together.
 #[derive(Debug, Clone)]
-pub struct Peers(Vec<Peer>);
+pub(crate) struct Peers(Vec<Peer>);
 
 impl Peers {
     /// The peers to check.
-    pub fn new(peers: Vec<Peer>) -> Self {
+    pub(crate) fn new(peers: Vec<Peer>) -> Self {
         Self(peers)
     }
 
     /// Checks every peer; `Err` lists the ones that are not serving.
-    pub async fn check(&self, timeout: Duration) -> Result<(), String> {
+    pub(crate) async fn check(&self, timeout: Duration) -> Result<(), String> {
         let results =
             futures::future::join_all(self.0.iter().map(|peer| peer.is_serving(timeout))).await;
         let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
@@ -77,7 +77,7 @@ impl Peers {
     }
 
     /// Checks the peers every `interval` and mirrors the outcome in `gate` until shutdown.
-    pub async fn watch(self, interval: Duration, gate: Gate, shutdown: Shutdown) {
+    pub(crate) async fn watch(self, interval: Duration, gate: Gate, shutdown: Shutdown) {
         let mut last: Option<Result<(), String>> = None;
         loop {
             let outcome = self.check(interval.min(Duration::from_secs(3))).await;

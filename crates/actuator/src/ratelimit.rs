@@ -13,7 +13,7 @@ use tokio::time::{Instant, Sleep};
 
 /// Token bucket parameters.
 #[derive(Debug, Clone, Copy)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     /// Sustained requests per second; must be > 0.
     pub qps: f64,
     /// Requests allowed at once after an idle period; at least 1.
@@ -56,7 +56,7 @@ impl Bucket {
 
 /// Tower layer applying [`RateLimit`].
 #[derive(Debug, Clone, Copy)]
-pub struct RateLimitLayer(pub RateLimit);
+pub(crate) struct RateLimitLayer(pub RateLimit);
 
 impl<S> tower::Layer<S> for RateLimitLayer {
     type Service = RateLimited<S>;
@@ -73,7 +73,7 @@ impl<S> tower::Layer<S> for RateLimitLayer {
 
 /// The service produced by [`RateLimitLayer`].
 #[derive(Debug)]
-pub struct RateLimited<S> {
+pub(crate) struct RateLimited<S> {
     inner: S,
     bucket: Bucket,
     sleep: Option<Pin<Box<Sleep>>>,

@@ -10,7 +10,7 @@ use promscaler_runtime::Readiness;
 
 /// Combines the two conditions into the process's `/ready`.
 #[derive(Debug, Clone)]
-pub struct Gate {
+pub(crate) struct Gate {
     readiness: Readiness,
     synced: Arc<AtomicBool>,
     peers: Arc<AtomicBool>,
@@ -18,7 +18,7 @@ pub struct Gate {
 
 impl Gate {
     /// A gate driving `readiness`; both conditions start false.
-    pub fn new(readiness: Readiness) -> Self {
+    pub(crate) fn new(readiness: Readiness) -> Self {
         Self {
             readiness,
             synced: Arc::default(),
@@ -27,13 +27,13 @@ impl Gate {
     }
 
     /// Records whether the watch caches are synced.
-    pub fn set_caches_synced(&self, synced: bool) {
+    pub(crate) fn set_caches_synced(&self, synced: bool) {
         self.synced.store(synced, Ordering::SeqCst);
         self.update();
     }
 
     /// Records whether both peers serve.
-    pub fn set_peers_serving(&self, serving: bool) {
+    pub(crate) fn set_peers_serving(&self, serving: bool) {
         self.peers.store(serving, Ordering::SeqCst);
         self.update();
     }

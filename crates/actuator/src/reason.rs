@@ -2,35 +2,35 @@
 //! alert on them, and KEDA's names are kept where KEDA has one.
 
 /// The spec (or a pause annotation) is invalid (KEDA's reason).
-pub const SCALED_OBJECT_CHECK_FAILED: &str = "ScaledObjectCheckFailed";
+pub(crate) const SCALED_OBJECT_CHECK_FAILED: &str = "ScaledObjectCheckFailed";
 /// A trigger's `authenticationRef` names no PromScalerAuthentication.
-pub const AUTHENTICATION_NOT_FOUND: &str = "PromScalerAuthenticationNotFound";
+pub(crate) const AUTHENTICATION_NOT_FOUND: &str = "PromScalerAuthenticationNotFound";
 /// A PromScalerAuthentication names a Secret (or a key) that does not exist.
-pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+pub(crate) const SECRET_NOT_FOUND: &str = "SecretNotFound";
 /// `identityOwner: workload`, and the ServiceAccount has no usable `eks.amazonaws.com/role-arn`
 /// annotation (or the target's kind has no pod template the actuator reads).
-pub const WORKLOAD_IDENTITY_NOT_FOUND: &str = "WorkloadIdentityNotFound";
+pub(crate) const WORKLOAD_IDENTITY_NOT_FOUND: &str = "WorkloadIdentityNotFound";
 /// `identityOwner: workload`, and the ServiceAccount the scale target's pods run as does not
 /// exist (a reason of its own: the fix differs, and a status is rewritten when its reason
 /// changes, not its message).
-pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
+pub(crate) const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
 /// The scale target does not exist (yet).
-pub const SCALE_TARGET_NOT_FOUND: &str = "ScaleTargetNotFound";
+pub(crate) const SCALE_TARGET_NOT_FOUND: &str = "ScaleTargetNotFound";
 /// The target's kind is not served or has no `/scale` subresource.
-pub const SCALE_TARGET_NOT_SCALABLE: &str = "ScaleTargetNotScalable";
+pub(crate) const SCALE_TARGET_NOT_SCALABLE: &str = "ScaleTargetNotScalable";
 /// Reading the target from the Kubernetes API failed.
-pub const KUBERNETES_API_ERROR: &str = "KubernetesApiError";
+pub(crate) const KUBERNETES_API_ERROR: &str = "KubernetesApiError";
 /// `MetricsFetcherService.QueryBatch` failed or timed out.
-pub const METRICS_FETCHER_UNAVAILABLE: &str = "MetricsFetcherUnavailable";
+pub(crate) const METRICS_FETCHER_UNAVAILABLE: &str = "MetricsFetcherUnavailable";
 /// `DecisionService.Decide` failed or timed out.
-pub const DECISION_SERVICE_UNAVAILABLE: &str = "DecisionServiceUnavailable";
+pub(crate) const DECISION_SERVICE_UNAVAILABLE: &str = "DecisionServiceUnavailable";
 
 /// Event: the target was scaled (the HPA controller's reason).
-pub const SUCCESSFUL_RESCALE: &str = "SuccessfulRescale";
+pub(crate) const SUCCESSFUL_RESCALE: &str = "SuccessfulRescale";
 /// Event: a trigger started failing (KEDA's reason).
-pub const KEDA_SCALER_FAILED: &str = "KEDAScalerFailed";
+pub(crate) const KEDA_SCALER_FAILED: &str = "KEDAScalerFailed";
 
 /// `Ready` reasons of the decision service for failing triggers (KEDA's).
-pub const TRIGGER_ERROR: &str = "TriggerError";
+pub(crate) const TRIGGER_ERROR: &str = "TriggerError";
 /// See [`TRIGGER_ERROR`]: some of the triggers fail.
-pub const PARTIAL_TRIGGER_ERROR: &str = "PartialTriggerError";
+pub(crate) const PARTIAL_TRIGGER_ERROR: &str = "PartialTriggerError";

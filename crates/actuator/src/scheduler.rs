@@ -16,15 +16,15 @@ use tokio::time::Instant;
 use tokio_util::time::{DelayQueue, delay_queue};
 
 /// The grid due times of long delays are rounded up to.
-pub const BATCH: Duration = Duration::from_millis(100);
+pub(crate) const BATCH: Duration = Duration::from_millis(100);
 
 /// Delays from this long on are rounded up to the [`BATCH`] grid (so at most 1 % longer). Short
 /// polling intervals, chosen for fast reactions, keep their exact timing.
-pub const BATCH_FROM: Duration = Duration::from_secs(10);
+pub(crate) const BATCH_FROM: Duration = Duration::from_secs(10);
 
 /// Keys due at some time, each at most once.
 #[derive(Debug)]
-pub struct Scheduler<K> {
+pub(crate) struct Scheduler<K> {
     queue: DelayQueue<K>,
     entries: HashMap<K, delay_queue::Key>,
     /// Origin of the [`BATCH`] grid.
@@ -65,13 +65,13 @@ impl<K: Hash + Eq + Clone> Scheduler<K> {
     }
 
     /// Makes `key` due after `delay`, replacing any earlier schedule of it.
-    pub fn schedule(&mut self, key: K, delay: Duration) {
+    pub(crate) fn schedule(&mut self, key: K, delay: Duration) {
         let when = self.due(delay);
         self.schedule_at(key, when);
     }
 
     /// Makes `key` due after `delay` unless it is already due sooner.
-    pub fn schedule_no_later_than(&mut self, key: K, delay: Duration) {
+    pub(crate) fn schedule_no_later_than(&mut self, key: K, delay: Duration) {
         let when = self.due(delay);
         match self.entries.get(&key) {
             Some(entry) if self.queue.deadline(entry) <= when => {}
@@ -80,29 +80,32 @@ impl<K: Hash + Eq + Clone> Scheduler<K> {
     }
 
     /// Forgets `key`.
-    pub fn remove(&mut self, key: &K) {
+    pub(crate) fn remove(&mut self, key: &K) {
         if let Some(entry) = self.entries.remove(key) {
             self.queue.remove(&entry);
         }
     }
 
     /// Whether `key` is scheduled.
-    pub fn contains(&self, key: &K) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, key: &K) -> bool {
         self.entries.contains_key(key)
     }
 
     /// Number of scheduled keys.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether nothing is scheduled.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// The next due key; pending forever while nothing is scheduled (use inside `select!`).
-    pub async fn next_due(&mut self) -> K {
+    pub(crate) async fn next_due(&mut self) -> K {
         loop {
             if self.queue.is_empty() {
                 std::future::pending::<()>().await;

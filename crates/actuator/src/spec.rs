@@ -23,11 +23,11 @@ use crate::{
 /// The values a tick read: per Secret name (absent: no such Secret), per key (`None`: the Secret
 /// has no such key, or its value is not UTF-8).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct SecretValues(BTreeMap<String, BTreeMap<String, Option<String>>>);
+pub(crate) struct SecretValues(BTreeMap<String, BTreeMap<String, Option<String>>>);
 
 /// What a Secret's key holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup<'a> {
+pub(crate) enum Lookup<'a> {
     /// There is no such Secret (or it is a Helm release Secret, which is not watched).
     NoSecret,
     /// The Secret exists without this key (or its value is not UTF-8).
@@ -38,7 +38,7 @@ pub enum Lookup<'a> {
 
 impl SecretValues {
     /// Records `key` of Secret `secret` (`value` `None`: the Secret lacks the key).
-    pub fn insert(&mut self, secret: &str, key: &str, value: Option<String>) {
+    pub(crate) fn insert(&mut self, secret: &str, key: &str, value: Option<String>) {
         self.0
             .entry(secret.to_owned())
             .or_default()
@@ -46,12 +46,12 @@ impl SecretValues {
     }
 
     /// Records that Secret `secret` exists (with none of the keys asked for yet).
-    pub fn found(&mut self, secret: &str) {
+    pub(crate) fn found(&mut self, secret: &str) {
         self.0.entry(secret.to_owned()).or_default();
     }
 
     /// What `key` of `secret` holds.
-    pub fn get(&self, secret: &str, key: &str) -> Lookup<'_> {
+    pub(crate) fn get(&self, secret: &str, key: &str) -> Lookup<'_> {
         match self.0.get(secret) {
             None => Lookup::NoSecret,
             Some(keys) => match keys.get(key) {
@@ -64,7 +64,7 @@ impl SecretValues {
 
 /// Everything a tick needs from a valid PromScaler.
 #[derive(Debug, Clone)]
-pub struct Evaluated {
+pub(crate) struct Evaluated {
     /// The policy for Decide.
     pub policy: ScalingPolicy,
     /// One query per trigger, in trigger order.
@@ -87,7 +87,7 @@ pub struct Evaluated {
 
 /// Why a PromScaler cannot be acted on.
 #[derive(Debug, Clone)]
-pub struct Invalid {
+pub(crate) struct Invalid {
     /// Condition reason (one of [`crate::reason`]).
     pub reason: &'static str,
     /// What to fix, naming the fields.
@@ -95,14 +95,14 @@ pub struct Invalid {
 }
 
 /// The target with KEDA's defaults (`promscaler_api`'s rule, shared with validation and the CLI).
-pub fn target_ref(scaler: &PromScaler) -> TargetRef {
+pub(crate) fn target_ref(scaler: &PromScaler) -> TargetRef {
     scaler.spec.scale_target_ref.with_defaults().into()
 }
 
 /// The Secret keys `scaler`'s triggers' PromScalerAuthentications refer to, as (Secret, key):
 /// what a tick reads before [`evaluate`]. An authentication that does not exist refers to none
 /// (`evaluate` reports it).
-pub fn secret_refs(
+pub(crate) fn secret_refs(
     scaler: &PromScaler,
     auths: &Store<PromScalerAuthentication>,
 ) -> Vec<(String, String)> {
@@ -129,7 +129,7 @@ pub fn secret_refs(
 /// Validates `scaler` and resolves its authentication from the watch cache, the Secret values
 /// read for it (see [`secret_refs`]) and, for `identityOwner: workload`, the role of the
 /// target's ServiceAccount from `workloads`.
-pub fn evaluate(
+pub(crate) fn evaluate(
     scaler: &PromScaler,
     auths: &Store<PromScalerAuthentication>,
     secrets: &SecretValues,

@@ -15,7 +15,7 @@ use crate::{reason, spec::Evaluated};
 /// A decision and what the tick knew and did around it: everything the status it yields is
 /// built from.
 #[derive(Debug, Clone, Copy)]
-pub struct Decided<'a> {
+pub(crate) struct Decided<'a> {
     /// The decision service's answer.
     pub decision: &'a pb::DecideResponse,
     /// The target's replicas as read before deciding.
@@ -29,7 +29,7 @@ pub struct Decided<'a> {
 }
 
 /// The status a decision yields, built on `previous` (conditions keep their transition times).
-pub fn decided(
+pub(crate) fn decided(
     previous: Option<&PromScalerStatus>,
     d: &Decided<'_>,
     now: &Time,
@@ -74,7 +74,7 @@ pub fn decided(
 
 /// Why a tick could not decide, as its `Ready=False` condition says it.
 #[derive(Debug, Clone, Copy)]
-pub struct Failure<'a> {
+pub(crate) struct Failure<'a> {
     /// The condition's reason (one of [`crate::reason`]).
     pub reason: &'static str,
     /// What went wrong and what to do.
@@ -87,7 +87,7 @@ pub struct Failure<'a> {
 /// The status a failed tick yields, built on `previous`: `Ready=False` with the failure's
 /// reason, `Active`, `Fallback` and `Paused` `Unknown` where they were absent, everything else
 /// as it was (the replicas are held).
-pub fn failed(
+pub(crate) fn failed(
     previous: Option<&PromScalerStatus>,
     scaler: &PromScaler,
     failure: &Failure<'_>,
@@ -128,22 +128,22 @@ pub fn failed(
 }
 
 /// Converts a protobuf timestamp to a Kubernetes time (None when out of range).
-pub fn to_time(ts: &prost_types::Timestamp) -> Option<Time> {
+pub(crate) fn to_time(ts: &prost_types::Timestamp) -> Option<Time> {
     promscaler_api::state::time_from_proto(ts)
 }
 
 /// Converts a Kubernetes time to a protobuf timestamp.
-pub fn from_time(time: &Time) -> prost_types::Timestamp {
+pub(crate) fn from_time(time: &Time) -> prost_types::Timestamp {
     promscaler_api::state::time_to_proto(time)
 }
 
 /// The decision state as persisted in status.
-pub fn state_to_status(state: &pb::DecisionState) -> DecisionStateStatus {
+pub(crate) fn state_to_status(state: &pb::DecisionState) -> DecisionStateStatus {
     DecisionStateStatus::from(state)
 }
 
 /// The decision state read back from status.
-pub fn state_from_status(status: &DecisionStateStatus) -> pb::DecisionState {
+pub(crate) fn state_from_status(status: &DecisionStateStatus) -> pb::DecisionState {
     pb::DecisionState::from(status)
 }
 
@@ -153,7 +153,7 @@ pub fn state_from_status(status: &DecisionStateStatus) -> pb::DecisionState {
 /// immediate scale-down (the HPA controller does the same after a restart); and a PromScaler that
 /// was active at the last write is taken as active until now, so its cooldown restarts instead of
 /// expiring early.
-pub fn restore_state(
+pub(crate) fn restore_state(
     persisted: Option<&PromScalerStatus>,
     current_replicas: i32,
     created: Option<&Time>,
@@ -182,7 +182,7 @@ pub fn restore_state(
 }
 
 /// Sets condition `type_`, keeping its `lastTransitionTime` when the status did not change.
-pub fn set_condition(
+pub(crate) fn set_condition(
     conditions: &mut Vec<Condition>,
     previous: &[Condition],
     type_: &str,
@@ -210,7 +210,7 @@ pub fn set_condition(
 }
 
 /// Conditions of a decision, with transition times carried over from `previous`.
-pub fn decision_conditions(
+pub(crate) fn decision_conditions(
     decision: &pb::DecideResponse,
     previous: &[Condition],
     now: &Time,
@@ -239,7 +239,7 @@ pub fn decision_conditions(
 /// failing triggers (`TriggerError` or `PartialTriggerError`) and the status did not already
 /// have that reason; `None` otherwise. Messages alone are not compared: a changed message does
 /// not rewrite the status either (`same_significant`), so it would fire on every tick.
-pub fn trigger_failure_event(
+pub(crate) fn trigger_failure_event(
     decision: &pb::DecideResponse,
     previous: Option<&PromScalerStatus>,
 ) -> Option<String> {
@@ -256,7 +256,7 @@ pub fn trigger_failure_event(
 }
 
 /// Per-trigger health (KEDA: `Happy` or `Failing` with the failure count).
-pub fn health(decision: &pb::DecideResponse) -> NameMap<HealthStatus> {
+pub(crate) fn health(decision: &pb::DecideResponse) -> NameMap<HealthStatus> {
     decision
         .triggers
         .iter()
@@ -293,7 +293,7 @@ fn same_events(a: &[TimestampedReplicas], b: &[TimestampedReplicas]) -> bool {
 /// the values that move every tick (metric values, condition messages that quote them, the
 /// decision state between scale events, lastActiveTime while active). Compared field by field
 /// (times to the second, as written) without building anything: this runs on every tick.
-pub fn same_significant(a: &PromScalerStatus, b: &PromScalerStatus) -> bool {
+pub(crate) fn same_significant(a: &PromScalerStatus, b: &PromScalerStatus) -> bool {
     let conditions = a.conditions.len() == b.conditions.len()
         && a.conditions.iter().zip(&b.conditions).all(|(a, b)| {
             a.type_ == b.type_
@@ -322,7 +322,7 @@ pub fn same_significant(a: &PromScalerStatus, b: &PromScalerStatus) -> bool {
 }
 
 /// Whether `new` differs from `old` in a way a user or a successor needs.
-pub fn needs_write(old: Option<&PromScalerStatus>, new: &PromScalerStatus) -> bool {
+pub(crate) fn needs_write(old: Option<&PromScalerStatus>, new: &PromScalerStatus) -> bool {
     old.is_none_or(|old| !same_significant(old, new))
 }
 

@@ -20,7 +20,7 @@ use serde::Deserialize;
 /// of KB each, one per revision). No PromScalerAuthentication refers to one, and caching them
 /// would dominate the actuator's memory on clusters with many releases: the Secret watch
 /// excludes them with a field selector.
-pub const HELM_RELEASE_SECRET: &str = "helm.sh/release.v1";
+pub(crate) const HELM_RELEASE_SECRET: &str = "helm.sh/release.v1";
 
 /// Namespace and name of a PromScaler. Shared strings: the loop keeps each key in several maps
 /// and the timer wheel, and a clone is two reference counts, not two allocations.
@@ -88,7 +88,7 @@ impl Shard {
 /// being allocated and kept for every workload in the cluster (at 10,000 Deployments the full
 /// objects were most of the actuator's memory).
 #[derive(Debug, Clone, Deserialize)]
-pub struct Workload<K> {
+pub(crate) struct Workload<K> {
     /// Metadata (stripped of what no tick reads when it enters the cache).
     pub metadata: ObjectMeta,
     /// `spec.replicas`.
@@ -103,7 +103,7 @@ pub struct Workload<K> {
 
 /// The part of a workload's spec the actuator reads.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct WorkloadSpec {
+pub(crate) struct WorkloadSpec {
     /// Desired replicas; absent = 1 (the API server's default).
     #[serde(default)]
     pub replicas: Option<i32>,
@@ -145,7 +145,7 @@ fn service_account_of_template<'de, D: serde::Deserializer<'de>>(
 /// The part of a workload's status the actuator reads.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WorkloadStatus {
+pub(crate) struct WorkloadStatus {
     /// Current replicas.
     #[serde(default)]
     pub replicas: Option<i32>,
@@ -157,7 +157,7 @@ pub struct WorkloadStatus {
 impl<K> Workload<K> {
     /// Drops the metadata no tick reads before the object enters the cache: a workload is looked
     /// up by namespace/name only (the watcher has taken the resourceVersion it resumes from).
-    pub fn strip(&mut self) {
+    pub(crate) fn strip(&mut self) {
         let meta = &mut self.metadata;
         meta.managed_fields = None;
         meta.annotations = None;
@@ -171,7 +171,7 @@ impl<K> Workload<K> {
 
     /// The ServiceAccount its pods run as: the pod template's, else `default` (the API
     /// server's default).
-    pub fn service_account(&self) -> &str {
+    pub(crate) fn service_account(&self) -> &str {
         self.spec
             .as_ref()
             .and_then(|s| s.service_account_name.as_deref())
@@ -179,7 +179,7 @@ impl<K> Workload<K> {
     }
 
     /// The replica counts a tick reads (the API server's defaults when absent).
-    pub fn replicas(&self) -> Replicas {
+    pub(crate) fn replicas(&self) -> Replicas {
         let status = self.status.as_ref();
         Replicas {
             spec: self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
@@ -220,7 +220,7 @@ impl<K: kube::Resource<DynamicType = ()>> kube::Resource for Workload<K> {
 
 /// `apiVersion`/`kind`/`name` of a target, with KEDA's defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TargetRef {
+pub(crate) struct TargetRef {
     /// e.g. `apps/v1`.
     pub api_version: String,
     /// e.g. `Deployment`.
@@ -241,7 +241,7 @@ impl From<pb::ScaleTargetRef> for TargetRef {
 
 impl TargetRef {
     /// The group, version and kind, for discovery.
-    pub fn gvk(&self) -> GroupVersionKind {
+    pub(crate) fn gvk(&self) -> GroupVersionKind {
         let (group, version) = match self.api_version.split_once('/') {
             Some((group, version)) => (group, version),
             None => ("", self.api_version.as_str()),
@@ -250,7 +250,7 @@ impl TargetRef {
     }
 
     /// Whether this is `api_version` `kind`.
-    pub fn is(&self, api_version: &str, kind: &str) -> bool {
+    pub(crate) fn is(&self, api_version: &str, kind: &str) -> bool {
         self.api_version == api_version && self.kind == kind
     }
 }

@@ -20,7 +20,7 @@ use crate::{status::same_significant, types::ScalerKey};
 
 /// A status this replica wrote, with the resourceVersion the write produced.
 #[derive(Debug, Clone)]
-pub struct WrittenStatus {
+pub(crate) struct WrittenStatus {
     /// `metadata.resourceVersion` returned by the status write.
     pub resource_version: String,
     /// The status as sent.
@@ -29,7 +29,7 @@ pub struct WrittenStatus {
 
 /// One PromScaler's in-memory record.
 #[derive(Debug, Clone, Default)]
-pub struct ScalerView {
+pub(crate) struct ScalerView {
     /// Decision state to send with the next Decide, protobuf-encoded like the last decision;
     /// `None` = restore from status.
     state: Option<Vec<u8>>,
@@ -46,7 +46,7 @@ pub struct ScalerView {
 
 impl ScalerView {
     /// Remembers the decision state to carry to the next tick (`None` = restore from status).
-    pub fn set_state(&mut self, state: Option<&DecisionState>) {
+    pub(crate) fn set_state(&mut self, state: Option<&DecisionState>) {
         match state {
             Some(state) => encode_into(&mut self.state, state),
             None => self.state = None,
@@ -54,14 +54,14 @@ impl ScalerView {
     }
 
     /// The carried decision state.
-    pub fn state(&self) -> Option<DecisionState> {
+    pub(crate) fn state(&self) -> Option<DecisionState> {
         DecisionState::decode(self.state.as_deref()?).ok()
     }
 
     /// Remembers `event` as the last decision, without its decision state: that is the state
     /// just carried ([`Self::set_state`]), and keeping it twice was a fifth of this record.
     /// [`Self::last_event`] puts the carried state back.
-    pub fn set_last_event(&mut self, event: &mut DecisionEvent) {
+    pub(crate) fn set_last_event(&mut self, event: &mut DecisionEvent) {
         self.samples_total = self
             .samples_total
             .saturating_add(event.samples_processed.unwrap_or(0));
@@ -73,13 +73,13 @@ impl ScalerView {
     }
 
     /// Upstream samples processed by this PromScaler's queries so far.
-    pub fn samples_total(&self) -> u64 {
+    pub(crate) fn samples_total(&self) -> u64 {
         self.samples_total
     }
 
     /// The last decision, its `decision.state` being the state carried to the next tick (none
     /// after a change of leadership, when the next tick restores it from status).
-    pub fn last_event(&self) -> Option<DecisionEvent> {
+    pub(crate) fn last_event(&self) -> Option<DecisionEvent> {
         let mut event = DecisionEvent::decode(self.last_event.as_deref()?).ok()?;
         if let Some(decision) = event.decision.as_mut() {
             decision.state = self.state();
@@ -102,7 +102,7 @@ fn encode_into(buffer: &mut Option<Vec<u8>>, message: &impl Message) {
 /// All records, keyed by namespace/name. Records are boxed: a table slot then costs a pointer,
 /// not the record's inline size times the table's spare capacity.
 #[derive(Debug, Default)]
-pub struct Views {
+pub(crate) struct Views {
     inner: RwLock<HashMap<ScalerKey, Box<ScalerView>>>,
 }
 
@@ -120,28 +120,37 @@ impl Views {
     }
 
     /// Reads `key`'s record (`None` when there is none) without copying it.
-    pub fn with<R>(&self, key: &ScalerKey, read: impl FnOnce(Option<&ScalerView>) -> R) -> R {
+    pub(crate) fn with<R>(
+        &self,
+        key: &ScalerKey,
+        read: impl FnOnce(Option<&ScalerView>) -> R,
+    ) -> R {
         let inner = self.read();
         read(inner.get(key).map(|view| &**view))
     }
 
     /// A copy of `key`'s decision state.
-    pub fn state(&self, key: &ScalerKey) -> Option<DecisionState> {
+    pub(crate) fn state(&self, key: &ScalerKey) -> Option<DecisionState> {
         self.with(key, |view| view?.state())
     }
 
     /// A copy of `key`'s last decision.
-    pub fn last_event(&self, key: &ScalerKey) -> Option<DecisionEvent> {
+    pub(crate) fn last_event(&self, key: &ScalerKey) -> Option<DecisionEvent> {
         self.with(key, |view| view?.last_event())
     }
 
     /// A copy of `key`'s record.
-    pub fn get(&self, key: &ScalerKey) -> Option<ScalerView> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, key: &ScalerKey) -> Option<ScalerView> {
         self.with(key, |view| view.cloned())
     }
 
     /// Changes `key`'s record (creating it).
-    pub fn update<R>(&self, key: &ScalerKey, change: impl FnOnce(&mut ScalerView) -> R) -> R {
+    pub(crate) fn update<R>(
+        &self,
+        key: &ScalerKey,
+        change: impl FnOnce(&mut ScalerView) -> R,
+    ) -> R {
         let mut inner = self.write();
         match inner.get_mut(key) {
             Some(view) => change(view),
@@ -153,7 +162,7 @@ impl Views {
     /// object) has the resourceVersion the write produced and a status that agrees on everything
     /// significant. From then on the cached status is the one to build on, so each PromScaler's
     /// status is kept once, not twice. Returns whether a written status is still kept.
-    pub fn settle_status(&self, key: &ScalerKey, scaler: &PromScaler) -> bool {
+    pub(crate) fn settle_status(&self, key: &ScalerKey, scaler: &PromScaler) -> bool {
         let caught_up = |written: &WrittenStatus| {
             scaler.resource_version().as_deref() == Some(written.resource_version.as_str())
                 && scaler
@@ -181,13 +190,13 @@ impl Views {
     }
 
     /// Forgets `key`.
-    pub fn remove(&self, key: &ScalerKey) {
+    pub(crate) fn remove(&self, key: &ScalerKey) {
         self.write().remove(key);
     }
 
     /// Forgets every carried state and written status (at a change of leadership), keeping the
     /// last decisions for ActuatorService.
-    pub fn forget_states(&self) {
+    pub(crate) fn forget_states(&self) {
         for view in self.write().values_mut() {
             view.state = None;
             view.last_status = None;
@@ -196,7 +205,10 @@ impl Views {
 
     /// Calls `visit` with each PromScaler's last decision (without its decision state), under
     /// the read lock: for the scrape-time metrics, which read every record once.
-    pub fn for_each_last_event(&self, mut visit: impl FnMut(&ScalerKey, DecisionEvent, u64)) {
+    pub(crate) fn for_each_last_event(
+        &self,
+        mut visit: impl FnMut(&ScalerKey, DecisionEvent, u64),
+    ) {
         for (key, view) in self.read().iter() {
             if let Some(event) = view
                 .last_event
@@ -209,12 +221,13 @@ impl Views {
     }
 
     /// Upstream samples processed by `key`'s queries so far (0 when unknown).
-    pub fn samples_total(&self, key: &ScalerKey) -> u64 {
+    pub(crate) fn samples_total(&self, key: &ScalerKey) -> u64 {
         self.with(key, |view| view.map_or(0, ScalerView::samples_total))
     }
 
     /// The last decision of every PromScaler.
-    pub fn last_events(&self) -> HashMap<ScalerKey, DecisionEvent> {
+    #[cfg(test)]
+    pub(crate) fn last_events(&self) -> HashMap<ScalerKey, DecisionEvent> {
         self.read()
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.last_event()?)))

@@ -10,7 +10,6 @@
 //! (the default), JSON or YAML ([`output`]).
 
 pub mod args;
-pub mod chart;
 mod clients;
 pub mod commands;
 mod error;

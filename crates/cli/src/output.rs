@@ -119,14 +119,7 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
         .collect()
 }
 
-/// A number without a trailing ".0" when it is whole (140, not 140.0).
-pub fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        format!("{}", (v * 1e6).round() / 1e6)
-    }
-}
+pub use promscaler_core::chart::number;
 
 #[cfg(test)]
 mod tests {

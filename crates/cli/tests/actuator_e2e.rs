@@ -7,13 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use common::ctl_async;
-use promscaler_integration_tests::{
-    cluster::{ADMIN_TOKEN, sample_app_deployment},
-    system::{System, seed_promscaler},
-};
-use promscaler_sandbox::prometheus::SEED_QUERY;
+use promscaler_integration_tests::{cluster::ADMIN_TOKEN, system::System};
 
 const NS: &str = "default";
 const WAIT: Duration = Duration::from_secs(60);
@@ -26,23 +22,7 @@ fn strings(a: &[&str]) -> Vec<String> {
 async fn status_and_watch_show_the_seed_scenario_on_a_real_actuator() -> Result<()> {
     // Two pods with 70 connections each: the seed query yields 140 ⇒ 3 replicas.
     let mut system = System::start(&[70.0, 70.0]).await?;
-    system
-        .prometheus
-        .wait_for_value(SEED_QUERY, 140.0, WAIT)
-        .await?;
-    system.cluster.apply(&sample_app_deployment(NS, 2))?;
-    system.start_actuator("actuator-a").await?;
-    system.cluster.apply(&seed_promscaler(
-        NS,
-        &system.prometheus.url(),
-        SEED_QUERY,
-        1,
-    ))?;
-    system
-        .cluster
-        .wait_replicas(NS, "sample-app", 3, WAIT)
-        .await
-        .with_context(|| system.logs())?;
+    system.scale_seed_to_three(|yaml| yaml).await?;
     let actuator = system.actuators[0].grpc_url();
 
     // The list, like `kubectl get so`. Poll until the actuator's view has caught up with the

@@ -302,6 +302,26 @@ impl fmt::Display for Num {
     }
 }
 
+/// A proposal's arithmetic: value / target, against the pods it is judged by, ⇒ the proposal.
+fn write_proposal(
+    f: &mut fmt::Formatter<'_>,
+    (v, t): (Num, Num),
+    metric_type: MetricType,
+    within_tolerance: bool,
+    pods: i32,
+    proposal: i32,
+) -> fmt::Result {
+    match (metric_type, within_tolerance) {
+        (MetricType::AverageValue, false) => write!(f, "{v} / {t} ⇒ {proposal}"),
+        (MetricType::AverageValue, true) => write!(
+            f,
+            "{v} / {t} within tolerance of {pods} replicas ⇒ {proposal}"
+        ),
+        (MetricType::Value, false) => write!(f, "{v} / {t} × {pods} ready ⇒ {proposal}"),
+        (MetricType::Value, true) => write!(f, "{v} / {t} within tolerance ⇒ {proposal}"),
+    }
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -321,20 +341,8 @@ impl fmt::Display for Step {
                 active,
             } => {
                 write!(f, "trigger {trigger}: ")?;
-                let (v, t) = (Num(*value), Num(*target));
-                match (metric_type, within_tolerance) {
-                    (MetricType::AverageValue, false) => write!(f, "{v} / {t} ⇒ {proposal}")?,
-                    (MetricType::AverageValue, true) => write!(
-                        f,
-                        "{v} / {t} within tolerance of {pods} replicas ⇒ {proposal}"
-                    )?,
-                    (MetricType::Value, false) => {
-                        write!(f, "{v} / {t} × {pods} ready ⇒ {proposal}")?
-                    }
-                    (MetricType::Value, true) => {
-                        write!(f, "{v} / {t} within tolerance ⇒ {proposal}")?
-                    }
-                }
+                let ratio = (Num(*value), Num(*target));
+                write_proposal(f, ratio, *metric_type, *within_tolerance, *pods, *proposal)?;
                 if *stale {
                     f.write_str(" (last known good)")?;
                 }

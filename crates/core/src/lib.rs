@@ -9,6 +9,7 @@
 //! always give the same decision. [`simulate`] replays a policy over a series through the same
 //! code. The rules and their upstream sources are in `docs/semantics.md`.
 
+pub mod chart;
 mod decision;
 mod engine;
 mod error;

@@ -1,4 +1,4 @@
-//! The audit of issue #14 item 6: every numbered rule and worked example of
+//! The audit of every numbered rule and worked example of
 //! `/work/shared/reference/hpa-semantics.md` ("hpa §…") and of section B of
 //! `/work/shared/reference/keda-semantics.md` ("keda B.…", plus A.8's activity rule), one table
 //! row per rule, each row naming its section. Rows go through the public [`decide`] and compare

@@ -1426,8 +1426,8 @@ fn simulate_accepts_a_week_of_30s_steps_with_a_one_hour_window() {
     assert!(crate::simulation_work(&p, None, &sim.steps) <= crate::MAX_SIMULATION_WORK);
 }
 
-/// Issue #17: a 0.31 MB request of 10 000 steps (one observation each, 1 s apart, a 1 h
-/// window) kept every step's whole decision and its history: 555 MB. Now it is refused before
+/// A 0.31 MB request of 10 000 steps (one observation each, 1 s apart, a 1 h
+/// window) once kept every step's whole decision and its history: 555 MB. Now it is refused before
 /// any step runs; so is the 3 MB one (100 000 steps) that took 6.5 GB.
 #[test]
 fn simulate_rejects_more_work_than_the_limit_before_running_a_step() {

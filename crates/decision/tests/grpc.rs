@@ -215,7 +215,7 @@ async fn simulate_returns_the_replica_trajectory() {
     assert_eq!(resp.steps[1].reason, "active: scale from zero/idle to 1");
 }
 
-/// Issue #17: 10 000 steps 1 s apart under a 1 h scale-down window (a 0.31 MB request) left the
+/// 10 000 steps 1 s apart under a 1 h scale-down window (a 0.31 MB request) once left the
 /// service at 555 MB. Over the wire it is now refused up front with InvalidArgument on `steps`.
 #[tokio::test]
 async fn simulate_refuses_more_work_than_the_limit() {

@@ -1,4 +1,4 @@
-//! Decision parity with KEDA + the HPA, over a real tonic server on 127.0.0.1:0 (issue #14):
+//! Decision parity with KEDA + the HPA, over a real tonic server on 127.0.0.1:0 (docs/semantics.md):
 //! aged-out history, KEDA's condition reasons, KEDA's formula language, fallback from zero and
 //! the idle floor, each through `DecisionService.Decide` on the wire.
 

@@ -1,5 +1,5 @@
-//! Simulate's memory stays bounded by its response, not steps × history (issue #17: a 0.31 MB
-//! request left the service at 555 MB). Measured as the growth of this process's peak resident
+//! Simulate's memory stays bounded by its response, not steps × history (a 0.31 MB
+//! request once left the service at 555 MB; docs/cli.md "simulate"). Measured as the growth of this process's peak resident
 //! set (`VmHWM`), so this binary holds exactly one test: nothing else allocates beside it.
 //! No timing is involved.
 

@@ -465,44 +465,7 @@ async fn resource(
         "delete" => {
             let name = t.name.clone().expect("delete has a name");
             let body = read_body(req).await?;
-            let opts = if body.iter().all(u8::is_ascii_whitespace) {
-                json!({})
-            } else {
-                parse_json(&body)?
-            };
-            let pre = Preconditions {
-                uid: opts
-                    .pointer("/preconditions/uid")
-                    .and_then(Value::as_str)
-                    .map(String::from),
-                resource_version: opts
-                    .pointer("/preconditions/resourceVersion")
-                    .and_then(Value::as_str)
-                    .map(String::from),
-            };
-            let dry_run = dry_run
-                || opts
-                    .get("dryRun")
-                    .and_then(Value::as_array)
-                    .is_some_and(|d| d.iter().any(|x| x == "All"));
-            match store.delete(&def, &t.ns, &name, &pre, dry_run)? {
-                Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &present(&def, &obj))),
-                Deleted::Gone(obj)
-                    if matches!(def.builtin, Builtin::Custom | Builtin::Pod | Builtin::Crd) =>
-                {
-                    Ok(json_response(StatusCode::OK, &present(&def, &obj)))
-                }
-                Deleted::Gone(obj) => Ok(json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Success",
-                        "details": {"name": name, "group": def.group, "kind": def.plural, "uid": meta_str(&obj, "uid")},
-                    }),
-                )),
-            }
+            delete_resp(store, &def, &t.ns, &name, &body, dry_run)
         }
         "deletecollection" => {
             let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())
@@ -529,6 +492,56 @@ async fn resource(
             ))
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// DELETE of one object: the DeleteOptions body's preconditions and dryRun, then the object
+/// (still there with finalizers, or as it was for the kinds that return it) or a Status.
+fn delete_resp(
+    store: &Store,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    body: &[u8],
+    dry_run: bool,
+) -> Result<Response<Body>, ApiError> {
+    let opts = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_json(body)?
+    };
+    let pre = Preconditions {
+        uid: opts
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from),
+        resource_version: opts
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from),
+    };
+    let dry_run = dry_run
+        || opts
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|d| d.iter().any(|x| x == "All"));
+    match store.delete(def, ns, name, &pre, dry_run)? {
+        Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &present(def, &obj))),
+        Deleted::Gone(obj)
+            if matches!(def.builtin, Builtin::Custom | Builtin::Pod | Builtin::Crd) =>
+        {
+            Ok(json_response(StatusCode::OK, &present(def, &obj)))
+        }
+        Deleted::Gone(obj) => Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": name, "group": def.group, "kind": def.plural, "uid": meta_str(&obj, "uid")},
+            }),
+        )),
     }
 }
 

@@ -115,7 +115,29 @@ pub(crate) struct Preconditions {
     pub(crate) resource_version: Option<String>,
 }
 
-type Objects = BTreeMap<(String, String), Arc<Value>>;
+type Objects = BTreeMap<ObjectKey, Arc<Value>>;
+
+/// An object's place among its resource's objects: (namespace, name), with an empty namespace
+/// for cluster-scoped kinds.
+type ObjectKey = (String, String);
+
+/// The key of `ns`/`name` of `def` (the namespace dropped for cluster-scoped kinds).
+fn object_key(def: &ResourceDef, ns: &str, name: &str) -> ObjectKey {
+    let ns = if def.namespaced { ns } else { "" };
+    (ns.to_owned(), name.to_owned())
+}
+
+/// The 409 of a `uid` precondition that does not match the stored object.
+fn uid_conflict(want: &str, cur: &Value) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "Conflict",
+        format!(
+            "Precondition failed: UID in precondition: {want}, UID in object meta: {}",
+            meta_str(cur, "uid")
+        ),
+    )
+}
 
 /// The start of a watch: events to replay, the live receiver, and the resourceVersion it starts at.
 pub(crate) type WatchStart = (
@@ -132,6 +154,129 @@ struct State {
     history_cap: usize,
     /// Every event with a resourceVersion above this is still in `history`.
     history_start: u64,
+}
+
+impl State {
+    /// The stored object at `key` of `def`, or 404 naming it.
+    fn stored(&self, def: &ResourceDef, key: &ObjectKey) -> Result<Arc<Value>, ApiError> {
+        self.data
+            .get(&def.storage_key())
+            .and_then(|objs| objs.get(key))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &key.1))
+    }
+}
+
+/// The preconditions of an update of `cur` to `new`: a matching resourceVersion (required when
+/// `require_rv`) and uid, and the name and namespace of the URL.
+fn check_preconditions(
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    require_rv: bool,
+    cur: &Value,
+    new: &Value,
+) -> Result<(), ApiError> {
+    let cur_rv = meta_str(cur, "resourceVersion");
+    let new_rv = meta_str(new, "resourceVersion");
+    if new_rv.is_empty() {
+        if require_rv {
+            return Err(ApiError::invalid(
+                &def.group,
+                &def.kind,
+                name,
+                "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+            ));
+        }
+    } else if new_rv != cur_rv {
+        return Err(ApiError::conflict(&def.group, &def.plural, name));
+    }
+    let new_uid = meta_str(new, "uid");
+    if !new_uid.is_empty() && new_uid != meta_str(cur, "uid") {
+        return Err(uid_conflict(new_uid, cur));
+    }
+    let new_name = meta_str(new, "name");
+    if !new_name.is_empty() && new_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({new_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let new_ns = meta_str(new, "namespace");
+    if def.namespaced && !new_ns.is_empty() && new_ns != ns {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(())
+}
+
+/// `new` with what an update does not change taken from `cur`: the status (or, for the status
+/// subresource, everything but the status and managedFields), the type, and the identity and
+/// lifecycle metadata.
+fn carried_over(
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    mode: UpdateMode,
+    cur: &Value,
+    mut new: Value,
+) -> Value {
+    match mode {
+        UpdateMode::Main if def.status => {
+            let o = new.as_object_mut().expect("checked above");
+            match cur.get("status") {
+                Some(s) => o.insert("status".into(), s.clone()),
+                None => o.remove("status"),
+            };
+        }
+        UpdateMode::Status => {
+            let mut only_status = cur.clone();
+            let o = only_status
+                .as_object_mut()
+                .expect("stored objects are maps");
+            match new.get("status") {
+                Some(s) => o.insert("status".into(), s.clone()),
+                None => o.remove("status"),
+            };
+            if let Some(mf) = new.pointer("/metadata/managedFields") {
+                meta_mut(&mut only_status).insert("managedFields".into(), mf.clone());
+            }
+            new = only_status;
+        }
+        _ => {}
+    }
+    {
+        let o = new.as_object_mut().expect("checked above");
+        o.insert("apiVersion".into(), json!(def.api_version()));
+        o.insert("kind".into(), json!(def.kind));
+    }
+    let cur_meta = cur.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    {
+        let meta = meta_mut(&mut new);
+        meta.insert("name".into(), json!(name));
+        if def.namespaced {
+            meta.insert("namespace".into(), json!(ns));
+        }
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ] {
+            match cur_meta.get(k) {
+                Some(v) => meta.insert(k.into(), v.clone()),
+                None => meta.remove(k),
+            };
+        }
+        if !meta.contains_key("managedFields")
+            && let Some(mf) = cur_meta.get("managedFields")
+        {
+            meta.insert("managedFields".into(), mf.clone());
+        }
+    }
+    new
 }
 
 /// The store. Cheap operations under one mutex; serialization happens outside it.
@@ -398,12 +543,7 @@ impl Store {
         ns: &str,
         name: &str,
     ) -> Result<Arc<Value>, ApiError> {
-        let st = self.lock();
-        st.data
-            .get(&def.storage_key())
-            .and_then(|objs| objs.get(&(ns.to_string(), name.to_string())))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))
+        self.lock().stored(def, &object_key(def, ns, name))
     }
 
     /// Lists in key order (namespace, name). `continue` tokens carry the last key: a continued
@@ -417,7 +557,7 @@ impl Store {
         limit: Option<usize>,
         continue_token: Option<&str>,
     ) -> Result<ListResult, ApiError> {
-        let start: Option<(String, String)> = match continue_token.filter(|t| !t.is_empty()) {
+        let start: Option<ObjectKey> = match continue_token.filter(|t| !t.is_empty()) {
             Some(t) => {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(t)
@@ -576,14 +716,7 @@ impl Store {
         {
             return Err(ApiError::not_found("", "namespaces", ns));
         }
-        let key = (
-            if def.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.clone(),
-        );
+        let key = object_key(def, ns, &name);
         let storage = def.storage_key();
         if st
             .data
@@ -637,120 +770,19 @@ impl Store {
         dry_run: bool,
         f: impl FnOnce(&Value) -> Result<Value, ApiError>,
     ) -> Result<Arc<Value>, ApiError> {
-        let key = (
-            if def.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = object_key(def, ns, name);
         let storage = def.storage_key();
         let mut st = self.lock();
-        let cur = st
-            .data
-            .get(&storage)
-            .and_then(|o| o.get(&key))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))?;
-        let mut new = f(&cur)?;
+        let cur = st.stored(def, &key)?;
+        let new = f(&cur)?;
         if !new.is_object() {
             return Err(ApiError::bad_request(
                 "the body of the request must be an object",
             ));
         }
-        let cur_rv = meta_str(&cur, "resourceVersion");
-        let new_rv = meta_str(&new, "resourceVersion");
-        if new_rv.is_empty() {
-            if require_rv {
-                return Err(ApiError::invalid(
-                    &def.group,
-                    &def.kind,
-                    name,
-                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
-                ));
-            }
-        } else if new_rv != cur_rv {
-            return Err(ApiError::conflict(&def.group, &def.plural, name));
-        }
-        let new_uid = meta_str(&new, "uid");
-        if !new_uid.is_empty() && new_uid != meta_str(&cur, "uid") {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!(
-                    "Precondition failed: UID in precondition: {new_uid}, UID in object meta: {}",
-                    meta_str(&cur, "uid")
-                ),
-            ));
-        }
-        let new_name = meta_str(&new, "name");
-        if !new_name.is_empty() && new_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({new_name}) does not match the name on the URL ({name})"
-            )));
-        }
-        let new_ns = meta_str(&new, "namespace");
-        if def.namespaced && !new_ns.is_empty() && new_ns != ns {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
-        match mode {
-            UpdateMode::Main if def.status => {
-                let o = new.as_object_mut().expect("checked above");
-                match cur.get("status") {
-                    Some(s) => o.insert("status".into(), s.clone()),
-                    None => o.remove("status"),
-                };
-            }
-            UpdateMode::Status => {
-                let mut only_status = (*cur).clone();
-                let o = only_status
-                    .as_object_mut()
-                    .expect("stored objects are maps");
-                match new.get("status") {
-                    Some(s) => o.insert("status".into(), s.clone()),
-                    None => o.remove("status"),
-                };
-                if let Some(mf) = new.pointer("/metadata/managedFields") {
-                    meta_mut(&mut only_status).insert("managedFields".into(), mf.clone());
-                }
-                new = only_status;
-            }
-            _ => {}
-        }
-        {
-            let o = new.as_object_mut().expect("checked above");
-            o.insert("apiVersion".into(), json!(def.api_version()));
-            o.insert("kind".into(), json!(def.kind));
-        }
+        check_preconditions(def, ns, name, require_rv, &cur, &new)?;
+        let mut new = carried_over(def, ns, name, mode, &cur, new);
         let cur_meta = cur.get("metadata").cloned().unwrap_or_else(|| json!({}));
-        {
-            let meta = meta_mut(&mut new);
-            meta.insert("name".into(), json!(name));
-            if def.namespaced {
-                meta.insert("namespace".into(), json!(ns));
-            }
-            for k in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "generation",
-                "resourceVersion",
-            ] {
-                match cur_meta.get(k) {
-                    Some(v) => meta.insert(k.into(), v.clone()),
-                    None => meta.remove(k),
-                };
-            }
-            if !meta.contains_key("managedFields")
-                && let Some(mf) = cur_meta.get("managedFields")
-            {
-                meta.insert("managedFields".into(), mf.clone());
-            }
-        }
         if self.prune
             && let Some(schema) = &def.schema
         {
@@ -819,13 +851,7 @@ impl Store {
 
     /// Removes an object for good (rv already bumped), with its cascade: a CRD's custom
     /// resources, a namespace's objects.
-    fn remove_locked(
-        &self,
-        st: &mut State,
-        def: &ResourceDef,
-        key: &(String, String),
-        last: Arc<Value>,
-    ) {
+    fn remove_locked(&self, st: &mut State, def: &ResourceDef, key: &ObjectKey, last: Arc<Value>) {
         let storage = def.storage_key();
         if let Some(objs) = st.data.get_mut(&storage) {
             objs.remove(key);
@@ -859,7 +885,7 @@ impl Store {
             let Some(objs) = st.data.get_mut(&storage) else {
                 continue;
             };
-            let victims: Vec<(String, String)> = objs
+            let victims: Vec<ObjectKey> = objs
                 .keys()
                 .filter(|(n, _)| ns.as_ref().is_none_or(|want| n == want))
                 .cloned()
@@ -890,30 +916,11 @@ impl Store {
         pre: &Preconditions,
         dry_run: bool,
     ) -> Result<Deleted, ApiError> {
-        let key = (
-            if def.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = object_key(def, ns, name);
         let mut st = self.lock();
-        let cur = st
-            .data
-            .get(&def.storage_key())
-            .and_then(|o| o.get(&key))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))?;
+        let cur = st.stored(def, &key)?;
         if let Some(uid) = pre.uid.as_deref().filter(|u| *u != meta_str(&cur, "uid")) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(&cur, "uid")
-                ),
-            ));
+            return Err(uid_conflict(uid, &cur));
         }
         if let Some(rv) = pre
             .resource_version

@@ -110,6 +110,48 @@ fn containers(obj: &Value, field: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A Pod's row as kubectl prints it: ready containers, phase (Terminating while deleted),
+/// restarts, age, IP and node.
+fn pod_cells(obj: &Value, name: Value, age: Value) -> Vec<Value> {
+    let statuses = obj
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array);
+    let total = obj
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let ready = statuses.map_or(0, |s| {
+        s.iter().filter(|c| c["ready"] == json!(true)).count()
+    });
+    let restarts: i64 = statuses.map_or(0, |s| {
+        s.iter()
+            .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+            .sum()
+    });
+    let phase = if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else {
+        s(obj, "/status/phase")
+    };
+    let node = match s(obj, "/spec/nodeName") {
+        "" => "<none>",
+        n => n,
+    };
+    let ip = match s(obj, "/status/podIP") {
+        "" => "<none>",
+        ip => ip,
+    };
+    vec![
+        name,
+        json!(format!("{ready}/{total}")),
+        json!(phase),
+        json!(restarts.to_string()),
+        age,
+        json!(ip),
+        json!(node),
+    ]
+}
+
 fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
     let name = json!(s(obj, "/metadata/name"));
     let age = || {
@@ -120,45 +162,7 @@ fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
     };
     match def.builtin {
         Builtin::Namespace => vec![name, json!(s(obj, "/status/phase")), age()],
-        Builtin::Pod => {
-            let statuses = obj
-                .pointer("/status/containerStatuses")
-                .and_then(Value::as_array);
-            let total = obj
-                .pointer("/spec/containers")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            let ready = statuses.map_or(0, |s| {
-                s.iter().filter(|c| c["ready"] == json!(true)).count()
-            });
-            let restarts: i64 = statuses.map_or(0, |s| {
-                s.iter()
-                    .map(|c| c["restartCount"].as_i64().unwrap_or(0))
-                    .sum()
-            });
-            let phase = if obj.pointer("/metadata/deletionTimestamp").is_some() {
-                "Terminating"
-            } else {
-                s(obj, "/status/phase")
-            };
-            let node = match s(obj, "/spec/nodeName") {
-                "" => "<none>",
-                n => n,
-            };
-            let ip = match s(obj, "/status/podIP") {
-                "" => "<none>",
-                ip => ip,
-            };
-            vec![
-                name,
-                json!(format!("{ready}/{total}")),
-                json!(phase),
-                json!(restarts.to_string()),
-                age(),
-                json!(ip),
-                json!(node),
-            ]
-        }
+        Builtin::Pod => pod_cells(obj, name, age()),
         Builtin::Secret => {
             let data = obj
                 .get("data")

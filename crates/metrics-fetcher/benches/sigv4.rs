@@ -1,4 +1,4 @@
-//! SigV4 signing cost per request (issue 4 item 10): what the fetcher adds to every AMP query
+//! SigV4 signing cost per request (docs/BENCHMARKS.md, "SigV4 signing cost per request"): what the fetcher adds to every AMP query
 //! once credentials are cached. `cargo bench -p promscaler-metrics-fetcher --bench sigv4`.
 
 use std::hint::black_box;

@@ -52,7 +52,7 @@ pub struct FetcherArgs {
     pub namespace_policy_file: Option<std::path::PathBuf>,
 
     /// Tag the STS session of every role ARN assumed for a PromScaler with its namespace
-    /// (session tag promscaler-namespace, transitive; session name promscaler-<namespace>), so
+    /// (session tag promscaler-namespace, transitive; session name `promscaler-<namespace>`), so
     /// IAM policies can enforce it. The role's trust policy must allow sts:TagSession; "false"
     /// assumes roles untagged.
     #[arg(

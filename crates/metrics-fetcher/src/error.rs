@@ -1,7 +1,8 @@
 //! The crate's one error type.
 //!
-//! Almost every failure concerns one query and travels in-band as a `QueryError` (DESIGN §3):
-//! [`Error::kind`] gives its `QueryErrorKind`. The same type also becomes a `tonic::Status` when a
+//! Almost every failure concerns one query and travels in-band as a `QueryError`
+//! (docs/architecture.md, step 2 of "One tick of one PromScaler"): [`Error::kind`] gives its
+//! `QueryErrorKind`. The same type also becomes a `tonic::Status` when a
 //! whole RPC is rejected (an oversized batch, a range query without a step); that mapping is the
 //! one `impl From<Error> for tonic::Status`, in `grpc.rs`. Messages never contain secrets: they
 //! name hosts, identities (role ARNs, access key ids) and causes, never keys, tokens or passwords.
@@ -209,7 +210,7 @@ fn status_text(status: u16) -> String {
 }
 
 impl Error {
-    /// The in-band error kind (DESIGN §3 `QueryErrorKind`).
+    /// The in-band error kind (`QueryErrorKind`).
     pub fn kind(&self) -> QueryErrorKind {
         match self {
             Self::InvalidArgument { .. } | Self::BatchTooLarge { .. } => {

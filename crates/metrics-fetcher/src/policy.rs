@@ -1,4 +1,4 @@
-//! The fetcher's policy against a confused deputy (DESIGN §5): which servers may be queried
+//! The fetcher's policy against a confused deputy (docs/fetcher.md, "Policy (confused deputy)"): which servers may be queried
 //! (`--allowed-servers`) and which callers' namespaces may use the fetcher's own AWS identity
 //! (`--operator-identity-namespaces`). Denials are `DENIED_BY_POLICY` and logged.
 //!

@@ -400,6 +400,29 @@ pub fn sample_app_metrics(connections_per_pod: &[f64]) -> String {
     text
 }
 
+/// Installs Debian's `prometheus` when it is missing and we are root; otherwise says how.
+pub fn ensure_prometheus() -> Result<()> {
+    if which("prometheus").is_some() {
+        return Ok(());
+    }
+    let install = "apt-get update && apt-get install -y --no-install-recommends prometheus";
+    let uid = std::process::Command::new("id").arg("-u").output()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        bail!(
+            "Prometheus is not installed; install Debian's package as root: `sudo sh -c '{install}'`"
+        );
+    }
+    eprintln!("sandbox: installing Debian's prometheus package");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(install)
+        .status()?;
+    if !status.success() || which("prometheus").is_none() {
+        bail!("`{install}` failed ({status})");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -441,7 +441,10 @@ pub(crate) async fn run(root: &Path, args: Actuator10kArgs) -> Result<()> {
         &after.fetcher,
         "promscaler_fetcher_fused_requests_total",
     ) {
-        println!("fused upstream requests {labels}: {d} = {:.1} per interval", d / intervals);
+        println!(
+            "fused upstream requests {labels}: {d} = {:.1} per interval",
+            d / intervals
+        );
     }
     if !args.fetcher_arg.is_empty() {
         println!("fetcher flags: {}", args.fetcher_arg.join(" "));

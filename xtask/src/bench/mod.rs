@@ -34,7 +34,8 @@ pub(crate) enum BenchCmd {
     /// The actuator with thousands of PromScalers against the Kubernetes API emulator.
     #[command(name = "actuator-10k")]
     Actuator10k(actuator_10k::Actuator10kArgs),
-    /// Threshold crossing in Prometheus to the /scale PATCH, after the polling wait (issue #7).
+    /// Threshold crossing in Prometheus to the /scale PATCH, after the polling wait
+    /// (docs/BENCHMARKS.md, "Threshold crossing to /scale PATCH").
     ScaleLatency(scale_latency::ScaleLatencyArgs),
 }
 
@@ -105,8 +106,7 @@ impl Services {
         fetcher_args: &[String],
     ) -> Result<Self> {
         let quiet = [("PROMSCALER_LOG_LEVEL", "info".to_owned())];
-        let mut fetcher =
-            Service::start(root, "promscaler-metrics-fetcher", fetcher_args, &quiet)?;
+        let mut fetcher = Service::start(root, "promscaler-metrics-fetcher", fetcher_args, &quiet)?;
         let mut decision = Service::start(root, "promscaler-decision", &[], &quiet)?;
         fetcher.wait_ready(Duration::from_secs(30)).await?;
         decision.wait_ready(Duration::from_secs(30)).await?;

@@ -1,5 +1,6 @@
-//! `cargo xtask bench scale-latency` (issue #7): the time from a metric crossing the threshold
-//! in Prometheus to the `/scale` PATCH, minus the polling interval.
+//! `cargo xtask bench scale-latency` (docs/BENCHMARKS.md, "Threshold crossing to /scale PATCH"):
+//! the time from a metric crossing the threshold in Prometheus to the `/scale` PATCH, minus the
+//! polling interval.
 //!
 //! Setup: a [`ScrapeTarget`] serves `bench_load` (one series) and a real Prometheus scrapes it
 //! every second; the release metrics-fetcher, decision service and actuator run as processes;
@@ -24,7 +25,7 @@
 //!   store, [`promscaler_kube_emulator::EmulatorHandle::changes`]), not when a watch delivered it.
 //!   A `?watch=1` on the Deployment read by this process measures what watch delivery would add.
 //!
-//! `t_patch − t_seen` is the processing after the polling wait (issue #7's number, goal ≤ 50 ms
+//! `t_patch − t_seen` is the processing after the polling wait (the number BENCHMARKS.md records, goal ≤ 50 ms
 //! p99), split into Prometheus's answer to the proxy and what follows it (fetcher → actuator →
 //! decision → PATCH); `t_seen − t_cross` is the polling wait (≤ `pollingInterval` + a tick).
 

@@ -18,10 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use promscaler_kube_emulator::FailRule;
 use promscaler_proto::v1::{WatchDecisionsRequest, actuator_service_client::ActuatorServiceClient};
-use promscaler_sandbox::demo::{
-    MAX_REPLICAS, MIN_REPLICAS, Sandbox, SandboxConfig, THRESHOLD, ensure_prometheus,
-};
-use promscaler_sandbox::prometheus::SEED_QUERY;
+use promscaler_sandbox::harness::{Sandbox, SandboxConfig};
+use promscaler_sandbox::prometheus::{SEED_QUERY, ensure_prometheus};
+use promscaler_sandbox::seed::{MAX_REPLICAS, MIN_REPLICAS, THRESHOLD};
 use tokio::time::Instant;
 
 use checks::{Checker, Limits, unix_of};
@@ -197,7 +196,7 @@ pub(crate) async fn run(options: SoakOptions) -> Result<()> {
 /// of each minute.
 async fn drive(
     sandbox: &mut Sandbox,
-    load: &promscaler_sandbox::demo::Scenario,
+    load: &promscaler_sandbox::scenario::Scenario,
     plan: &[Planned],
     seconds: f64,
     checker: &Arc<Mutex<Checker>>,

@@ -3,7 +3,7 @@
 
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 
-use promscaler_sandbox::demo::Scenario;
+use promscaler_sandbox::scenario::Scenario;
 
 /// Seconds without faults at the start (the first decisions) and at the end (recovery).
 pub(crate) const QUIET_START: f64 = 20.0;

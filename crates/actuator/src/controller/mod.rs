@@ -11,10 +11,10 @@
 //! from the state persisted in status.
 
 mod index;
-pub mod secrets;
-pub mod target;
-pub mod tick;
-pub mod watches;
+pub(crate) mod secrets;
+pub(crate) mod target;
+pub(crate) mod tick;
+pub(crate) mod watches;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -36,8 +36,8 @@ use promscaler_runtime::{Shutdown, propagation::InjectFn};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
-pub use tick::{FINALIZER, TickOutcome};
-pub use watches::{AuthChange, Watches};
+pub(crate) use tick::TickOutcome;
+pub(crate) use watches::{AuthChange, Watches};
 
 use crate::{
     clock::Clock,
@@ -53,7 +53,7 @@ use index::{Index, Limits};
 
 /// Tunables of the loop.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Deadline of each QueryBatch and Decide call.
     pub rpc_timeout: Duration,
     /// Deadline of each Kubernetes write.
@@ -66,8 +66,6 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Which PromScalers this replica owns.
     pub shard: Shard,
-    /// Only this namespace; `None` = all.
-    pub namespace: Option<String>,
     /// Name of the controller in Events (`reportingController`).
     pub controller_name: String,
     /// This replica's name in Events (`reportingInstance`) and the Lease.
@@ -77,12 +75,12 @@ pub struct Settings {
 }
 
 /// Clients of the two peer services, with trace-context injection.
-pub type FetcherClient = MetricsFetcherServiceClient<InterceptedService<Channel, InjectFn>>;
+pub(crate) type FetcherClient = MetricsFetcherServiceClient<InterceptedService<Channel, InjectFn>>;
 /// See [`FetcherClient`].
-pub type DecisionClient = DecisionServiceClient<InterceptedService<Channel, InjectFn>>;
+pub(crate) type DecisionClient = DecisionServiceClient<InterceptedService<Channel, InjectFn>>;
 
 /// Everything a tick needs, shared by all ticks.
-pub struct Context {
+pub(crate) struct Context {
     pub(crate) client: Client,
     pub(crate) scalers: Store<PromScaler>,
     pub(crate) auths: Store<PromScalerAuthentication>,
@@ -122,21 +120,21 @@ impl fmt::Debug for Context {
 
 /// Requests to the loop from the gRPC service.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Evaluate now and answer with the decision.
     Reconcile(ScalerKey, oneshot::Sender<Result<DecisionEvent, Error>>),
 }
 
 /// Handle the gRPC service uses to talk to the loop.
 #[derive(Debug, Clone)]
-pub struct Handle {
+pub(crate) struct Handle {
     commands: mpsc::Sender<Command>,
     leading: watch::Receiver<bool>,
 }
 
 impl Handle {
     /// Asks the loop to evaluate `key` now; answers with that evaluation.
-    pub async fn reconcile(&self, key: ScalerKey) -> Result<DecisionEvent, Error> {
+    pub(crate) async fn reconcile(&self, key: ScalerKey) -> Result<DecisionEvent, Error> {
         if !self.is_leader() {
             return Err(Error::Standby {
                 what: "Reconcile is served",
@@ -152,14 +150,14 @@ impl Handle {
     }
 
     /// Whether this replica currently leads.
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         *self.leading.borrow()
     }
 }
 
 /// Builds the loop's context and handle.
 #[allow(clippy::too_many_arguments)]
-pub fn context(
+pub(crate) fn context(
     client: Client,
     watches: &Watches,
     fetcher: FetcherClient,
@@ -200,13 +198,13 @@ pub fn context(
 }
 
 /// Creates the command channel between the gRPC service and the loop.
-pub fn handle(leading: watch::Receiver<bool>) -> (Handle, mpsc::Receiver<Command>) {
+pub(crate) fn handle(leading: watch::Receiver<bool>) -> (Handle, mpsc::Receiver<Command>) {
     let (commands, receiver) = mpsc::channel(64);
     (Handle { commands, leading }, receiver)
 }
 
 /// Runs the controller until `shutdown`; tells `readiness` once every cache has synced.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<Context>,
     watches: Watches,
     mut leading: watch::Receiver<bool>,

@@ -33,7 +33,7 @@ struct Cached {
 }
 
 /// Reads referenced Secret keys with a GET when the metadata watch says they changed.
-pub struct Secrets {
+pub(crate) struct Secrets {
     client: Client,
     metadata: Store<PartialObjectMeta<Secret>>,
     cache: Mutex<HashMap<SecretKey, Cached>>,
@@ -71,7 +71,7 @@ fn value_of(secret: &Secret, key: &str) -> Option<String> {
 impl Secrets {
     /// Reads through `client`; `metadata` is the metadata-only watch of Secrets; at most
     /// `capacity` Secrets' keys are kept (at least 1).
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         metadata: Store<PartialObjectMeta<Secret>>,
         capacity: usize,
@@ -85,14 +85,10 @@ impl Secrets {
         }
     }
 
-    /// How many Secrets' keys are held.
-    pub fn len(&self) -> usize {
+    /// How many Secrets' keys are held (tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SecretKey, Cached>> {
@@ -101,7 +97,7 @@ impl Secrets {
 
     /// The values of `refs` (Secret name, key) in `namespace`: from memory when the metadata
     /// watch reports the resourceVersion they were read at, else with one GET per Secret.
-    pub async fn read(
+    pub(crate) async fn read(
         &self,
         namespace: &str,
         refs: &[(&str, &str)],

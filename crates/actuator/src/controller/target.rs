@@ -16,7 +16,7 @@ use promscaler_proto::v1::Replicas;
 
 /// Why a target's scale could not be read or written.
 #[derive(Debug, thiserror::Error)]
-pub enum TargetError {
+pub(crate) enum TargetError {
     /// The target does not exist (yet).
     #[error("{kind} {namespace}/{name} not found")]
     NotFound {
@@ -44,13 +44,13 @@ pub enum TargetError {
 
 impl TargetError {
     /// Whether the API answered 409 Conflict.
-    pub fn is_conflict(&self) -> bool {
+    pub(crate) fn is_conflict(&self) -> bool {
         matches!(self, Self::Api(kube::Error::Api(status)) if status.code == 409)
     }
 }
 
 /// Resolves and caches the API resources of target kinds.
-pub struct Targets {
+pub(crate) struct Targets {
     client: Client,
     resources: Mutex<HashMap<GroupVersionKind, ApiResource>>,
 }
@@ -63,7 +63,7 @@ impl std::fmt::Debug for Targets {
 
 impl Targets {
     /// A resolver using `client` for discovery and `/scale`.
-    pub fn new(client: Client) -> Self {
+    pub(crate) fn new(client: Client) -> Self {
         Self {
             client,
             resources: Mutex::new(HashMap::new()),
@@ -106,7 +106,7 @@ impl Targets {
     }
 
     /// The target's replicas: spec (desired), status (current) and ready.
-    pub async fn replicas(
+    pub(crate) async fn replicas(
         &self,
         namespace: &str,
         target: &TargetRef,
@@ -149,7 +149,7 @@ impl Targets {
     }
 
     /// Sets the target's `spec.replicas` through its `/scale` subresource.
-    pub async fn scale(
+    pub(crate) async fn scale(
         &self,
         namespace: &str,
         target: &TargetRef,

@@ -31,11 +31,11 @@ use crate::{
 };
 
 /// The finalizer that lets the actuator restore replicas on delete.
-pub const FINALIZER: &str = "promscaler.io/finalizer";
+pub(crate) const FINALIZER: &str = "promscaler.io/finalizer";
 
 /// What the loop should do after a tick.
 #[derive(Debug)]
-pub enum TickOutcome {
+pub(crate) enum TickOutcome {
     /// Evaluated (whatever was decided); next evaluation after `next`.
     Done {
         /// When to evaluate again (the polling interval).
@@ -54,7 +54,7 @@ pub enum TickOutcome {
 
 /// Why a tick could not decide (or act on its decision). Replicas are held in every case.
 #[derive(Debug, thiserror::Error)]
-pub enum TickError {
+pub(crate) enum TickError {
     /// Deleting: restoring the original replicas or removing the finalizer failed.
     #[error("{0}")]
     Finalize(String),
@@ -99,7 +99,7 @@ pub enum TickError {
 impl TickError {
     /// The reason of the `Ready=False` condition this failure is written as; `None` = no status
     /// write (a deletion in progress, a finalizer or `/scale` write retried next tick).
-    pub fn reason(&self) -> Option<&'static str> {
+    pub(crate) fn reason(&self) -> Option<&'static str> {
         match self {
             Self::Finalize(_) | Self::AddFinalizer(_) | Self::Scale { .. } => None,
             Self::Invalid(invalid) => Some(invalid.reason),
@@ -130,7 +130,7 @@ impl TickError {
     }
 
     /// How the tick is counted in `promscaler_actuator_decisions`.
-    pub fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         match self {
             Self::Invalid(_) => Outcome::Invalid,
             Self::Finalize(_)
@@ -144,7 +144,7 @@ impl TickError {
 }
 
 /// Evaluates the PromScaler `key` once.
-pub async fn tick(ctx: &Context, key: &ScalerKey) -> TickOutcome {
+pub(crate) async fn tick(ctx: &Context, key: &ScalerKey) -> TickOutcome {
     let Some(scaler) = ctx.scalers.get(&key.object_ref()) else {
         return TickOutcome::Gone;
     };

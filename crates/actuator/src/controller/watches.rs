@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::types::{HELM_RELEASE_SECRET, ScalerKey, Workload};
 
 /// Stores and the streams that fill them.
-pub struct Watches {
+pub(crate) struct Watches {
     /// PromScalers.
     pub scalers: Store<PromScaler>,
     /// PromScalerAuthentications.
@@ -92,7 +92,7 @@ fn strip_scaler(scaler: &mut PromScaler) {
 /// A PromScalerAuthentication or a Secret that changed (after the initial list): the PromScalers
 /// that read it are evaluated at once, so a fixed credential does not wait out a backoff.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthChange {
+pub(crate) enum AuthChange {
     /// A PromScalerAuthentication, by namespace and name.
     Authentication(String, String),
     /// A Secret, by namespace and name.
@@ -150,7 +150,7 @@ where
 
 impl Watches {
     /// Starts watching (lazily: the streams run once the controller loop (`run`) polls them).
-    pub fn new(client: &Client, namespace: Option<&str>) -> Self {
+    pub(crate) fn new(client: &Client, namespace: Option<&str>) -> Self {
         let all = watcher::Config::default;
         let (changes, auth_changes) = mpsc::unbounded_channel();
         let changes_to_accounts = changes.clone();

@@ -4,19 +4,20 @@
 //! at max, time in fallback) and optionally drawn as an SVG chart.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use promscaler_api::ValidatedScaler;
 use promscaler_api::proto::{
     Observation, QueryError, QueryErrorKind, QueryRangeRequest, Replicas, SimulateRequest,
-    SimulationStep, observation,
+    SimulatedStep, SimulationStep, observation,
 };
+use promscaler_core::chart::{Chart, Series};
 use serde::Serialize;
 
 use crate::Error;
 use crate::args::Context;
-use crate::chart::{Chart, Series};
-use crate::input::{duration, key_value, load_scaler, parse_time, timestamp};
+use crate::input::{Loaded, duration, key_value, load_scaler, parse_time, timestamp};
 use crate::output::{Render, Table, emit, fields};
 use crate::views::{error_kind, time};
 
@@ -195,36 +196,67 @@ fn from_millis(ms: i64) -> prost_types::Timestamp {
     }
 }
 
-/// Pulls the range, replays it and prints the summary.
-pub(crate) async fn run(args: Args, cx: &Context) -> Result<(), Error> {
-    let loaded = load_scaler(&args.file, args.name.as_deref())?;
-    let s = &loaded.scaler;
-    let now = SystemTime::now();
-    let (from, to) = (parse_time(&args.from, now)?, parse_time(&args.to, now)?);
-    let length = to.duration_since(from).map_err(|_| {
-        Error::Usage(format!(
-            "--from {} is not before --to {}",
-            args.from, args.to
-        ))
-    })?;
-    if args.step.is_zero() {
-        return Err(Error::Usage("--step must be > 0".into()));
+/// "HH:MM" (UTC) of unix milliseconds, with the date when the range spans days.
+fn clock(ms: i64, with_date: bool) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    if with_date {
+        format!("{} {}", &s[5..10], &s[11..16])
+    } else {
+        s[11..16].to_owned()
     }
-    let points = length.as_millis() / args.step.as_millis().max(1) + 1;
-    if points > MAX_POINTS {
-        return Err(Error::Usage(format!(
-            "{points} steps of {} between --from and --to; Prometheus allows {MAX_POINTS}: raise --step or shorten the range",
-            humantime::format_duration(args.step)
-        )));
-    }
+}
 
-    // One range query per trigger.
+/// The chart of a replay over `[start_ms, end_ms)`: the triggers' values, the desired replicas
+/// and the fallback of each step, six clock times along the x axis.
+fn chart(
+    title: String,
+    (start_ms, end_ms): (i64, i64),
+    values: Vec<Series>,
+    steps: Vec<(i64, &SimulatedStep)>,
+    max_replicas: i32,
+) -> Chart {
+    let days = end_ms - start_ms > 86_400_000;
+    Chart {
+        title,
+        start: start_ms as f64,
+        end: end_ms as f64,
+        x_ticks: (0..=5)
+            .map(|k| {
+                let ms = start_ms + (end_ms - start_ms) * k / 5;
+                (ms as f64, clock(ms, days))
+            })
+            .collect(),
+        x_unit: "UTC".to_owned(),
+        value_axis: "value".to_owned(),
+        values,
+        replicas_name: "desired replicas".to_owned(),
+        replicas: steps
+            .iter()
+            .map(|(at, x)| (*at as f64, x.desired_replicas))
+            .collect(),
+        fallback: steps
+            .iter()
+            .map(|(at, x)| (*at as f64, x.fallback_active))
+            .collect(),
+        max_replicas,
+    }
+}
+
+/// One range query per trigger through the fetcher: each trigger's samples by unix millisecond.
+async fn pull_ranges(
+    args: &Args,
+    cx: &Context,
+    loaded: &Loaded,
+    from: SystemTime,
+    to: SystemTime,
+) -> Result<Vec<BTreeMap<i64, f64>>, Error> {
     let params: BTreeMap<String, String> = args.auth_params.iter().cloned().collect();
     let mut fetcher = cx.clients.fetcher()?;
     let mut samples: Vec<BTreeMap<i64, f64>> = Vec::new();
-    for (i, t) in s.triggers.iter().enumerate() {
+    for (i, t) in loaded.scaler.triggers.iter().enumerate() {
         let auth = loaded.auth(i, &params)?;
-        let q = s.query_request(i, auth);
+        let q = loaded.scaler.query_request(i, auth);
         let request = QueryRangeRequest {
             source: q.source,
             query: q.query,
@@ -256,25 +288,25 @@ pub(crate) async fn run(args: Args, cx: &Context) -> Result<(), Error> {
                 .collect(),
         );
     }
-    let instants: BTreeSet<i64> = samples.iter().flat_map(|m| m.keys().copied()).collect();
-    if instants.is_empty() {
-        return Err(Error::Usage(format!(
-            "no samples between {} and {}; check the range and that the metric was scraped then (`promscalerctl check` runs the query now)",
-            humantime::format_rfc3339_seconds(from),
-            humantime::format_rfc3339_seconds(to)
-        )));
-    }
+    Ok(samples)
+}
 
+/// The steps to replay: every instant any trigger has a sample at, with each trigger's value.
+fn replay_steps(
+    s: &ValidatedScaler,
+    samples: &[BTreeMap<i64, f64>],
+    instants: &BTreeSet<i64>,
+) -> Vec<SimulationStep> {
     // A missing sample is what an instant query at that time would have returned: an empty
     // result, which ignoreNullValues turns into 0.
-    let steps: Vec<SimulationStep> = instants
+    instants
         .iter()
         .map(|at| SimulationStep {
             at: Some(from_millis(*at)),
             observations: s
                 .triggers
                 .iter()
-                .zip(&samples)
+                .zip(samples)
                 .map(|(t, m)| Observation {
                     trigger: t.name.clone(),
                     result: Some(match m.get(at) {
@@ -289,7 +321,77 @@ pub(crate) async fn run(args: Args, cx: &Context) -> Result<(), Error> {
                 })
                 .collect(),
         })
-        .collect();
+        .collect()
+}
+
+/// Writes the chart of the replay to `path`.
+fn write_chart(
+    path: &Path,
+    summary: &SimulateView,
+    s: &ValidatedScaler,
+    samples: &[BTreeMap<i64, f64>],
+    at: &[i64],
+    out: &[SimulatedStep],
+    step_ms: i64,
+) -> Result<(), Error> {
+    let chart = chart(
+        format!("{} — {} .. {}", summary.scaler, summary.from, summary.to),
+        (
+            at.first().copied().unwrap_or_default(),
+            at.last().copied().unwrap_or_default() + step_ms,
+        ),
+        s.triggers
+            .iter()
+            .zip(samples)
+            .map(|(t, m)| Series {
+                name: t.name.clone(),
+                points: m.iter().map(|(k, v)| (*k as f64, *v)).collect(),
+            })
+            .collect(),
+        at.iter().zip(out).map(|(a, x)| (*a, x)).collect(),
+        s.policy.max_replicas,
+    );
+    std::fs::write(path, chart.svg()).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Pulls the range, replays it and prints the summary.
+pub(crate) async fn run(args: Args, cx: &Context) -> Result<(), Error> {
+    let loaded = load_scaler(&args.file, args.name.as_deref())?;
+    let s = &loaded.scaler;
+    let now = SystemTime::now();
+    let (from, to) = (parse_time(&args.from, now)?, parse_time(&args.to, now)?);
+    let length = to.duration_since(from).map_err(|_| {
+        Error::Usage(format!(
+            "--from {} is not before --to {}",
+            args.from, args.to
+        ))
+    })?;
+    if args.step.is_zero() {
+        return Err(Error::Usage("--step must be > 0".into()));
+    }
+    let points = length.as_millis() / args.step.as_millis().max(1) + 1;
+    if points > MAX_POINTS {
+        return Err(Error::Usage(format!(
+            "{points} steps of {} between --from and --to; Prometheus allows {MAX_POINTS}: raise --step or shorten the range",
+            humantime::format_duration(args.step)
+        )));
+    }
+
+    let samples = pull_ranges(&args, cx, &loaded, from, to).await?;
+    let instants: BTreeSet<i64> = samples.iter().flat_map(|m| m.keys().copied()).collect();
+    if instants.is_empty() {
+        return Err(Error::Usage(format!(
+            "no samples between {} and {}; check the range and that the metric was scraped then (`promscalerctl check` runs the query now)",
+            humantime::format_rfc3339_seconds(from),
+            humantime::format_rfc3339_seconds(to)
+        )));
+    }
+
+    let steps = replay_steps(s, &samples, &instants);
     let initial = args
         .replicas
         .unwrap_or_else(|| s.policy.min_replicas.max(1));
@@ -397,35 +499,7 @@ pub(crate) async fn run(args: Args, cx: &Context) -> Result<(), Error> {
     }
 
     if let Some(path) = &args.chart {
-        let chart = Chart {
-            title: format!("{} — {} .. {}", summary.scaler, summary.from, summary.to),
-            start_ms: at.first().copied().unwrap_or_default(),
-            end_ms: at.last().copied().unwrap_or_default() + step_ms,
-            values: s
-                .triggers
-                .iter()
-                .zip(&samples)
-                .map(|(t, m)| Series {
-                    name: t.name.clone(),
-                    points: m.iter().map(|(k, v)| (*k, *v)).collect(),
-                })
-                .collect(),
-            replicas: at
-                .iter()
-                .zip(out)
-                .map(|(a, x)| (*a, x.desired_replicas))
-                .collect(),
-            fallback: at
-                .iter()
-                .zip(out)
-                .map(|(a, x)| (*a, x.fallback_active))
-                .collect(),
-            max_replicas: max,
-        };
-        std::fs::write(path, chart.svg()).map_err(|source| Error::Write {
-            path: path.clone(),
-            source,
-        })?;
+        write_chart(path, &summary, s, &samples, &at, out, step_ms)?;
     }
     emit(cx.output, &summary)
 }

@@ -69,3 +69,205 @@ PromScalers, PromScalerAuthentications, Secrets, Deployments, StatefulSets). */ 
   resources: ["serviceaccounts"]
   verbs: ["get", "list", "watch"]
 {{- end -}}
+
+{{- define "promscaler.actuator.deployment" -}}
+{{- $shards := int .Values.sharding.shardCount }}
+{{- if lt $shards 1 }}{{ fail "actuator.sharding.shardCount must be at least 1" }}{{ end }}
+{{- $common := list
+  (printf "--fetcher-addr=%s" (include "promscaler.actuator.peerAddr" (dict "ctx" . "component" "metrics-fetcher" "addr" .Values.peers.fetcherAddr "port" .Values.peers.fetcherPort)))
+  (printf "--decision-addr=%s" (include "promscaler.actuator.peerAddr" (dict "ctx" . "component" "decision" "addr" .Values.peers.decisionAddr "port" .Values.peers.decisionPort)))
+  (printf "--leader-elect=%t" .Values.leaderElection.enabled)
+  (printf "--lease-namespace=%s" (include "promscaler.actuator.leaseNamespace" .))
+  (printf "--kube-qps=%v" .Values.kube.qps)
+  (printf "--kube-burst=%v" .Values.kube.burst) }}
+{{- with .Values.watchNamespace }}
+{{- $common = append $common (printf "--watch-namespace=%s" .) }}
+{{- end }}
+{{- /* With gRPC TLS the actuator verifies its peers against the Secret's CA and presents the
+same certificate as its client certificate (the Certificate carries both usages). */}}
+{{- if ((.Values.global | default dict).grpcTls | default dict).enabled }}
+{{- $dir := include "promscaler.grpcTlsDir" . }}
+{{- $common = concat $common (list
+  (printf "--peer-tls-ca=%s/ca.crt" $dir)
+  (printf "--peer-tls-cert=%s/tls.crt" $dir)
+  (printf "--peer-tls-key=%s/tls.key" $dir)) }}
+{{- end }}
+{{- /* The Lease holder identity is the pod name. */}}
+{{- $env := list
+  (dict "name" "POD_NAME" "valueFrom" (dict "fieldRef" (dict "fieldPath" "metadata.name")))
+  (dict "name" "POD_NAMESPACE" "valueFrom" (dict "fieldRef" (dict "fieldPath" "metadata.namespace"))) }}
+{{- if eq $shards 1 }}
+{{ include "promscaler.deployment" (dict
+  "ctx" .
+  "name" (include "promscaler.fullname" .)
+  "args" (append $common (printf "--lease-name=%s" (include "promscaler.actuator.leaseName" .)))
+  "env" $env
+  "automountToken" true
+  "autoscaled" false) }}
+{{- else }}
+{{- /* One Deployment per shard: each has its own Lease (active/standby within the shard; the
+actuator appends "-shard-<index>" to --lease-name) and its own selector, so the shards'
+ReplicaSets never adopt each other's pods. */}}
+{{- range $index := until $shards }}
+---
+{{ include "promscaler.deployment" (dict
+  "ctx" $
+  "name" (printf "%s-shard-%d" (include "promscaler.fullname" $) $index)
+  "args" (concat $common (list
+    (printf "--lease-name=%s" (include "promscaler.actuator.leaseName" $))
+    (printf "--shard-index=%d" $index)
+    (printf "--shard-count=%d" $shards)))
+  "env" $env
+  "extraLabels" (dict "promscaler.io/shard" (toString $index))
+  "automountToken" true
+  "autoscaled" false) }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "promscaler.actuator.serviceAccount" -}}
+{{- if .Values.serviceAccount.create }}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "promscaler.serviceAccountName" . }}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "promscaler.labels" . | nindent 4 }}
+  {{- with .Values.serviceAccount.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+# The actuator is the one component that talks to the Kubernetes API.
+automountServiceAccountToken: true
+{{- end }}
+{{- end -}}
+
+{{- define "promscaler.actuator.rbac" -}}
+{{- if .Values.rbac.create }}
+{{- $fullname := include "promscaler.fullname" . }}
+{{- $sa := include "promscaler.serviceAccountName" . }}
+{{- if not .Values.watchNamespace }}
+{{- /* Cluster-wide install: one ClusterRole. */}}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ $fullname }}
+  labels:
+    {{- include "promscaler.labels" . | nindent 4 }}
+rules:
+  {{- include "promscaler.actuator.watchRules" . | nindent 2 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ $fullname }}
+  labels:
+    {{- include "promscaler.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ $fullname }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ $sa }}
+    namespace: {{ .Release.Namespace }}
+{{- else }}
+{{- /* Namespace-scoped install: the same rules as a Role in the watched namespace only. */}}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ $fullname }}
+  namespace: {{ .Values.watchNamespace }}
+  labels:
+    {{- include "promscaler.labels" . | nindent 4 }}
+rules:
+  {{- include "promscaler.actuator.watchRules" . | nindent 2 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ $fullname }}
+  namespace: {{ .Values.watchNamespace }}
+  labels:
+    {{- include "promscaler.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ $fullname }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ $sa }}
+    namespace: {{ .Release.Namespace }}
+{{- end }}
+---
+# ActuatorService authorizes each caller as the API server would: it creates TokenReviews and
+# SubjectAccessReviews, which the built-in ClusterRole system:auth-delegator allows (and nothing
+# else). Reviews are cluster-scoped, so this binding is cluster-scoped in a namespaced install too.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ $fullname }}-auth-delegator
+  labels:
+    {{- include "promscaler.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:auth-delegator
+subjects:
+  - kind: ServiceAccount
+    name: {{ $sa }}
+    namespace: {{ .Release.Namespace }}
+---
+# Leader election: Leases in the actuator's own namespace only (get, create, and update to
+# renew, take over and release; the elector never lists or watches).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ $fullname }}-leader-election
+  namespace: {{ include "promscaler.actuator.leaseNamespace" . }}
+  labels:
+    {{- include "promscaler.labels" . | nindent 4 }}
+rules:
+  - apiGroups: ["coordination.k8s.io"]
+    resources: ["leases"]
+    verbs: ["get", "create", "update", "patch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ $fullname }}-leader-election
+  namespace: {{ include "promscaler.actuator.leaseNamespace" . }}
+  labels:
+    {{- include "promscaler.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ $fullname }}-leader-election
+subjects:
+  - kind: ServiceAccount
+    name: {{ $sa }}
+    namespace: {{ .Release.Namespace }}
+{{- end }}
+{{- end -}}
+
+{{- define "promscaler.actuator.pdb" -}}
+{{- if .Values.podDisruptionBudget.enabled }}
+{{- $shards := int .Values.sharding.shardCount }}
+{{- if le $shards 1 }}
+{{ include "promscaler.pdb" (dict "ctx" . "name" (include "promscaler.fullname" .)) }}
+{{- else }}
+{{- range $index := until $shards }}
+---
+{{ include "promscaler.pdb" (dict "ctx" $ "name" (printf "%s-shard-%d" (include "promscaler.fullname" $) $index) "extraLabels" (dict "promscaler.io/shard" (toString $index))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "promscaler.actuator.networkPolicy" -}}
+{{- if .Values.networkPolicy.enabled }}
+{{- /* ActuatorService (Pause, Resume, Reconcile): only labelled clients. */}}
+{{ include "promscaler.networkPolicy" (dict "ctx" . "grpcFrom" list) }}
+{{- end }}
+{{- end -}}

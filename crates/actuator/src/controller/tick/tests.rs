@@ -271,7 +271,6 @@ async fn rig(world: World) -> Rig {
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             shard: Shard { index: 0, count: 1 },
-            namespace: Some("ns".into()),
             controller_name: "promscaler-actuator".into(),
             instance: "test".into(),
             secret_cache_size: 16,

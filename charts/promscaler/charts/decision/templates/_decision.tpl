@@ -1,3 +1,15 @@
+{{- /* The decision service's own parts; the shared ones are in the library chart promscaler-common. */ -}}
+
+{{- define "promscaler.decision.deployment" -}}
+{{ include "promscaler.deployment" (dict
+  "ctx" .
+  "name" (include "promscaler.fullname" .)
+  "args" list
+  "automountToken" false
+  "autoscaled" .Values.autoscaling.enabled) }}
+{{- end -}}
+
+{{- define "promscaler.decision.serviceAccount" -}}
 {{- if .Values.serviceAccount.create }}
 apiVersion: v1
 kind: ServiceAccount
@@ -13,3 +25,4 @@ metadata:
 # The decision service is a pure function: no Kubernetes API access at all.
 automountServiceAccountToken: false
 {{- end }}
+{{- end -}}
