@@ -371,6 +371,53 @@ impl Cx {
             ],
             "remove it, or keep this ScaledObject on KEDA",
         );
+        self.check_spec_fields(id, &spec);
+        let namespace = str_at(d, &["metadata", "namespace"])
+            .unwrap_or("default")
+            .to_owned();
+        if let Some(Value::Sequence(ts)) = spec.get_mut("triggers") {
+            for (i, t) in ts.iter_mut().enumerate() {
+                self.convert_trigger(id, i, t, &namespace, cluster_auths);
+            }
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        let mut m = Mapping::new();
+        m.insert("apiVersion".into(), API_VERSION.into());
+        m.insert("kind".into(), "PromScaler".into());
+        m.insert("metadata".into(), self.metadata(id, d, None));
+        m.insert("spec".into(), spec);
+        if d.get("status").is_some() {
+            self.note(id, "status", "dropped (the actuator writes its own)");
+        }
+        let out = Value::Mapping(m);
+        // The result must be a valid PromScaler: the same rules the actuator applies.
+        match serde_yaml::from_value::<PromScaler>(out.clone()) {
+            Err(e) => {
+                self.problem(id, "", &format!("does not fit the PromScaler schema: {e}"));
+                None
+            }
+            Ok(ps) => match ps.validate() {
+                Ok(v) => {
+                    for w in v.warnings {
+                        self.note(id, &w.field, &w.message);
+                    }
+                    Some(out)
+                }
+                Err(errors) => {
+                    for e in errors {
+                        self.problem(id, &e.field, &e.message);
+                    }
+                    None
+                }
+            },
+        }
+    }
+
+    /// Reports the fields of a ScaledObject's spec promscaler does not take (each a problem or
+    /// a note, per field).
+    fn check_spec_fields(&mut self, id: &str, spec: &Value) {
         if let Some(t) = spec.get("scaleTargetRef") {
             self.only(
                 id,
@@ -459,122 +506,94 @@ impl Cx {
                 );
             }
         }
-        let namespace = str_at(d, &["metadata", "namespace"])
-            .unwrap_or("default")
-            .to_owned();
-        if let Some(Value::Sequence(ts)) = spec.get_mut("triggers") {
-            for (i, t) in ts.iter_mut().enumerate() {
-                let p = format!("spec.triggers[{i}]");
-                let ty = str_at(t, &["type"]).unwrap_or("").to_owned();
-                if ty != PROMETHEUS_TRIGGER_TYPE {
-                    self.problem(id, &format!("{p}.type"), &format!("{ty:?} triggers are not supported: promscaler handles only prometheus triggers; keep this ScaledObject on KEDA, or replace the trigger with a Prometheus query of the same metric"));
-                    continue;
-                }
-                self.only(
-                    id,
-                    &p,
-                    t,
-                    &[
-                        "type",
-                        "name",
-                        "metadata",
-                        "authenticationRef",
-                        "metricType",
-                        "useCachedMetrics",
-                    ],
-                    "remove it, or keep this ScaledObject on KEDA",
-                );
-                // KEDA's schema wants strings; a YAML number or boolean would not even apply
-                // there, but it is clearly meant as that string.
-                if let Some(Value::Mapping(md)) = t.get_mut("metadata") {
-                    for (k, v) in md.iter_mut() {
-                        let s = match v {
-                            Value::Number(n) => Some(n.to_string()),
-                            Value::Bool(b) => Some(b.to_string()),
-                            _ => None,
-                        };
-                        if let Some(s) = s {
-                            self.note(
-                                id,
-                                &format!("{p}.metadata.{}", k.as_str().unwrap_or("?")),
-                                &format!("quoted as {s:?} (metadata values are strings)"),
-                            );
-                            *v = Value::String(s);
-                        }
-                    }
-                    // KEDA's trigger metadata knows only pod and operator, and signs any other
-                    // value (workload too) with its own identity; promscaler's `workload` means
-                    // the workload's ServiceAccount role, so keep KEDA's meaning.
-                    if let Some(owner) = md.get_mut("identityOwner")
-                        && owner.as_str() == Some("workload")
-                    {
-                        *owner = Value::String("operator".to_owned());
-                        self.note(id, &format!("{p}.metadata.identityOwner"), "imported as operator: KEDA signs a trigger's identityOwner: workload with its own identity; set workload in promscaler to assume the role annotated on the scale target's ServiceAccount instead");
-                    }
-                }
-                if let Some(ar) = t.get_mut("authenticationRef") {
-                    self.only(
+    }
+
+    /// Checks one trigger and converts it in place: metadata values quoted as strings, a
+    /// trigger's `identityOwner: workload` kept at KEDA's meaning, authentication kinds renamed.
+    fn convert_trigger(
+        &mut self,
+        id: &str,
+        i: usize,
+        t: &mut Value,
+        namespace: &str,
+        cluster_auths: &[String],
+    ) {
+        let p = format!("spec.triggers[{i}]");
+        let ty = str_at(t, &["type"]).unwrap_or("").to_owned();
+        if ty != PROMETHEUS_TRIGGER_TYPE {
+            self.problem(id, &format!("{p}.type"), &format!("{ty:?} triggers are not supported: promscaler handles only prometheus triggers; keep this ScaledObject on KEDA, or replace the trigger with a Prometheus query of the same metric"));
+            return;
+        }
+        self.only(
+            id,
+            &p,
+            t,
+            &[
+                "type",
+                "name",
+                "metadata",
+                "authenticationRef",
+                "metricType",
+                "useCachedMetrics",
+            ],
+            "remove it, or keep this ScaledObject on KEDA",
+        );
+        // KEDA's schema wants strings; a YAML number or boolean would not even apply
+        // there, but it is clearly meant as that string.
+        if let Some(Value::Mapping(md)) = t.get_mut("metadata") {
+            for (k, v) in md.iter_mut() {
+                let s = match v {
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                };
+                if let Some(s) = s {
+                    self.note(
                         id,
-                        &format!("{p}.authenticationRef"),
-                        ar,
-                        &["name", "kind"],
-                        "remove it",
+                        &format!("{p}.metadata.{}", k.as_str().unwrap_or("?")),
+                        &format!("quoted as {s:?} (metadata values are strings)"),
                     );
-                    let name = str_at(ar, &["name"]).unwrap_or("").to_owned();
-                    match str_at(ar, &["kind"]) {
-                        None => {}
-                        Some("TriggerAuthentication") => {
-                            set(ar, "kind", AUTHENTICATION_KIND);
-                        }
-                        Some("ClusterTriggerAuthentication") => {
-                            if cluster_auths.contains(&name) {
-                                set(ar, "kind", AUTHENTICATION_KIND);
-                                self.note(id, &format!("{p}.authenticationRef"), &format!("ClusterTriggerAuthentication {name} imported as PromScalerAuthentication {namespace}/{name}"));
-                            } else {
-                                self.problem(id, &format!("{p}.authenticationRef"), &format!("ClusterTriggerAuthentication {name} is not in this input (or could not be converted); import it together with this ScaledObject"));
-                            }
-                        }
-                        Some(other) => self.problem(
-                            id,
-                            &format!("{p}.authenticationRef.kind"),
-                            &format!("{other:?} is not a KEDA authentication kind"),
-                        ),
-                    }
+                    *v = Value::String(s);
                 }
             }
-        }
-        if self.problems.len() > before {
-            return None;
-        }
-        let mut m = Mapping::new();
-        m.insert("apiVersion".into(), API_VERSION.into());
-        m.insert("kind".into(), "PromScaler".into());
-        m.insert("metadata".into(), self.metadata(id, d, None));
-        m.insert("spec".into(), spec);
-        if d.get("status").is_some() {
-            self.note(id, "status", "dropped (the actuator writes its own)");
-        }
-        let out = Value::Mapping(m);
-        // The result must be a valid PromScaler: the same rules the actuator applies.
-        match serde_yaml::from_value::<PromScaler>(out.clone()) {
-            Err(e) => {
-                self.problem(id, "", &format!("does not fit the PromScaler schema: {e}"));
-                None
+            // KEDA's trigger metadata knows only pod and operator, and signs any other
+            // value (workload too) with its own identity; promscaler's `workload` means
+            // the workload's ServiceAccount role, so keep KEDA's meaning.
+            if let Some(owner) = md.get_mut("identityOwner")
+                && owner.as_str() == Some("workload")
+            {
+                *owner = Value::String("operator".to_owned());
+                self.note(id, &format!("{p}.metadata.identityOwner"), "imported as operator: KEDA signs a trigger's identityOwner: workload with its own identity; set workload in promscaler to assume the role annotated on the scale target's ServiceAccount instead");
             }
-            Ok(ps) => match ps.validate() {
-                Ok(v) => {
-                    for w in v.warnings {
-                        self.note(id, &w.field, &w.message);
-                    }
-                    Some(out)
+        }
+        if let Some(ar) = t.get_mut("authenticationRef") {
+            self.only(
+                id,
+                &format!("{p}.authenticationRef"),
+                ar,
+                &["name", "kind"],
+                "remove it",
+            );
+            let name = str_at(ar, &["name"]).unwrap_or("").to_owned();
+            match str_at(ar, &["kind"]) {
+                None => {}
+                Some("TriggerAuthentication") => {
+                    set(ar, "kind", AUTHENTICATION_KIND);
                 }
-                Err(errors) => {
-                    for e in errors {
-                        self.problem(id, &e.field, &e.message);
+                Some("ClusterTriggerAuthentication") => {
+                    if cluster_auths.contains(&name) {
+                        set(ar, "kind", AUTHENTICATION_KIND);
+                        self.note(id, &format!("{p}.authenticationRef"), &format!("ClusterTriggerAuthentication {name} imported as PromScalerAuthentication {namespace}/{name}"));
+                    } else {
+                        self.problem(id, &format!("{p}.authenticationRef"), &format!("ClusterTriggerAuthentication {name} is not in this input (or could not be converted); import it together with this ScaledObject"));
                     }
-                    None
                 }
-            },
+                Some(other) => self.problem(
+                    id,
+                    &format!("{p}.authenticationRef.kind"),
+                    &format!("{other:?} is not a KEDA authentication kind"),
+                ),
+            }
         }
     }
 }

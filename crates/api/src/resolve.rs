@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use promscaler_proto::v1::{self, upstream_auth::Method};
 
 use crate::prometheus::{AuthMode, IdentityOwner, PrometheusTrigger};
-use crate::{FieldError, PromScalerAuthenticationSpec};
+use crate::{FieldError, PodIdentity, PromScalerAuthenticationSpec};
 
 /// The ServiceAccount annotation that names a workload's AWS role (IRSA's, read by EKS's pod
 /// identity webhook); `identityOwner: workload` assumes the role it names.
@@ -81,30 +81,25 @@ pub fn resolve_auth(
     auth: Option<&PromScalerAuthenticationSpec>,
     params: &BTreeMap<String, String>,
 ) -> Result<Option<v1::UpstreamAuth>, Vec<FieldError>> {
-    let mut errors = Vec::new();
-    let param = |k: &str| {
-        params
-            .get(k)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-    };
+    let param = Params(params);
     let pod_identity = auth
         .and_then(|a| a.pod_identity.as_ref())
         .filter(|p| !matches!(p.provider.as_str(), "" | "none"));
     if let Some(p) = pod_identity
         && p.provider != "aws"
     {
-        errors.push(FieldError::new(
+        return Err(vec![FieldError::new(
             format!("{path}.authenticationRef"),
-            format!("podIdentity provider {:?} is not supported; use aws (the metrics-fetcher's IRSA / EKS Pod Identity) or secretTargetRef", p.provider),
-        ));
-        return Err(errors);
+            format!(
+                "podIdentity provider {:?} is not supported; use aws (the metrics-fetcher's IRSA / EKS Pod Identity) or secretTargetRef",
+                p.provider
+            ),
+        )]);
     }
 
     // authModes: from metadata, else from the authentication's parameters (KEDA order).
     let modes = if trigger.auth_modes.is_empty() {
-        match param("authModes") {
+        match param.get("authModes") {
             None => Vec::new(),
             Some(raw) => crate::prometheus::parse_auth_modes(&raw).map_err(|e| {
                 vec![FieldError::new(
@@ -116,123 +111,147 @@ pub fn resolve_auth(
     } else {
         trigger.auth_modes.clone()
     };
+    if modes.is_empty() {
+        aws_auth(trigger, path, pod_identity, &param)
+    } else if pod_identity.is_some() {
+        Err(vec![FieldError::new(
+            format!("{path}.authenticationRef"),
+            "pod identity cannot be enabled with other auth types (KEDA rule): remove podIdentity or authModes",
+        )])
+    } else {
+        header_auth(&modes, path, &param)
+    }
+}
 
-    if !modes.is_empty() {
-        if pod_identity.is_some() {
+/// The resolved parameters of a PromScalerAuthentication; blank values count as absent.
+struct Params<'a>(&'a BTreeMap<String, String>);
+
+impl Params<'_> {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+}
+
+/// `authModes` (bearer, custom, basic, tls): the header or TLS credentials they need.
+fn header_auth(
+    modes: &[AuthMode],
+    path: &str,
+    param: &Params<'_>,
+) -> Result<Option<v1::UpstreamAuth>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut need = |k: &str, mode: &str| match param.get(k) {
+        Some(v) => v,
+        None => {
             errors.push(FieldError::new(
                 format!("{path}.authenticationRef"),
-                "pod identity cannot be enabled with other auth types (KEDA rule): remove podIdentity or authModes",
+                format!("authModes {mode} needs parameter {k}; add it to the PromScalerAuthentication's secretTargetRef"),
             ));
-            return Err(errors);
+            String::new()
         }
-        let mut need = |k: &str, mode: &str| match param(k) {
-            Some(v) => v,
-            None => {
-                errors.push(FieldError::new(
-                    format!("{path}.authenticationRef"),
-                    format!("authModes {mode} needs parameter {k}; add it to the PromScalerAuthentication's secretTargetRef"),
-                ));
-                String::new()
-            }
-        };
-        let bearer = if modes.contains(&AuthMode::Bearer) {
-            Some(v1::BearerAuth {
-                // KEDA also accepts `token` for `bearerToken`.
-                token: match param("token") {
-                    Some(t) if param("bearerToken").is_none() => t,
-                    _ => need("bearerToken", "bearer"),
-                },
-                header_name: String::new(),
-            })
-        } else if modes.contains(&AuthMode::Custom) {
-            Some(v1::BearerAuth {
-                header_name: need("customAuthHeader", "custom"),
-                token: need("customAuthValue", "custom"),
-            })
-        } else {
-            None
-        };
-        let basic = modes.contains(&AuthMode::Basic).then(|| v1::BasicAuth {
-            username: need("username", "basic"),
-            password: param("password").unwrap_or_default(),
-        });
-        let tls = modes.contains(&AuthMode::Tls);
-        let (cert, key) = if tls {
-            (need("cert", "tls"), need("key", "tls"))
-        } else {
-            (String::new(), String::new())
-        };
-        let ca = param("ca").unwrap_or_default();
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        let method = if let Some(basic) = basic {
-            if !ca.is_empty() {
-                errors.push(FieldError::new(
-                    format!("{path}.authenticationRef"),
-                    "a custom ca with basic auth is not supported by promscaler; trust the server's CA another way or use bearer",
-                ));
-                return Err(errors);
-            }
-            Method::Basic(basic)
-        } else if tls || !ca.is_empty() {
-            Method::Tls(v1::TlsClientAuth {
-                cert_pem: cert,
-                key_pem: key,
-                ca_pem: ca,
-                bearer,
-            })
-        } else if let Some(bearer) = bearer {
-            Method::Bearer(bearer)
-        } else {
-            return Ok(None);
-        };
-        return Ok(Some(v1::UpstreamAuth {
-            method: Some(method),
-        }));
+    };
+    let bearer = if modes.contains(&AuthMode::Bearer) {
+        Some(v1::BearerAuth {
+            // KEDA also accepts `token` for `bearerToken`.
+            token: match param.get("token") {
+                Some(t) if param.get("bearerToken").is_none() => t,
+                _ => need("bearerToken", "bearer"),
+            },
+            header_name: String::new(),
+        })
+    } else if modes.contains(&AuthMode::Custom) {
+        Some(v1::BearerAuth {
+            header_name: need("customAuthHeader", "custom"),
+            token: need("customAuthValue", "custom"),
+        })
+    } else {
+        None
+    };
+    let basic = modes.contains(&AuthMode::Basic).then(|| v1::BasicAuth {
+        username: need("username", "basic"),
+        password: param.get("password").unwrap_or_default(),
+    });
+    let tls = modes.contains(&AuthMode::Tls);
+    let (cert, key) = if tls {
+        (need("cert", "tls"), need("key", "tls"))
+    } else {
+        (String::new(), String::new())
+    };
+    let ca = param.get("ca").unwrap_or_default();
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    let method = if let Some(basic) = basic {
+        if !ca.is_empty() {
+            return Err(vec![FieldError::new(
+                format!("{path}.authenticationRef"),
+                "a custom ca with basic auth is not supported by promscaler; trust the server's CA another way or use bearer",
+            )]);
+        }
+        Method::Basic(basic)
+    } else if tls || !ca.is_empty() {
+        Method::Tls(v1::TlsClientAuth {
+            cert_pem: cert,
+            key_pem: key,
+            ca_pem: ca,
+            bearer,
+        })
+    } else if let Some(bearer) = bearer {
+        Method::Bearer(bearer)
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(v1::UpstreamAuth {
+        method: Some(method),
+    }))
+}
 
-    // AWS SigV4.
+/// No `authModes`: AWS SigV4 when KEDA would sign (pod identity, `identityOwner`, a role or
+/// static keys), else no authentication.
+fn aws_auth(
+    trigger: &PrometheusTrigger,
+    path: &str,
+    pod_identity: Option<&PodIdentity>,
+    param: &Params<'_>,
+) -> Result<Option<v1::UpstreamAuth>, Vec<FieldError>> {
+    let at = |field: &str, message: &str| vec![FieldError::new(format!("{path}.{field}"), message)];
     let region = trigger
         .aws_region
         .clone()
-        .or_else(|| param("awsRegion"))
+        .or_else(|| param.get("awsRegion"))
         .unwrap_or_default();
-    let role_param = param("awsRoleArn");
-    if param("awsExternalId").is_some() {
-        errors.push(FieldError::new(
-            format!("{path}.authenticationRef"),
+    let role_param = param.get("awsRoleArn");
+    if param.get("awsExternalId").is_some() {
+        return Err(at(
+            "authenticationRef",
             "parameter awsExternalId is not supported: the metrics-fetcher assumes roles without an external ID; allow the role to be assumed without one, or keep this trigger on KEDA",
         ));
-        return Err(errors);
     }
-    let key_id = param("awsAccessKeyID").or_else(|| param("awsAccessKeyId"));
+    let key_id = param
+        .get("awsAccessKeyID")
+        .or_else(|| param.get("awsAccessKeyId"));
     if let Some(p) = pod_identity {
         let role_arn = p.role_arn.clone().filter(|r| !r.trim().is_empty());
-        match p.identity_owner.as_deref().unwrap_or("") {
-            "" | "keda" | "operator" => {}
-            "workload" if role_arn.is_some() => {
-                errors.push(FieldError::new(
-                    format!("{path}.authenticationRef"),
-                    "podIdentity roleArn cannot be used with identityOwner: workload (KEDA rule): the role is the one annotated on the workload's ServiceAccount; remove roleArn, or set identityOwner: keda to assume roleArn",
-                ));
-                return Err(errors);
-            }
-            "workload" => {
-                return match role_param {
-                    Some(role) => Ok(Some(aws(region, Some(role), None))),
-                    None => Err(vec![workload_role_missing(path, "authenticationRef")]),
-                };
-            }
-            other => {
-                errors.push(FieldError::new(
-                    format!("{path}.authenticationRef"),
-                    format!("podIdentity identityOwner {other:?} is not supported: use keda (the metrics-fetcher's own identity, with roleArn to assume a role) or workload (the role of the scale target's ServiceAccount)"),
-                ));
-                return Err(errors);
-            }
-        }
-        return Ok(Some(aws(region, role_arn.or(role_param), None)));
+        return match p.identity_owner.as_deref().unwrap_or("") {
+            "" | "keda" | "operator" => Ok(Some(aws(region, role_arn.or(role_param), None))),
+            "workload" if role_arn.is_some() => Err(at(
+                "authenticationRef",
+                "podIdentity roleArn cannot be used with identityOwner: workload (KEDA rule): the role is the one annotated on the workload's ServiceAccount; remove roleArn, or set identityOwner: keda to assume roleArn",
+            )),
+            "workload" => match role_param {
+                Some(role) => Ok(Some(aws(region, Some(role), None))),
+                None => Err(vec![workload_role_missing(path, "authenticationRef")]),
+            },
+            other => Err(at(
+                "authenticationRef",
+                &format!(
+                    "podIdentity identityOwner {other:?} is not supported: use keda (the metrics-fetcher's own identity, with roleArn to assume a role) or workload (the role of the scale target's ServiceAccount)"
+                ),
+            )),
+        };
     }
     if trigger.identity_owner == Some(IdentityOwner::Workload) {
         return match role_param {
@@ -246,26 +265,20 @@ pub fn resolve_auth(
     if trigger.identity_owner == Some(IdentityOwner::Operator) || role_param.is_some() {
         return Ok(Some(aws(region, role_param, None)));
     }
-    match (key_id, param("awsSecretAccessKey")) {
+    match (key_id, param.get("awsSecretAccessKey")) {
         (Some(id), Some(secret)) => Ok(Some(aws(
             region,
             None,
-            Some((id, secret, param("awsSessionToken").unwrap_or_default())),
+            Some((id, secret, param.get("awsSessionToken").unwrap_or_default())),
         ))),
-        (Some(_), None) => {
-            errors.push(FieldError::new(
-                format!("{path}.authenticationRef"),
-                "awsAccessKeyID is set but awsSecretAccessKey is missing; add it to the PromScalerAuthentication's secretTargetRef",
-            ));
-            Err(errors)
-        }
-        (None, _) if !region.is_empty() => {
-            errors.push(FieldError::new(
-                format!("{path}.metadata.identityOwner"),
-                "AWS signing (awsRegion) needs credentials: set identityOwner: operator to use the metrics-fetcher's own identity (IRSA), use a PromScalerAuthentication with podIdentity.provider: aws, or give awsAccessKeyID/awsSecretAccessKey (or awsRoleArn) in its secretTargetRef",
-            ));
-            Err(errors)
-        }
+        (Some(_), None) => Err(at(
+            "authenticationRef",
+            "awsAccessKeyID is set but awsSecretAccessKey is missing; add it to the PromScalerAuthentication's secretTargetRef",
+        )),
+        (None, _) if !region.is_empty() => Err(at(
+            "metadata.identityOwner",
+            "AWS signing (awsRegion) needs credentials: set identityOwner: operator to use the metrics-fetcher's own identity (IRSA), use a PromScalerAuthentication with podIdentity.provider: aws, or give awsAccessKeyID/awsSecretAccessKey (or awsRoleArn) in its secretTargetRef",
+        )),
         (None, _) => Ok(None),
     }
 }

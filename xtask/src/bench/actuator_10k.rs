@@ -63,6 +63,10 @@ pub(crate) struct Actuator10kArgs {
     /// would (its per-PromScaler series are built at each scrape); 0s = never.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     scrape_every: Duration,
+    /// Build and run the dev-profile binaries instead of release ones: request and sample
+    /// counts are the same, CPU and memory figures are not comparable.
+    #[arg(long)]
+    debug_build: bool,
     /// A flag for the metrics-fetcher, e.g. `--fetcher-arg=--fusion=false` (repeatable).
     #[arg(long, allow_hyphen_values = true)]
     fetcher_arg: Vec<String>,
@@ -203,6 +207,9 @@ fn deltas(before: &Metrics, after: &Metrics, name: &str) -> Vec<(String, f64)> {
 }
 
 pub(crate) async fn run(root: &Path, args: Actuator10kArgs) -> Result<()> {
+    if args.debug_build {
+        super::DEBUG_BUILD.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if !args.no_build {
         super::build_release(
             root,
@@ -448,6 +455,11 @@ pub(crate) async fn run(root: &Path, args: Actuator10kArgs) -> Result<()> {
     }
     if !args.fetcher_arg.is_empty() {
         println!("fetcher flags: {}", args.fetcher_arg.join(" "));
+    }
+    if args.debug_build {
+        println!(
+            "dev-profile binaries (--debug-build): CPU and memory figures are not release ones"
+        );
     }
     println!(
         "decisions: {decisions} = {:.0} per interval (expected {})",

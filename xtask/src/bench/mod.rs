@@ -59,9 +59,26 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 }
 
 /// Builds the release binaries of `packages` (`cargo build --release -p ...`).
+/// Set by a harness run with `--debug-build`: build and start the dev-profile binaries (for
+/// figures that do not depend on the build, such as request counts; CPU and memory figures of
+/// such a run are not comparable with release ones).
+static DEBUG_BUILD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The profile directory the harnesses build and run (`release` unless `--debug-build`).
+fn profile() -> &'static str {
+    if DEBUG_BUILD.load(std::sync::atomic::Ordering::Relaxed) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
 fn build_release(root: &Path, packages: &[&str]) -> Result<()> {
     let mut command = crate::cargo();
-    command.current_dir(root).args(["build", "--release"]);
+    command.current_dir(root).arg("build");
+    if profile() == "release" {
+        command.arg("--release");
+    }
     for package in packages {
         command.args(["-p", package]);
     }
@@ -70,7 +87,7 @@ fn build_release(root: &Path, packages: &[&str]) -> Result<()> {
 
 /// A release binary in the target directory.
 fn release_bin(root: &Path, name: &str) -> Result<PathBuf> {
-    let path = crate::target_dir(root).join("release").join(name);
+    let path = crate::target_dir(root).join(profile()).join(name);
     anyhow::ensure!(
         path.is_file(),
         "{} is missing after the build",
