@@ -142,6 +142,21 @@ async fn the_seed_multi_series_query_is_not_ready_with_the_advice_to_aggregate()
     assert_eq!(sandbox.replicas().await?, 2);
     let status = client.get_scaler(scaler_ref()).await?.into_inner();
     assert_eq!(status.desired_replicas, 2);
+
+    // The sandbox's Prometheus scrapes the three services too (for the chart's dashboard):
+    // the leader, the decision service and the fetcher's failing query are all there.
+    for query in [
+        "max(promscaler_actuator_leader{job=\"promscaler\"})",
+        "sum(promscaler_decision_requests_total{job=\"promscaler\"}) > 0",
+        "sum(promscaler_fetcher_queries_total{job=\"promscaler\",outcome=\"multiple_series\"}) > 0",
+    ] {
+        poll_until(
+            &format!("{query} in the sandbox's Prometheus"),
+            STEP,
+            || async { Ok(sandbox.prometheus.value(query).await?.filter(|v| *v > 0.0)) },
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -144,6 +144,10 @@ fn the_sandbox_command_shows_the_view_answers_kubectl_and_ctrl_c_leaves_nothing_
         text.contains("sandbox: stopping everything it started"),
         "{text}"
     );
+    ensure!(
+        text.contains("import charts/promscaler/files/dashboard.json"),
+        "the sandbox says where to point a local Grafana: {text}"
+    );
     let chart = wait_line(&lines, Duration::ZERO, |l| {
         l.strip_prefix("summary: chart of load and replicas: ")
             .map(PathBuf::from)

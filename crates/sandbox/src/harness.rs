@@ -146,7 +146,11 @@ impl Sandbox {
             &dir.path().join("sample-app-pods.json"),
         )
         .await?;
-        let prometheus = Prometheus::following(app.sd_file()).await?;
+        // Prometheus scrapes the app's pods and, once they run, the services' admin ports (so a
+        // local Grafana with the chart's dashboard can point at it).
+        let services_sd = dir.path().join("services.json");
+        std::fs::write(&services_sd, "[]")?;
+        let prometheus = Prometheus::following_all(&[app.sd_file(), &services_sd]).await?;
         let mut fetcher_env = Vec::new();
         let mut server = prometheus.url();
         let aws = match &config.aws_python {
@@ -214,6 +218,18 @@ impl Sandbox {
                     .await?,
             );
         }
+        let mut admins = vec![
+            fetcher.admin_addr(),
+            decision.admin_addr(),
+            actuator.admin_addr(),
+        ];
+        admins.extend(standbys.iter().map(ServiceProcess::admin_addr));
+        let admins: Vec<String> = admins.iter().map(ToString::to_string).collect();
+        std::fs::write(
+            &services_sd,
+            serde_json::json!([{ "targets": admins, "labels": { "job": "promscaler" } }])
+                .to_string(),
+        )?;
         // The scaler's first look must be at the initial load, not at pods not scraped yet.
         app.set_connections(config.initial_connections);
         let total = format!("sum({SAMPLE_METRIC}{{app_kubernetes_io_name=\"sample-app\"}})");

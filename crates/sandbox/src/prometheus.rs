@@ -46,9 +46,19 @@ impl Prometheus {
     /// Starts Prometheus following the targets of the file-SD JSON file `sd_file` (re-read
     /// every second, as a Kubernetes SD follows pods) and waits until it is ready (15 s).
     pub async fn following(sd_file: &Path) -> Result<Self> {
+        Self::following_all(&[sd_file]).await
+    }
+
+    /// [`Prometheus::following`] over several file-SD files (e.g. the app's pods and the
+    /// services' admin ports), each target labelled by its file.
+    pub async fn following_all(sd_files: &[&Path]) -> Result<Self> {
+        let files: Vec<String> = sd_files
+            .iter()
+            .map(|f| format!("'{}'", f.display()))
+            .collect();
         Self::with_scrape_config(&format!(
-            "    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
-            sd_file.display()
+            "    file_sd_configs:\n      - files: [{}]\n        refresh_interval: 1s\n",
+            files.join(", ")
         ))
         .await
     }

@@ -168,6 +168,11 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             sandbox.server_address()
         );
     }
+    println!(
+        "sandbox: Prometheus also scrapes the three services (job \"promscaler\"): for a local \
+         Grafana, add the data source {} and import charts/promscaler/files/dashboard.json",
+        sandbox.prometheus.url()
+    );
     println!("sandbox: PromScaler {SCALER}: query {}", config.query);
     println!(
         "sandbox: threshold {THRESHOLD:.0}, min {MIN_REPLICAS}, max {MAX_REPLICAS}, pollingInterval \
