@@ -4,10 +4,11 @@
 //! Kubernetes API emulator) live in `promscaler-sandbox`, which the local sandbox also uses;
 //! what only tests need lives here: the service binaries as supervised child processes
 //! ([`services`]), the emulator with promscaler's CRDs ([`cluster`]), the whole system
-//! ([`system`]), a tiny OTLP trace receiver ([`otlp`]) and a throwaway PKI for gRPC TLS
-//! ([`pki`]).
+//! ([`system`]), the services as IRSA on AMP runs them ([`irsa`]), a tiny OTLP trace receiver
+//! ([`otlp`]) and a throwaway PKI for gRPC TLS ([`pki`]).
 
 pub mod cluster;
+pub mod irsa;
 pub mod otlp;
 pub mod pki;
 pub mod services;

@@ -14,8 +14,7 @@ use kube::Api;
 use kube::api::ListParams;
 use promscaler_api::PromScaler;
 use promscaler_integration_tests::cluster::Cluster;
-use promscaler_integration_tests::services::{Kind, ServiceProcess};
-use promscaler_integration_tests::system::STARTUP;
+use promscaler_integration_tests::irsa::{Services, irsa_env};
 use promscaler_sandbox::gateway::AmpGateway;
 use promscaler_sandbox::process::test_python;
 use promscaler_sandbox::prometheus::{Prometheus, SEED_QUERY, ScrapeTarget};
@@ -122,51 +121,20 @@ async fn a_thousand_promscalers_created_at_once_under_amps_rate_limit_all_become
     let cluster = Cluster::start(Duration::from_millis(200)).await?;
 
     let dir = tempfile::tempdir()?;
-    let token = dir.path().join("token");
-    std::fs::write(
-        &token,
-        "eyJhbGciOiJSUzI1NiJ9.test-service-account-token.sig",
-    )?;
-    let absent = dir.path().join("absent").display().to_string();
-    let irsa: Vec<(&str, String)> = vec![
-        ("AWS_ROLE_ARN", ROLE_ARN.to_owned()),
-        ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
-        ("AWS_REGION", REGION.to_owned()),
-        ("AWS_ENDPOINT_URL_STS", sts.endpoint()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        ("AWS_CONFIG_FILE", absent.clone()),
-        ("AWS_SHARED_CREDENTIALS_FILE", absent),
-    ];
-    let mut fetcher = ServiceProcess::start(
-        Kind::Fetcher,
-        &[format!("--upstream-qps={BUDGET_QPS}")],
-        &irsa,
-    )?;
-    let mut decision = ServiceProcess::start(Kind::Decision, &[], &[])?;
-    fetcher.wait_serving(STARTUP).await?;
-    decision.wait_serving(STARTUP).await?;
+    let irsa = irsa_env(dir.path(), ROLE_ARN, REGION, &sts.endpoint())?;
     // The actuator's defaults: 256 ticks at once and a 10 s RPC deadline, more than the
     // longest queue they can build at 40 requests per second (6.4 s).
-    let actuator_args: Vec<String> = [
-        "--fetcher-addr",
-        &fetcher.grpc_url(),
-        "--decision-addr",
-        &decision.grpc_url(),
-        "--lease-namespace",
-        "default",
-        "--identity",
+    let Services {
+        fetcher,
+        decision: _decision,
+        actuator,
+    } = Services::start(
+        &cluster,
+        &irsa,
+        &[format!("--upstream-qps={BUDGET_QPS}")],
         "herd",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let kubeconfig = cluster.kubeconfig().display().to_string();
-    let mut actuator = ServiceProcess::start(
-        Kind::Actuator,
-        &actuator_args,
-        &[("KUBECONFIG", kubeconfig)],
-    )?;
-    actuator.wait_serving(STARTUP).await?;
+    )
+    .await?;
 
     // The herd: every object in one apply.
     cluster.apply(&objects(&gateway.workspace_url()))?;

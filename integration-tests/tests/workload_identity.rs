@@ -15,8 +15,7 @@ use std::{process::Command, time::Duration};
 use anyhow::{Context as _, Result, bail};
 use promscaler_api::PromScaler;
 use promscaler_integration_tests::cluster::Cluster;
-use promscaler_integration_tests::services::{Kind, ServiceProcess};
-use promscaler_integration_tests::system::STARTUP;
+use promscaler_integration_tests::irsa::{Services, irsa_env};
 use promscaler_sandbox::gateway::{AmpGateway, WORKSPACE_ID};
 use promscaler_sandbox::process::{poll_until, test_python};
 use promscaler_sandbox::prometheus::{Prometheus, SEED_QUERY, ScrapeTarget};
@@ -170,11 +169,6 @@ async fn identity_owner_workload_signs_with_the_service_accounts_role_and_says_w
     let cluster = Cluster::start(Duration::from_millis(200)).await?;
 
     let dir = tempfile::tempdir()?;
-    let token = dir.path().join("token");
-    std::fs::write(
-        &token,
-        "eyJhbGciOiJSUzI1NiJ9.test-service-account-token.sig",
-    )?;
     // Each namespace may assume its own role only.
     let policy = dir.path().join("namespaces.yaml");
     std::fs::write(
@@ -184,44 +178,18 @@ async fn identity_owner_workload_signs_with_the_service_accounts_role_and_says_w
              team-b:\n    roleArns: [\"{ROLE_B}\"]\n    workspaces: [{WORKSPACE_ID}]\n"
         ),
     )?;
-    let absent = dir.path().join("absent").display().to_string();
-    let irsa: Vec<(&str, String)> = vec![
-        ("AWS_ROLE_ARN", FETCHER_ROLE.to_owned()),
-        ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
-        ("AWS_REGION", REGION.to_owned()),
-        ("AWS_ENDPOINT_URL_STS", sts.endpoint()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        ("AWS_CONFIG_FILE", absent.clone()),
-        ("AWS_SHARED_CREDENTIALS_FILE", absent),
-    ];
-    let mut fetcher = ServiceProcess::start(
-        Kind::Fetcher,
-        &[format!("--namespace-policy-file={}", policy.display())],
+    let irsa = irsa_env(dir.path(), FETCHER_ROLE, REGION, &sts.endpoint())?;
+    let Services {
+        fetcher,
+        decision: _decision,
+        actuator,
+    } = Services::start(
+        &cluster,
         &irsa,
-    )?;
-    let mut decision = ServiceProcess::start(Kind::Decision, &[], &[])?;
-    fetcher.wait_serving(STARTUP).await?;
-    decision.wait_serving(STARTUP).await?;
-    let actuator_args: Vec<String> = [
-        "--fetcher-addr",
-        &fetcher.grpc_url(),
-        "--decision-addr",
-        &decision.grpc_url(),
-        "--lease-namespace",
-        "default",
-        "--identity",
+        &[format!("--namespace-policy-file={}", policy.display())],
         "workload-identity",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let kubeconfig = cluster.kubeconfig().display().to_string();
-    let mut actuator = ServiceProcess::start(
-        Kind::Actuator,
-        &actuator_args,
-        &[("KUBECONFIG", kubeconfig)],
-    )?;
-    actuator.wait_serving(STARTUP).await?;
+    )
+    .await?;
     let logs = || {
         format!(
             "--- fetcher ---\n{}\n--- actuator ---\n{}\n--- gateway ---\n{}",
