@@ -307,6 +307,13 @@ ACTUATOR = component(
     50053,
     9093,
     {
+        "grpcAuthz": obj(
+            {
+                "enabled": b("--grpc-authz: authorize ActuatorService callers."),
+                "cacheTtl": DURATION,
+            }
+        ),
+        "secretCacheSize": i("--secret-cache-size", minimum=1),
         "watchNamespace": s("--watch-namespace; empty = all namespaces."),
         "peers": obj(
             {

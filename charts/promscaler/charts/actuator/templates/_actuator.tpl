@@ -79,7 +79,10 @@ PromScalers, PromScalerAuthentications, Secrets, Deployments, StatefulSets). */ 
   (printf "--leader-elect=%t" .Values.leaderElection.enabled)
   (printf "--lease-namespace=%s" (include "promscaler.actuator.leaseNamespace" .))
   (printf "--kube-qps=%v" .Values.kube.qps)
-  (printf "--kube-burst=%v" .Values.kube.burst) }}
+  (printf "--kube-burst=%v" .Values.kube.burst)
+  (printf "--grpc-authz=%t" .Values.grpcAuthz.enabled)
+  (printf "--authz-cache-ttl=%s" .Values.grpcAuthz.cacheTtl)
+  (printf "--secret-cache-size=%v" (int .Values.secretCacheSize)) }}
 {{- with .Values.watchNamespace }}
 {{- $common = append $common (printf "--watch-namespace=%s" .) }}
 {{- end }}
